@@ -1,0 +1,34 @@
+# The two commands: `make book` and `make test`. Everything else is set up on the way.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PRESET ?= default
+DEVICE ?= auto
+ONLY ?=
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: book test lint browser bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+book: $(VENV)/.installed
+	$(PY) -m kernelfusion book --preset $(PRESET) --device $(DEVICE) $(if $(ONLY),--only $(ONLY),)
+
+# Debian's chromium for the browser test (root, or sudo where there is one).
+browser:
+	@test -x $(CHROMIUM) || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: $(VENV)/.installed browser
+	$(PY) -m ruff check kernelfusion tests benchmarks
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf book/_build runs

@@ -1,0 +1,184 @@
+"""Execute the chapters with papermill and build them into a Jupyter Book (1.x).
+
+The book is built from a staged copy of the sources: `_config.yml`, `_toc.yml`, the hand-written
+pages in `book/`, the executed notebooks at the same relative paths as in the repository, and
+`_static/plotly.min.js` so plotly figures draw with no network. The source notebooks are never
+executed in place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import config as config_module
+from .plots import plotly_js_path
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+class BookError(RuntimeError):
+    """A chapter or the book build failed; the message names where and why."""
+
+
+@dataclass
+class BookResult:
+    index_html: Path
+    chapter_seconds: dict[str, float]
+    build_seconds: float
+
+
+def toc_files(project: Path = PROJECT) -> list[str]:
+    """Every file named in `_toc.yml`, in reading order (without suffix)."""
+    toc = yaml.safe_load((project / "_toc.yml").read_text())
+    files = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections"))
+
+    for part in toc.get("parts", []):
+        walk(part.get("chapters"))
+    walk(toc.get("chapters"))
+    return files
+
+
+def chapters(project: Path = PROJECT) -> list[str]:
+    """The notebook chapters named in `_toc.yml`, e.g. `notebooks/00_setup`."""
+    return [f for f in toc_files(project) if f.startswith("notebooks/")]
+
+
+def _select(names: list[str], only: str | None) -> list[str]:
+    if only is None:
+        return names
+    chosen = [n for n in names if Path(n).name.startswith(only)]
+    if not chosen:
+        valid = ", ".join(Path(n).name for n in names)
+        raise BookError(f"--only {only!r} matches no chapter; chapters are: {valid}")
+    return chosen
+
+
+def stage_sources(source: Path, project: Path = PROJECT) -> None:
+    """Copy the book's configuration, hand-written pages and plotly.js into `source`."""
+    source.mkdir(parents=True, exist_ok=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(project / name, source / name)
+    pages = source / "book"
+    pages.mkdir(exist_ok=True)
+    for page in (project / "book").iterdir():
+        if page.is_file():
+            shutil.copy2(page, pages / page.name)
+    (source / "_static").mkdir(exist_ok=True)
+    shutil.copy2(plotly_js_path(), source / "_static" / "plotly.min.js")
+    for name in chapters(project):  # chapters not executed (yet) appear without outputs
+        target = source / f"{name}.ipynb"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(project / f"{name}.ipynb", target)
+
+
+def execute(
+    preset: str,
+    overrides: dict[str, Any],
+    source: Path,
+    *,
+    only: str | None = None,
+    project: Path = PROJECT,
+    log=print,
+) -> dict[str, float]:
+    """Run each chapter with papermill into `source`; stop at the first failing one."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    config_module.load(preset, overrides)  # fail before starting any kernel
+    names = _select(chapters(project), only)
+    seconds: dict[str, float] = {}
+    os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would litter the book's pages
+    for number, name in enumerate(names, 1):
+        output = source / f"{name}.ipynb"
+        output.parent.mkdir(parents=True, exist_ok=True)
+        partial = output.with_name(f".partial.{output.name}")
+        log(f"[{number}/{len(names)}] {Path(name).name} ...", end=" ", flush=True)
+        started = time.time()
+        try:
+            papermill.execute_notebook(
+                str(project / f"{name}.ipynb"),
+                str(partial),
+                parameters={"preset": preset, "overrides": overrides},
+                kernel_name="python3",
+                cwd=str(project / "notebooks"),
+                progress_bar=False,
+                log_output=False,
+            )
+        except PapermillExecutionError as error:
+            log("failed")
+            raise BookError(
+                f"chapter {Path(name).name} failed in cell [{error.exec_count}] "
+                f"({error.ename}: {error.evalue}).\nCell source:\n{error.source}\n"
+                f"The executed notebook, with the traceback, is {partial}"
+            ) from None
+        os.replace(partial, output)
+        seconds[Path(name).name] = round(time.time() - started, 2)
+        log(f"{seconds[Path(name).name]:.1f} s")
+    return seconds
+
+
+def build(source: Path, out: Path) -> Path:
+    """Build the staged book with warnings as errors; return the path of `index.html`."""
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    command = [
+        str(jupyter_book if jupyter_book.exists() else "jupyter-book"),
+        "build",
+        str(source),
+        "--path-output",
+        str(out),
+        "-W",
+        "-n",
+        "--keep-going",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BookError(
+            "jupyter-book build failed (warnings are errors):\n"
+            + (result.stdout[-6000:] + result.stderr[-6000:])
+        )
+    index = out / "_build" / "html" / "index.html"
+    if not index.is_file():
+        raise BookError(f"jupyter-book build finished but {index} is missing")
+    return index
+
+
+def make_book(
+    preset: str = "default",
+    overrides: dict[str, Any] | None = None,
+    out: Path | str = PROJECT / "book" / "_build",
+    *,
+    only: str | None = None,
+    project: Path = PROJECT,
+    log=print,
+) -> BookResult:
+    """Execute the chapters (all, or `only` one) and build the book under `out`."""
+    out = Path(out).resolve()
+    overrides = dict(overrides or {})
+    source = out / "source"
+    stage_sources(source, project)
+    chapter_seconds = execute(preset, overrides, source, only=only, project=project, log=log)
+    log("building the book ...", end=" ", flush=True)
+    started = time.time()
+    index = build(source, out)
+    build_seconds = round(time.time() - started, 2)
+    log(f"{build_seconds:.1f} s")
+    timings = {"preset": preset, "chapters": chapter_seconds, "build": build_seconds}
+    (out / "timings.json").write_text(json.dumps(timings, indent=1))
+    return BookResult(index, chapter_seconds, build_seconds)

@@ -1,0 +1,235 @@
+"""One typed config for the whole pipeline: dataclasses, named presets, validated overrides.
+
+A chapter's `parameters` cell holds a preset name and a dict of overrides; `load` turns them into
+a `Config`, rejecting unknown keys, wrong types and out-of-range values with a message that names
+the key and the fix. Parameters are data: nothing here evaluates them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A preset name, override key, type or value that the pipeline cannot use."""
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from and how many of each kind (seed: 1,745/81 and 29,843/562)."""
+
+    source: str = "synthetic"  # synthetic | folder | oxford_pets
+    root: str = ""  # data folder for `folder` and `oxford_pets`
+    image_size: int = 32
+    black_count: int = 600  # black/random set: black images
+    black_random_count: int = 120  # black/random set: random images
+    cat_count: int = 1200  # cat/random set: cat images
+    cat_random_count: int = 240  # cat/random set: random images
+    eval_per_group: int = 150  # evaluation set: images per group (4 groups)
+    black_cats_in_training: bool = False  # let black cats into both training sets, unlabelled
+    dark_luminance: float = 0.25  # a pixel is dark below this luminance (0..1)
+    dark_fraction: float = 0.5  # an object is black when at least this share of it is dark
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    batch_size: int = 512  # images generated or decoded per batch (bounds memory)
+    min_images_per_class: int = 2  # fewer readable images than this in a class is an error
+
+
+@dataclass
+class Config:
+    """Everything a run depends on; its hash names the run folder."""
+
+    preset: str = "default"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    data: DataConfig = field(default_factory=DataConfig)
+
+    @property
+    def hash(self) -> str:
+        """Short hash of every value but the preset's name (which is in the folder name)."""
+        values = dataclasses.asdict(self)
+        values.pop("preset")
+        text = json.dumps(values, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.preset}-{self.hash}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # CI: every stage runs for real, on tiny sizes, in seconds.
+    "smoke": {
+        "data.image_size": 24,
+        "data.black_count": 80,
+        "data.black_random_count": 24,
+        "data.cat_count": 96,
+        "data.cat_random_count": 32,
+        "data.eval_per_group": 24,
+    },
+    # The embedded default data; the whole book in minutes on 2 CPU cores.
+    "default": {},
+    # The seed's scale: 1,745 + 81 black/random and 29,843 + 562 cat/random images.
+    "paper": {
+        "data.image_size": 64,
+        "data.black_count": 1745,
+        "data.black_random_count": 81,
+        "data.cat_count": 29843,
+        "data.cat_random_count": 562,
+        "data.eval_per_group": 1000,
+        "data.batch_size": 2048,
+    },
+}
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.source": ("synthetic", "folder", "oxford_pets"),
+}
+
+
+def _checks(cfg: Config) -> list[tuple[str, bool, str]]:
+    """(key, ok, what a valid value is) for every range constraint."""
+    d = cfg.data
+    device_ok = cfg.device in ("auto", "cpu", "cuda", "mps") or (
+        cfg.device.startswith("cuda:") and cfg.device[5:].isdigit()
+    )
+    return [
+        ("device", device_ok, "one of auto, cpu, cuda, cuda:N, mps"),
+        ("seed", cfg.seed >= 0, "a non-negative integer"),
+        ("data.image_size", 16 <= d.image_size <= 512, "between 16 and 512 pixels"),
+        ("data.black_count", d.black_count >= 2, "at least 2"),
+        ("data.black_random_count", d.black_random_count >= 2, "at least 2"),
+        ("data.cat_count", d.cat_count >= 2, "at least 2"),
+        ("data.cat_random_count", d.cat_random_count >= 2, "at least 2"),
+        ("data.eval_per_group", d.eval_per_group >= 1, "at least 1"),
+        ("data.dark_luminance", 0.0 < d.dark_luminance < 1.0, "strictly between 0 and 1"),
+        ("data.dark_fraction", 0.0 < d.dark_fraction <= 1.0, "in (0, 1]"),
+        ("data.val_fraction", 0.0 < d.val_fraction < 0.5, "in (0, 0.5)"),
+        ("data.test_fraction", 0.0 < d.test_fraction < 0.5, "in (0, 0.5)"),
+        ("data.batch_size", d.batch_size >= 1, "at least 1"),
+        ("data.min_images_per_class", d.min_images_per_class >= 1, "at least 1"),
+        (
+            "data.root",
+            d.source == "synthetic" or bool(d.root),
+            f"a data folder when data.source is {d.source!r}",
+        ),
+    ]
+
+
+def valid_keys(obj: Any = None, prefix: str = "") -> list[str]:
+    """Every dotted key that an override may set."""
+    obj = Config() if obj is None else obj
+    keys = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += valid_keys(value, f"{prefix}{f.name}.")
+        elif f.name != "preset":
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _flatten(overrides: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"override keys must be strings, got {key!r}")
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _coerce(key: str, value: Any, annotation: Any) -> Any:
+    """Return `value` as the field's type, or raise naming the key and the expected type."""
+    expected = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation in expected and type(value) is annotation:
+        return value
+    raise ConfigError(
+        f"override {key!r} must be {expected.get(annotation, annotation)}, "
+        f"got {value!r} ({type(value).__name__})"
+    )
+
+
+def _set(cfg: Config, key: str, value: Any) -> None:
+    *path, name = key.split(".")
+    target = cfg
+    for part in path:
+        target = getattr(target, part)
+    hints = typing.get_type_hints(type(target))
+    setattr(target, name, _coerce(key, value, hints[name]))
+
+
+def load(preset: str = "default", overrides: dict[str, Any] | None = None) -> Config:
+    """Return the named preset with `overrides` applied (dotted keys or nested dicts), validated."""
+    if not isinstance(preset, str) or preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    if overrides is None:
+        overrides = {}
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"overrides must be a dict, got {type(overrides).__name__}")
+    cfg = Config(preset=preset)
+    keys = valid_keys()
+    for key, value in {**PRESETS[preset], **_flatten(overrides)}.items():
+        if key not in keys:
+            raise ConfigError(f"unknown override {key!r}; valid keys are: {', '.join(keys)}")
+        _set(cfg, key, value)
+    for key, choices in CHOICES.items():
+        value = getattr(getattr(cfg, key.split(".")[0]), key.split(".")[1])
+        if value not in choices:
+            raise ConfigError(f"override {key!r} is {value!r}: choose one of {', '.join(choices)}")
+    for key, ok, what in _checks(cfg):
+        if not ok:
+            raise ConfigError(f"override {key!r} is out of range: it must be {what}")
+    return cfg
+
+
+def resolve_device(name: str) -> str:
+    """Return the torch device for `name`; `auto` picks CUDA when present.
+
+    Asking for a device that is not there is an error, not a silent fallback, so a run meant for
+    a GPU never quietly runs on the CPU."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {name!r} was asked for but CUDA is not available on this machine: "
+                "use device='auto' or 'cpu' (make book DEVICE=auto)"
+            )
+        index = int(name[5:]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {name!r} does not exist: this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)"
+            )
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device 'mps' was asked for but is not available: use 'auto' or 'cpu'")
+    return name
+
+
+def preset_sizes() -> list[dict[str, Any]]:
+    """Training images per preset and set, as rows for a table or a bar chart."""
+    rows = []
+    for name in PRESETS:
+        data = load(name).data
+        for label, count in (
+            ("black", data.black_count),
+            ("black/random: random", data.black_random_count),
+            ("cat", data.cat_count),
+            ("cat/random: random", data.cat_random_count),
+        ):
+            rows.append({"preset": name, "set": label, "images": count})
+    return rows

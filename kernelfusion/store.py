@@ -1,0 +1,236 @@
+"""The artifact store: one folder per run, one subfolder per stage, each sealed by a manifest.
+
+A stage's outputs are built in a temporary folder and renamed into place only when complete, so
+an interrupted run never leaves an artifact that a later run would trust. The manifest records
+the stage's key (its config and its inputs' hashes), package versions, timing and the sha256 of
+every file; a stage is reused only when all of these still match. Tensors are stored as
+safetensors and everything else as JSON: nothing here unpickles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .config import Config
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_VERSIONED = ("torch", "numpy", "scikit-learn", "umap-learn", "scikit-image", "pillow")
+
+
+class ArtifactError(RuntimeError):
+    """An artifact that is missing, corrupt, or was made from another config."""
+
+
+def safe_name(name: str) -> str:
+    """Return `name` if it is a plain file or folder name; refuse anything that could escape."""
+    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+        raise ArtifactError(f"{name!r} is not a valid artifact name (letters, digits, _ . - only)")
+    return name
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def hash_json(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file and a rename: readers see all or nothing."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with tmp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in _VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    try:
+        versions["kernelfusion"] = metadata.version("kernelfusion")
+    except metadata.PackageNotFoundError:
+        versions["kernelfusion"] = "source"
+    return versions
+
+
+class StageWriter:
+    """Collects one stage's files in its temporary folder."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def path(self, name: str) -> Path:
+        return self.folder / safe_name(name)
+
+    def save_tensors(self, name: str, tensors: dict[str, torch.Tensor]) -> None:
+        contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        save_file(contiguous, self.path(f"{name}.safetensors"))
+
+    def save_json(self, name: str, value: Any) -> None:
+        self.path(f"{name}.json").write_text(json.dumps(value, indent=1, sort_keys=True) + "\n")
+
+
+@dataclass
+class Artifact:
+    """A sealed stage folder: read its tensors and JSON files by name."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    reused: bool = False
+
+    @property
+    def key_hash(self) -> str:
+        return self.manifest["key_hash"]
+
+    def path(self, name: str) -> Path:
+        return self.folder / safe_name(name)
+
+    def tensors(self, name: str) -> dict[str, torch.Tensor]:
+        return load_file(self.path(f"{name}.safetensors"))
+
+    def json(self, name: str) -> Any:
+        return json.loads(self.path(f"{name}.json").read_text())
+
+
+@dataclass
+class Store:
+    """The run folder `<root>/<preset>-<config hash>/` of one config."""
+
+    root: Path
+    cfg: Config
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / self.cfg.run_name
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.run_dir / safe_name(stage)
+
+    def load(self, stage: str, key_hash: str | None = None) -> Artifact:
+        """Return the sealed artifact of `stage`, checking every file against its manifest."""
+        folder = self.stage_dir(stage)
+        manifest_path = folder / MANIFEST
+        if not manifest_path.is_file():
+            raise ArtifactError(f"stage {stage!r} has no complete artifact in {folder}")
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            files = manifest["files"]
+            stored_key = manifest["key_hash"]
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ArtifactError(f"manifest of stage {stage!r} is unreadable: {error}") from error
+        if key_hash is not None and stored_key != key_hash:
+            raise ArtifactError(
+                f"stage {stage!r} in {folder} was made from another config or other inputs"
+            )
+        for name, digest in files.items():
+            path = folder / safe_name(name)
+            if not path.is_file() or sha256_file(path) != digest:
+                raise ArtifactError(f"file {name!r} of stage {stage!r} is missing or corrupt")
+        return Artifact(folder, manifest, reused=True)
+
+    def stage(
+        self,
+        stage: str,
+        key: dict[str, Any],
+        build: Callable[[StageWriter], None],
+        *,
+        inputs: Iterable[Artifact] = (),
+        force: bool = False,
+    ) -> Artifact:
+        """Return the artifact of `stage` for `key`: reused if sealed and unchanged, else built.
+
+        `build` writes the stage's files through the writer it is given; the folder appears under
+        its final name only after `build` returned and the manifest was written.
+        """
+        inputs = list(inputs)
+        key_hash = hash_json({"stage": stage, "key": key, "inputs": [a.key_hash for a in inputs]})
+        folder = self.stage_dir(stage)
+        if not force and (folder / MANIFEST).is_file():
+            try:
+                artifact = self.load(stage, key_hash)
+                log.info("reusing %s", folder)
+                return artifact
+            except ArtifactError as error:
+                log.warning("recomputing stage %r: %s", stage, error)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.run_dir / f".{stage}.{uuid.uuid4().hex}.tmp"
+        tmp.mkdir()
+        started = time.time()
+        try:
+            build(StageWriter(tmp))
+            seconds = time.time() - started
+            manifest = {
+                "stage": stage,
+                "key": key,
+                "key_hash": key_hash,
+                "inputs": {a.manifest["stage"]: a.key_hash for a in inputs},
+                "config": self.cfg.to_dict(),
+                "versions": package_versions(),
+                "seconds": round(seconds, 3),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "files": {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()},
+            }
+            atomic_write_bytes(tmp / MANIFEST, json.dumps(manifest, indent=1).encode())
+            _replace_folder(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.timings[stage] = seconds
+        return Artifact(folder, manifest, reused=False)
+
+
+def _replace_folder(new: Path, final: Path) -> None:
+    """Move `new` to `final`, discarding an old `final`; at no point is a partial folder final."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.{uuid.uuid4().hex}.old")
+        os.replace(final, old)
+    os.replace(new, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def default_root() -> Path:
+    """`$KERNELFUSION_RUNS`, else `runs/` beside the source checkout, else `./runs`."""
+    if os.environ.get("KERNELFUSION_RUNS"):
+        return Path(os.environ["KERNELFUSION_RUNS"])
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file():
+        return checkout / "runs"
+    return Path.cwd() / "runs"
+
+
+def open(cfg: Config, root: str | Path | None = None) -> Store:  # noqa: A001 - mirrors kf.store.open
+    """Return the store of `cfg`'s run folder under `root` (see `default_root`)."""
+    return Store(Path(root) if root is not None else default_root(), cfg)

@@ -1,0 +1,125 @@
+"""The chapters run for real at the smoke preset, the book builds, and a real browser reads it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from kernelfusion import book
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("book")
+    runs = out / "runs"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KERNELFUSION_RUNS", str(runs))
+        result = book.make_book("smoke", {}, out, log=lambda *a, **k: None)
+    return result
+
+
+@pytest.mark.slow
+def test_every_toc_page_is_built(built):
+    html = built.index_html.parent
+    for name in book.toc_files():
+        page = html / f"{name}.html"
+        assert page.is_file(), f"{page} missing"
+    assert set(built.chapter_seconds) == {Path(c).name for c in book.chapters()}
+    assert (html / "_static" / "plotly.min.js").is_file()
+
+
+@pytest.mark.slow
+def test_chapters_are_executed_not_sources(built):
+    import nbformat
+
+    source = built.index_html.parent.parent.parent / "source"
+    for name in book.chapters():
+        notebook = nbformat.read(source / f"{name}.ipynb", as_version=4)
+        code = [c for c in notebook.cells if c.cell_type == "code"]
+        assert any(c.outputs for c in code), f"{name} has no outputs"
+        assert any("injected-parameters" in c.metadata.get("tags", []) for c in code)
+    sources = [nbformat.read(Path(book.PROJECT) / f"{n}.ipynb", 4) for n in book.chapters()]
+    assert not any(c.get("outputs") for nb in sources for c in nb.cells if c.cell_type == "code")
+
+
+def test_failing_chapter_names_chapter_cell_and_error(tmp_path, runs_dir):
+    import nbformat
+
+    project = tmp_path / "project"
+    shutil.copytree(book.PROJECT / "book", project / "book", ignore=shutil.ignore_patterns("_*"))
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(book.PROJECT / name, project / name)
+    (project / "notebooks").mkdir()
+    notebook = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('preset = "default"\noverrides = {}')
+    params.metadata["tags"] = ["parameters"]
+    notebook.cells = [params, nbformat.v4.new_code_cell("1 / 0")]
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(notebook, project / "notebooks" / "00_setup.ipynb")
+    (project / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nchapters:\n  - file: notebooks/00_setup\n"
+    )
+    with pytest.raises(
+        book.BookError,
+        match=r"chapter 00_setup failed in cell \[3\] "
+        r"\(ZeroDivisionError: division by zero\)",
+    ):
+        book.make_book("smoke", {}, tmp_path / "out", project=project, log=lambda *a, **k: None)
+
+
+def test_bad_parameters_fail_before_any_kernel_starts(tmp_path):
+    from kernelfusion.config import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown override 'epochs'"):
+        book.make_book("smoke", {"epochs": 0}, tmp_path, log=lambda *a, **k: None)
+    with pytest.raises(book.BookError, match="matches no chapter"):
+        book.make_book("smoke", {}, tmp_path, only="99", log=lambda *a, **k: None)
+
+
+@pytest.mark.slow
+def test_plotly_figure_draws_and_is_interactive_offline(built):
+    """Headless Chromium, network off: the figure's SVG has its bars, hover works, no errors."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian chromium is missing: run `make browser` (apt-get install chromium)")
+    page_path = built.index_html.parent / "notebooks" / "00_setup.html"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        context = browser.new_context(offline=True)
+        page = context.new_page()
+        problems, remote = [], []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.on("request", lambda r: remote.append(r.url) if not r.url.startswith("file:") else 0)
+        page.goto(page_path.as_uri())
+        page.wait_for_selector(".js-plotly-plot .main-svg", timeout=15000)
+        bars = page.locator(".js-plotly-plot .trace.bars .point")
+        assert bars.count() == 12  # 3 presets x 4 sets
+        bar = bars.nth(5)
+        bar.scroll_into_view_if_needed()
+        # plotly's drag layer takes the pointer: move the mouse over the bar, near the axis
+        box, area = bar.bounding_box(), page.locator(".js-plotly-plot .nsewdrag").bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, area["y"] + area["height"] - 4)
+        page.wait_for_selector(".js-plotly-plot .hoverlayer .hovertext", timeout=5000)
+        assert "images=" in page.locator(".hoverlayer .hovertext").first.text_content()
+        browser.close()
+    assert problems == []
+    assert remote == []

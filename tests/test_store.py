@@ -1,0 +1,140 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from kernelfusion import config, store
+from kernelfusion.store import ArtifactError
+
+
+@pytest.fixture
+def run(tmp_path):
+    return store.open(config.load("smoke"), tmp_path)
+
+
+def _builder(calls, value=1.0):
+    def build(writer):
+        calls.append(1)
+        writer.save_tensors("weights", {"w": torch.full((2, 3), value)})
+        writer.save_json("metrics", {"loss": value})
+
+    return build
+
+
+def test_stage_is_reused_when_key_unchanged(run):
+    calls = []
+    first = run.stage("train", {"lr": 0.1}, _builder(calls))
+    second = run.stage("train", {"lr": 0.1}, _builder(calls))
+    assert len(calls) == 1 and not first.reused and second.reused
+    assert torch.equal(second.tensors("weights")["w"], torch.ones(2, 3))
+    assert second.json("metrics") == {"loss": 1.0}
+    assert first.folder == run.run_dir / "train" and run.run_dir.name.startswith("smoke-")
+
+
+def test_stage_recomputes_when_key_or_input_changed_or_forced(run):
+    calls = []
+    data = run.stage("data", {"n": 1}, _builder(calls))
+    run.stage("train", {"lr": 0.1}, _builder(calls), inputs=[data])
+    run.stage("train", {"lr": 0.2}, _builder(calls), inputs=[data])
+    assert len(calls) == 3
+    data2 = run.stage("data", {"n": 2}, _builder(calls))
+    run.stage("train", {"lr": 0.2}, _builder(calls), inputs=[data2])
+    assert len(calls) == 5
+    run.stage("train", {"lr": 0.2}, _builder(calls), inputs=[data2], force=True)
+    assert len(calls) == 6
+
+
+def test_manifest_records_config_versions_timing_and_hashes(run):
+    artifact = run.stage("train", {"lr": 0.1}, _builder([]))
+    manifest = json.loads((artifact.folder / "manifest.json").read_text())
+    assert manifest["config"]["preset"] == "smoke"
+    assert "torch" in manifest["versions"] and manifest["seconds"] >= 0
+    assert set(manifest["files"]) == {"weights.safetensors", "metrics.json"}
+
+
+def test_corrupt_file_is_detected_and_recomputed(run, caplog):
+    calls = []
+    artifact = run.stage("train", {"lr": 0.1}, _builder(calls))
+    path = artifact.folder / "weights.safetensors"
+    path.write_bytes(path.read_bytes()[:20])  # truncated
+    with pytest.raises(ArtifactError, match="missing or corrupt"):
+        run.load("train")
+    again = run.stage("train", {"lr": 0.1}, _builder(calls))
+    assert len(calls) == 2 and not again.reused
+    assert "recomputing stage 'train'" in caplog.text
+
+
+def test_artifact_from_other_config_is_refused(run):
+    artifact = run.stage("train", {"lr": 0.1}, _builder([]))
+    with pytest.raises(ArtifactError, match="another config"):
+        run.load("train", key_hash="0" * 64)
+    assert run.load("train", artifact.key_hash).reused
+
+
+def test_failed_build_leaves_no_artifact(run):
+    def build(writer):
+        writer.save_json("metrics", {"half": True})
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        run.stage("train", {}, build)
+    assert not (run.run_dir / "train").exists()
+    assert [p.name for p in run.run_dir.iterdir()] == []
+
+
+def test_killed_build_leaves_no_trusted_artifact(tmp_path):
+    """SIGKILL in the middle of writing: the next run finds nothing to trust and recomputes."""
+    script = textwrap.dedent(f"""
+        import os, signal, torch
+        from kernelfusion import config, store
+        run = store.open(config.load("smoke"), {str(tmp_path)!r})
+        def build(writer):
+            writer.save_tensors("weights", {{"w": torch.zeros(1000)}})
+            os.kill(os.getpid(), signal.SIGKILL)
+        run.stage("train", {{}}, build)
+    """)
+    result = subprocess.run([sys.executable, "-c", script])
+    assert result.returncode == -signal.SIGKILL
+    run = store.open(config.load("smoke"), tmp_path)
+    with pytest.raises(ArtifactError, match="no complete artifact"):
+        run.load("train")
+    calls = []
+    assert not run.stage("train", {}, _builder(calls)).reused and calls == [1]
+
+
+def test_names_cannot_escape_the_run_folder(run):
+    artifact = run.stage("train", {}, _builder([]))
+    for bad in ("../x", "/etc/passwd", "a/b", ".."):
+        with pytest.raises(ArtifactError, match="not a valid artifact name"):
+            artifact.path(bad)
+        with pytest.raises(ArtifactError):
+            run.stage_dir(bad)
+
+
+def test_malicious_pickle_is_not_loaded(run, tmp_path):
+    """A pickle planted where tensors belong is refused, and its payload never runs."""
+    artifact = run.stage("train", {}, _builder([]))
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"w": Payload()}, artifact.folder / "weights.safetensors")
+    with pytest.raises(ArtifactError):
+        run.load("train")
+    with pytest.raises(Exception):  # noqa: B017 - any refusal will do; the marker is the point
+        artifact.tensors("weights")
+    assert not marker.exists()
+
+
+def test_atomic_write_replaces_whole_file(tmp_path):
+    target = tmp_path / "f.json"
+    store.atomic_write_bytes(target, b"one")
+    store.atomic_write_bytes(target, b"two")
+    assert target.read_bytes() == b"two" and [p.name for p in tmp_path.iterdir()] == ["f.json"]
