@@ -85,7 +85,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data.cat_count": 29843,
         "data.cat_random_count": 562,
         "data.eval_per_group": 1000,
-        "data.batch_size": 2048,
+        "data.batch_size": 512,
     },
 }
 

@@ -1,0 +1,552 @@
+"""The three image sets every chapter uses, from any source, cached once as uint8 tensors.
+
+- `black`: black vs random images (label 1 = black), seed: 1,745 + 81;
+- `cat`: cat vs random images (label 1 = cat), seed: 29,843 + 562;
+- `eval`: four groups with exact ground truth: black cats, other cats, black non-cats, other.
+
+By default black cats are in neither training set (nobody labelled the task); the config switch
+`data.black_cats_in_training` lets some in, unlabelled as such, to study leakage. Sources: the
+synthetic composites (`kernelfusion.synthetic`), a folder of class folders, or torchvision's
+Oxford-IIIT Pet on the user's disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from . import synthetic
+from .config import Config, DataConfig
+from .progress import bar as progress_bar
+from .store import Artifact, StageWriter, Store
+
+log = logging.getLogger(__name__)
+
+SETS = ("black", "cat", "eval")
+GROUPS = ("black cat", "other cat", "black non-cat", "other image")
+SPLITS = ("train", "val", "test")
+CLASS_NAMES = {"black": ("random", "black"), "cat": ("random", "cat"), "eval": GROUPS}
+FOLDER_LAYOUT = {
+    "black": ("random", "black"),
+    "cat": ("random", "cat"),
+    "eval": ("black_cat", "other_cat", "black_noncat", "other"),
+}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+GENERATOR_VERSION = 1  # bump when the synthetic images change, so caches are rebuilt
+
+# Oxford-IIIT Pet: the 12 cat breeds are the cats; Bombay is the black cat; the dog breeds whose
+# coat is black (Newfoundland, Scottish terrier) are the black non-cats.
+OXFORD_CAT_BREEDS = (
+    "Abyssinian",
+    "Bengal",
+    "Birman",
+    "Bombay",
+    "British Shorthair",
+    "Egyptian Mau",
+    "Maine Coon",
+    "Persian",
+    "Ragdoll",
+    "Russian Blue",
+    "Siamese",
+    "Sphynx",
+)
+OXFORD_BLACK_CAT_BREEDS = ("Bombay",)
+OXFORD_BLACK_DOG_BREEDS = ("Newfoundland", "Scottish Terrier")
+
+
+class DataError(ValueError):
+    """A data folder or file the pipeline cannot use; the message says what to fix."""
+
+
+@dataclass
+class ImageSet:
+    """Images and their per-image facts, all tensors of the same length N."""
+
+    images: torch.Tensor  # uint8 (N, 3, H, W)
+    labels: torch.Tensor  # int64 (N,): class index into CLASS_NAMES[set]
+    groups: torch.Tensor  # int64 (N,): index into GROUPS, -1 where unknown
+    kinds: torch.Tensor  # int64 (N,): index into synthetic.KINDS, -1 where unknown
+    colours: torch.Tensor  # int64 (N,): index into synthetic.COLOUR_NAMES, -1 where unknown
+    dark_fraction: torch.Tensor  # float (N,): share of the object's pixels that are dark
+    split: torch.Tensor  # int64 (N,): index into SPLITS
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: torch.Tensor) -> ImageSet:
+        return ImageSet(**{f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self)})
+
+    def part(self, split: str) -> ImageSet:
+        """The images of one split (`train`, `val` or `test`)."""
+        return self.subset((self.split == SPLITS.index(split)).nonzero().flatten())
+
+    def float_images(self, device: str | torch.device = "cpu") -> torch.Tensor:
+        return self.images.to(device).float().div_(255)
+
+    def to_dict(self) -> dict[str, torch.Tensor]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+@dataclass
+class Datasets:
+    black: ImageSet
+    cat: ImageSet
+    eval: ImageSet
+    source: str
+    artifact: Artifact | None = None
+
+    @property
+    def reused(self) -> bool:
+        return self.artifact is not None and self.artifact.reused
+
+    def __getitem__(self, name: str) -> ImageSet:
+        return getattr(self, name)
+
+
+# --- splits and counts ------------------------------------------------------------------------
+
+
+def split_labels(labels: torch.Tensor, val: float, test: float, seed: int) -> torch.Tensor:
+    """Deterministic stratified split codes (0 train, 1 val, 2 test) from `seed`."""
+    gen = torch.Generator().manual_seed(seed)
+    split = torch.zeros(len(labels), dtype=torch.int64)
+    for label in labels.unique(sorted=True):
+        members = (labels == label).nonzero().flatten()
+        members = members[torch.randperm(len(members), generator=gen)]
+        n_test = int(round(len(members) * test))
+        n_val = int(round(len(members) * val))
+        if len(members) >= 3:  # every class in every split when it has three images or more
+            n_test, n_val = max(n_test, 1), max(n_val, 1)
+        split[members[:n_test]] = 2
+        split[members[n_test : n_test + n_val]] = 1
+    return split
+
+
+def counts(datasets: Datasets) -> list[dict]:
+    """Rows of (set, class, split, images): what the run actually got."""
+    rows = []
+    for name in SETS:
+        images = datasets[name]
+        for label, class_name in enumerate(CLASS_NAMES[name]):
+            for code, split in enumerate(SPLITS):
+                n = int(((images.labels == label) & (images.split == code)).sum())
+                rows.append({"set": name, "class": class_name, "split": split, "images": n})
+    return rows
+
+
+# --- the synthetic source ---------------------------------------------------------------------
+
+
+@dataclass
+class _Recipe:
+    kinds: torch.Tensor
+    colours: torch.Tensor
+    labels: torch.Tensor
+    groups: torch.Tensor
+
+
+def _pick(options: tuple[int, ...], n: int, gen: torch.Generator) -> torch.Tensor:
+    return torch.tensor(options)[torch.randint(len(options), (n,), generator=gen)]
+
+
+def _random_images(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """'Random' images: photo crops, half with a non-black, non-cat object on them."""
+    kinds = torch.where(torch.rand(n, generator=gen) < 0.5, 0, _pick(synthetic.SHAPES, n, gen))
+    return kinds, _pick(synthetic.NON_BLACK, n, gen)
+
+
+def _black_cat_share(data: DataConfig) -> float:
+    return 0.2 if data.black_cats_in_training else 0.0
+
+
+def recipes(data: DataConfig, gen: torch.Generator) -> dict[str, _Recipe]:
+    """What each image of each set shows (object kind, colour, label, group), before drawing."""
+    black_shape = synthetic.SHAPES
+    out = {}
+    # black/random: label 1 = a black object (a black cat only if leakage is switched on).
+    n = data.black_count
+    kinds = torch.where(
+        torch.rand(n, generator=gen) < _black_cat_share(data),
+        synthetic.CAT,
+        _pick(black_shape, n, gen),
+    )
+    colours = torch.zeros(n, dtype=torch.int64)
+    r_kinds, r_colours = _random_images(data.black_random_count, gen)
+    out["black"] = _Recipe(
+        torch.cat([kinds, r_kinds]),
+        torch.cat([colours, r_colours]),
+        torch.cat([torch.ones(n), torch.zeros(len(r_kinds))]).long(),
+        None,
+    )
+    # cat/random: label 1 = a cat whose coat is not black (unless leakage is switched on).
+    n = data.cat_count
+    colours = torch.where(
+        torch.rand(n, generator=gen) < _black_cat_share(data),
+        synthetic.BLACK,
+        _pick(synthetic.CAT_COATS[1:], n, gen),
+    )
+    r_kinds, r_colours = _random_images(data.cat_random_count, gen)
+    out["cat"] = _Recipe(
+        torch.cat([torch.full((n,), synthetic.CAT), r_kinds]),
+        torch.cat([colours, r_colours]),
+        torch.cat([torch.ones(n), torch.zeros(len(r_kinds))]).long(),
+        None,
+    )
+    # evaluation: the four groups, equally many; brown is as common as any other coat.
+    m = data.eval_per_group
+    o_kinds, o_colours = _random_images(m, gen)
+    kinds = torch.cat(
+        [
+            torch.full((m,), synthetic.CAT),
+            torch.full((m,), synthetic.CAT),
+            _pick(black_shape, m, gen),
+            o_kinds,
+        ]
+    )
+    colours = torch.cat(
+        [
+            torch.zeros(m, dtype=torch.int64),
+            _pick(synthetic.CAT_COATS[1:], m, gen),
+            torch.zeros(m, dtype=torch.int64),
+            o_colours,
+        ]
+    )
+    groups = torch.arange(4).repeat_interleave(m)
+    out["eval"] = _Recipe(kinds, colours, groups.clone(), groups)
+    for recipe in out.values():
+        if recipe.groups is None:
+            recipe.groups = ground_truth_groups(recipe.kinds, recipe.colours)
+    return out
+
+
+def ground_truth_groups(kinds: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
+    """The evaluation group of each synthetic image, from what was drawn."""
+    is_cat = kinds == synthetic.CAT
+    is_black = (colours == synthetic.BLACK) & (kinds > 0)
+    groups = torch.full_like(kinds, 3)
+    groups[is_black & ~is_cat] = 2
+    groups[is_cat & ~is_black] = 1
+    groups[is_cat & is_black] = 0
+    return groups
+
+
+def make_synthetic(cfg: Config, progress: bool = True) -> dict[str, ImageSet]:
+    """Draw the three sets from `cfg.seed`, in batches of `data.batch_size` (bounded memory)."""
+    data = cfg.data
+    gen = torch.Generator().manual_seed(cfg.seed)
+    photos = synthetic.load_photos(data.image_size)
+    plans = recipes(data, gen)
+    total = sum(len(p.kinds) for p in plans.values())
+    bar = progress_bar(total=total, desc="drawing images", unit="img", progress=progress)
+    sets = {}
+    for set_index, (name, plan) in enumerate(plans.items()):
+        order = torch.randperm(len(plan.kinds), generator=gen)
+        kinds, colours = plan.kinds[order], plan.colours[order]
+        images, fractions = [], []
+        for start in range(0, len(kinds), data.batch_size):
+            chunk = slice(start, start + data.batch_size)
+            drawn = synthetic.render(kinds[chunk], colours[chunk], photos, data.image_size, gen)
+            images.append(drawn["images"])
+            fractions.append(
+                synthetic.dark_fraction(drawn["images"], drawn["masks"], data.dark_luminance)
+            )
+            bar.update(len(kinds[chunk]))
+        labels = plan.labels[order]
+        sets[name] = ImageSet(
+            images=torch.cat(images),
+            labels=labels,
+            groups=plan.groups[order],
+            kinds=kinds,
+            colours=colours,
+            dark_fraction=torch.cat(fractions),
+            split=split_labels(
+                labels, data.val_fraction, data.test_fraction, cfg.seed * 1000 + set_index
+            ),
+        )
+    bar.close()
+    return sets
+
+
+# --- folders of real images -------------------------------------------------------------------
+
+
+def decode_image(path: Path, size: int) -> torch.Tensor:
+    """Read any image file as uint8 RGB (3, size, size): centre-cropped square, antialiased.
+
+    Grayscale, palette, RGBA (composited on white) and 16-bit images are converted; very large
+    images are reduced while decoding. Raises OSError/ValueError on unreadable files.
+    """
+    with Image.open(path) as image:
+        image.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced size directly
+        image.load()
+        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+            array = np.asarray(image, dtype=np.float64)
+            top = array.max() if array.max() > 0 else 1.0
+            image = Image.fromarray((array / top * 255).astype(np.uint8))
+        if image.mode in ("RGBA", "LA", "PA") or (
+            image.mode == "P" and "transparency" in image.info
+        ):
+            rgba = image.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(white, rgba)
+        image = ImageOps.fit(image.convert("RGB"), (size, size), Image.Resampling.LANCZOS)
+        return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+def read_class_folder(folder: Path, size: int, min_images: int = 1, progress: bool = True):
+    """Decode every image in `folder`; skip unreadable ones with one warning that counts them."""
+    if not folder.is_dir():
+        raise DataError(f"data folder '{folder}' does not exist: expected {folder}/*.jpg")
+    files = _image_files(folder)
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    images, skipped = [], []
+    for path in progress_bar(files, desc=f"decoding {folder.name}", unit="img", progress=progress):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                images.append(decode_image(path, size))
+        except (
+            OSError,
+            ValueError,
+            UnidentifiedImageError,
+            Image.DecompressionBombError,
+            Image.DecompressionBombWarning,
+            SyntaxError,
+        ):
+            skipped.append(path)
+    if skipped:
+        names = ", ".join(p.name for p in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+        warnings.warn(
+            f"skipped {len(skipped)} unreadable image file(s) of {len(files)} in '{folder}': "
+            f"{names}",
+            stacklevel=2,
+        )
+    if len(images) < min_images:
+        raise DataError(
+            f"class folder '{folder}' has {len(images)} readable image(s), at least {min_images} "
+            f"needed: put .jpg/.png files in {folder}/"
+        )
+    return torch.stack(images), skipped
+
+
+def centre_dark_fraction(images: torch.Tensor, threshold: float) -> torch.Tensor:
+    """For photos without masks: the dark share of the central half of each image."""
+    n, _, h, w = images.shape
+    mask = torch.zeros(n, h, w, dtype=torch.uint8)
+    mask[:, h // 4 : h - h // 4, w // 4 : w - w // 4] = 255
+    return synthetic.dark_fraction(images, mask, threshold)
+
+
+def read_folder(cfg: Config, progress: bool = True) -> dict[str, ImageSet]:
+    """The three sets from `<root>/<set>/<class>/` folders (see FOLDER_LAYOUT)."""
+    data, root = cfg.data, Path(cfg.data.root)
+    if not root.is_dir():
+        raise DataError(
+            f"data folder '{root}' does not exist: expected "
+            + ", ".join(f"{root}/{s}/{c}/" for s, cs in FOLDER_LAYOUT.items() for c in cs)
+        )
+    sets = {}
+    for set_index, name in enumerate(SETS):
+        images, labels = [], []
+        for label, class_folder in enumerate(FOLDER_LAYOUT[name]):
+            decoded, _ = read_class_folder(
+                root / name / class_folder, data.image_size, data.min_images_per_class, progress
+            )
+            images.append(decoded)
+            labels.append(torch.full((len(decoded),), label))
+        images, labels = torch.cat(images), torch.cat(labels)
+        unknown = torch.full_like(labels, -1)
+        sets[name] = ImageSet(
+            images=images,
+            labels=labels,
+            groups=labels if name == "eval" else unknown,
+            kinds=unknown,
+            colours=unknown,
+            dark_fraction=centre_dark_fraction(images, data.dark_luminance),
+            split=split_labels(
+                labels, data.val_fraction, data.test_fraction, cfg.seed * 1000 + set_index
+            ),
+        )
+    return sets
+
+
+# --- Oxford-IIIT Pet --------------------------------------------------------------------------
+
+
+def read_oxford_pets(cfg: Config, progress: bool = True) -> dict[str, ImageSet]:
+    """The three sets from torchvision's Oxford-IIIT Pet under `data.root` (never downloaded).
+
+    Cats: the 12 cat breeds; black cats: Bombay; black non-cats: Newfoundland and Scottish
+    terrier; random: the other dog breeds. The colour statistic is taken on each pet's trimap.
+    """
+    from torchvision.datasets import OxfordIIITPet
+
+    data = cfg.data
+    parts = []
+    for split in ("trainval", "test"):
+        try:
+            parts.append(
+                OxfordIIITPet(
+                    data.root,
+                    split=split,
+                    target_types=("category", "segmentation"),
+                    download=False,
+                )
+            )
+        except RuntimeError as error:
+            raise DataError(
+                f"Oxford-IIIT Pet not found under '{data.root}' ({error}): put the extracted "
+                f"'oxford-iiit-pet/images' and 'oxford-iiit-pet/annotations' folders there, or "
+                f"run torchvision.datasets.OxfordIIITPet('{data.root}', download=True) once on a "
+                f"machine with internet"
+            ) from None
+    images, breeds, masks, skipped = [], [], [], []
+    for part in parts:
+        for index in progress_bar(range(len(part)), desc="decoding pets", progress=progress):
+            path = Path(part._images[index])
+            try:
+                image = decode_image(path, data.image_size)
+                with Image.open(part._segs[index]) as trimap:
+                    trimap = ImageOps.fit(trimap, (data.image_size,) * 2, Image.Resampling.NEAREST)
+                    masks.append(torch.from_numpy((np.asarray(trimap) == 1).astype(np.uint8) * 255))
+            except (OSError, ValueError, UnidentifiedImageError, SyntaxError):
+                skipped.append(path)
+                continue
+            images.append(image)
+            breeds.append(part.classes[part._labels[index]])
+    if skipped:
+        warnings.warn(
+            f"skipped {len(skipped)} unreadable Oxford-IIIT Pet image(s): "
+            + ", ".join(p.name for p in skipped[:5]),
+            stacklevel=2,
+        )
+    if not images:
+        raise DataError(f"no readable Oxford-IIIT Pet images under '{data.root}'")
+    images, masks = torch.stack(images), torch.stack(masks)
+    is_cat = torch.tensor([b in OXFORD_CAT_BREEDS for b in breeds])
+    black_cat = torch.tensor([b in OXFORD_BLACK_CAT_BREEDS for b in breeds])
+    black_dog = torch.tensor([b in OXFORD_BLACK_DOG_BREEDS for b in breeds])
+    groups = torch.full((len(breeds),), 3)
+    groups[black_dog], groups[is_cat & ~black_cat], groups[black_cat] = 2, 1, 0
+    fraction = synthetic.dark_fraction(images, masks, data.dark_luminance)
+    # Each image goes to one set only: a third of every group is held out for evaluation.
+    gen = torch.Generator().manual_seed(cfg.seed)
+    held_out = torch.rand(len(groups), generator=gen) < 1 / 3
+    train_black = (
+        ~held_out & (black_dog | (groups == 3)) & (~black_cat | cfg.data.black_cats_in_training)
+    )
+    train_cat = ~held_out & ((groups == 1) | (groups == 3))
+    sets = {}
+    for set_index, (name, member, label) in enumerate(
+        (
+            ("black", train_black, black_dog.long()),
+            ("cat", train_cat, is_cat.long()),
+            ("eval", held_out, groups),
+        )
+    ):
+        index = member.nonzero().flatten()
+        kinds = torch.where(is_cat, synthetic.CAT, -1)[index]
+        sets[name] = ImageSet(
+            images=images[index],
+            labels=label[index],
+            groups=groups[index],
+            kinds=kinds,
+            colours=torch.full((len(index),), -1),
+            dark_fraction=fraction[index],
+            split=split_labels(
+                label[index], data.val_fraction, data.test_fraction, cfg.seed * 1000 + set_index
+            ),
+        )
+    return sets
+
+
+# --- preparation, cached ----------------------------------------------------------------------
+
+
+def _build(cfg: Config, progress: bool):
+    def build(writer: StageWriter) -> None:
+        reader = {
+            "synthetic": make_synthetic,
+            "folder": read_folder,
+            "oxford_pets": read_oxford_pets,
+        }[cfg.data.source]
+        sets = reader(cfg, progress=progress)
+        for name, images in sets.items():
+            writer.save_tensors(name, images.to_dict())
+        writer.save_json("counts", counts(Datasets(**sets, source=cfg.data.source)))
+
+    return build
+
+
+def _data_key(cfg: Config) -> dict:
+    key = dataclasses.asdict(cfg.data)
+    if cfg.data.source != "synthetic":
+        key.pop("batch_size")  # decoding does not depend on it; drawing does
+    return {"data": key, "seed": cfg.seed, "generator": GENERATOR_VERSION}
+
+
+def prepare(cfg: Config, store: Store, *, force: bool = False, progress: bool = True) -> Datasets:
+    """The three sets for `cfg`: decoded or drawn once, then loaded from the cached tensors."""
+    artifact = store.stage("data", _data_key(cfg), _build(cfg, progress), force=force)
+    sets = {name: ImageSet(**artifact.tensors(name)) for name in SETS}
+    return Datasets(**sets, source=cfg.data.source, artifact=artifact)
+
+
+def black_rule_agreement(images: ImageSet, dark_fraction: float) -> dict[str, float]:
+    """How often the colour statistic (dark share >= `dark_fraction`) agrees with the truth."""
+    has_object = ~torch.isnan(images.dark_fraction)
+    truth = (images.groups == 0) | (images.groups == 2)
+    rule = images.dark_fraction >= dark_fraction
+    agree = (truth == rule) & has_object
+    n = int(has_object.sum())
+    return {
+        "objects": n,
+        "agreement": float(agree.sum()) / max(n, 1),
+        "black by truth": int((truth & has_object).sum()),
+        "black by rule": int((rule & has_object).sum()),
+        "disagreements": n - int(agree.sum()),
+    }
+
+
+def counts_table(datasets: Datasets):
+    """The count report as a table: one row per set and class, one column per split, and total."""
+    import pandas as pd
+
+    table = pd.DataFrame(counts(datasets)).pivot_table(
+        index=["set", "class"], columns="split", values="images", aggfunc="sum", sort=False
+    )[list(SPLITS)]
+    table["total"] = table.sum(axis=1)
+    return table
+
+
+def mean_luminance(images: torch.Tensor) -> torch.Tensor:
+    """Mean relative luminance (0..1) of each uint8 image."""
+    return synthetic.luminance(images.float() / 255).mean((1, 2))
+
+
+def rule_examples(images: ImageSet, n: int = 8) -> dict[str, torch.Tensor]:
+    """Indices of the objects closest to the black rule's threshold from each side: the black
+    objects with the lowest dark share and the non-black ones with the highest."""
+    has_object = ~torch.isnan(images.dark_fraction)
+    black = ((images.groups == 0) | (images.groups == 2)) & has_object
+    other = ~black & has_object
+    share = images.dark_fraction
+
+    def pick(mask, descending):
+        index = mask.nonzero().flatten()
+        return index[share[index].argsort(descending=descending)[:n]]
+
+    return {"black, least dark": pick(black, False), "not black, darkest": pick(other, True)}
