@@ -1,0 +1,1 @@
+"""Benchmarks: one module per measured claim, each printing a table (`make bench`)."""
