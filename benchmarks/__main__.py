@@ -1,11 +1,11 @@
-"""Run every benchmark: `python -m benchmarks [name ...]` (names: data)."""
+"""Run every benchmark: `python -m benchmarks [name ...]` (names: data, zoo)."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-BENCHMARKS = ("data",)
+BENCHMARKS = ("data", "zoo")
 
 
 def main(names: list[str]) -> None:

@@ -1,6 +1,17 @@
 """kernelfusion: generate a CNN for black cats by translating the kernels of two other CNNs."""
 
-from . import config, data, machine, plots, store, synthetic
+from . import analysis, cnn, config, data, machine, plots, store, synthetic, training, zoo
 
-__all__ = ["config", "data", "machine", "plots", "store", "synthetic"]
+__all__ = [
+    "analysis",
+    "cnn",
+    "config",
+    "data",
+    "machine",
+    "plots",
+    "store",
+    "synthetic",
+    "training",
+    "zoo",
+]
 __version__ = "0.1.0"

@@ -41,6 +41,31 @@ class DataConfig:
 
 
 @dataclass
+class CNNConfig:
+    """The seed's CNN (two 5x5 conv layers, ReLU, 2x2 max-pooling, linear head) and its training."""
+
+    channels1: int = 8
+    channels2: int = 16
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    imbalance: str = "weighted"  # weighted (class-weighted loss) | balanced (sampler) | none
+    init_seed: int = 1000  # the two source CNNs start from this shared initialisation
+
+
+@dataclass
+class ZooConfig:
+    """Many CNNs per domain, trained together, whose filters become the kernel sets."""
+
+    models: int = 16  # per domain
+    epochs: int = 8
+    snapshots: int = 3  # per model, evenly spaced over the second half of training
+    subset_fraction: float = 0.8  # each model trains on its own random subset of the data
+    kernel_sets: int = 0  # kernel sets kept per layer and domain (0 = all); paper: 4,498
+
+
+@dataclass
 class Config:
     """Everything a run depends on; its hash names the run folder."""
 
@@ -48,6 +73,8 @@ class Config:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     data: DataConfig = field(default_factory=DataConfig)
+    cnn: CNNConfig = field(default_factory=CNNConfig)
+    zoo: ZooConfig = field(default_factory=ZooConfig)
 
     @property
     def hash(self) -> str:
@@ -74,6 +101,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data.cat_count": 96,
         "data.cat_random_count": 32,
         "data.eval_per_group": 24,
+        "cnn.channels1": 4,
+        "cnn.channels2": 8,
+        "cnn.epochs": 2,
+        "cnn.batch_size": 32,
+        "zoo.models": 4,
+        "zoo.epochs": 2,
+        "zoo.snapshots": 2,
     },
     # The embedded default data; the whole book in minutes on 2 CPU cores.
     "default": {},
@@ -86,11 +120,20 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data.cat_random_count": 562,
         "data.eval_per_group": 1000,
         "data.batch_size": 512,
+        "cnn.channels1": 16,
+        "cnn.channels2": 32,
+        "cnn.epochs": 20,
+        "cnn.batch_size": 64,
+        "zoo.models": 64,
+        "zoo.epochs": 6,
+        "zoo.snapshots": 5,
+        "zoo.kernel_sets": 4498,
     },
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.source": ("synthetic", "folder", "oxford_pets"),
+    "cnn.imbalance": ("weighted", "balanced", "none"),
 }
 
 
@@ -115,6 +158,18 @@ def _checks(cfg: Config) -> list[tuple[str, bool, str]]:
         ("data.test_fraction", 0.0 < d.test_fraction < 0.5, "in (0, 0.5)"),
         ("data.batch_size", d.batch_size >= 1, "at least 1"),
         ("data.min_images_per_class", d.min_images_per_class >= 1, "at least 1"),
+        ("cnn.channels1", 1 <= cfg.cnn.channels1 <= 512, "between 1 and 512"),
+        ("cnn.channels2", 1 <= cfg.cnn.channels2 <= 512, "between 1 and 512"),
+        ("cnn.epochs", cfg.cnn.epochs >= 1, "at least 1"),
+        ("cnn.batch_size", cfg.cnn.batch_size >= 1, "at least 1"),
+        ("cnn.lr", 0 < cfg.cnn.lr < 1, "in (0, 1)"),
+        ("cnn.weight_decay", cfg.cnn.weight_decay >= 0, "non-negative"),
+        ("cnn.init_seed", cfg.cnn.init_seed >= 0, "a non-negative integer"),
+        ("zoo.models", cfg.zoo.models >= 1, "at least 1"),
+        ("zoo.epochs", cfg.zoo.epochs >= 1, "at least 1"),
+        ("zoo.snapshots", 1 <= cfg.zoo.snapshots, "at least 1"),
+        ("zoo.subset_fraction", 0 < cfg.zoo.subset_fraction <= 1, "in (0, 1]"),
+        ("zoo.kernel_sets", cfg.zoo.kernel_sets >= 0, "0 (all) or a positive count"),
         (
             "data.root",
             d.source == "synthetic" or bool(d.root),
@@ -185,7 +240,8 @@ def load(preset: str = "default", overrides: dict[str, Any] | None = None) -> Co
             raise ConfigError(f"unknown override {key!r}; valid keys are: {', '.join(keys)}")
         _set(cfg, key, value)
     for key, choices in CHOICES.items():
-        value = getattr(getattr(cfg, key.split(".")[0]), key.split(".")[1])
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
         if value not in choices:
             raise ConfigError(f"override {key!r} is {value!r}: choose one of {', '.join(choices)}")
     for key, ok, what in _checks(cfg):

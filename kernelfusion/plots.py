@@ -179,3 +179,139 @@ def dark_share_by_colour(images, colour_names, threshold: float):
     )
     fig.tight_layout()
     return fig
+
+
+def training_curves(history: dict[str, list[dict]]):
+    """Train loss and validation balanced accuracy per epoch, one line per CNN."""
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
+    for name, rows in history.items():
+        epochs = [r["epoch"] for r in rows]
+        left.plot(epochs, [r["train loss"] for r in rows], marker="o", ms=3, label=f"{name} CNN")
+        right.plot(
+            epochs,
+            [r["val balanced accuracy"] for r in rows],
+            marker="o",
+            ms=3,
+            label=f"{name} CNN",
+        )
+    left.set(xlabel="epoch", ylabel="train loss (class-weighted)", title="training loss")
+    right.set(xlabel="epoch", ylabel="balanced accuracy", title="validation", ylim=(0.4, 1.02))
+    right.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+    left.legend()
+    fig.tight_layout()
+    return fig
+
+
+def confusion_heatmaps(matrices: dict[str, list[list[int]]], class_names: dict[str, list[str]]):
+    """One annotated seaborn heatmap per confusion matrix (rows: truth, columns: prediction)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, len(matrices), figsize=(3.6 * len(matrices), 3.0))
+    for ax, (name, matrix) in zip(np.atleast_1d(axes), matrices.items(), strict=True):
+        names = class_names[name]
+        sns.heatmap(
+            np.array(matrix),
+            annot=True,
+            fmt="d",
+            cmap="Blues",
+            cbar=False,
+            ax=ax,
+            xticklabels=names,
+            yticklabels=names,
+        )
+        ax.set(xlabel="predicted", ylabel="true", title=name)
+    fig.tight_layout()
+    return fig
+
+
+def value_heatmap(table, title: str = "", fmt: str = ".2f", cmap: str = "viridis", **kwargs):
+    """An annotated seaborn heatmap of a pandas table."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(1.3 * table.shape[1] + 2.5, 0.45 * table.shape[0] + 1.2))
+    sns.heatmap(table, annot=True, fmt=fmt, cmap=cmap, ax=ax, **kwargs)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def kernel_patches(kernels: torch.Tensor) -> torch.Tensor:
+    """RGB patches (N, 3, 5, 5) in [0, 1] from layer-1 kernels, each normalised on its own."""
+    low = kernels.flatten(1).min(1).values.view(-1, 1, 1, 1)
+    high = kernels.flatten(1).max(1).values.view(-1, 1, 1, 1)
+    return (kernels - low) / (high - low).clamp(min=1e-12)
+
+
+def kernel_grids(domains: dict[str, torch.Tensor], count: int = 32, columns: int = 16):
+    """Layer-1 filters as RGB patches, one titled block of rows per domain."""
+    import matplotlib.pyplot as plt
+
+    rows = int(np.ceil(count / columns))
+    fig = plt.figure(figsize=(columns * 0.55, len(domains) * (rows * 0.6 + 0.4)))
+    for subfigure, (name, kernels) in zip(
+        np.atleast_1d(fig.subfigures(len(domains), 1)), domains.items(), strict=True
+    ):
+        axes = np.atleast_2d(subfigure.subplots(rows, columns))
+        patches = to_display_images(kernel_patches(kernels[:count]))
+        for i, ax in enumerate(axes.ravel()):
+            ax.axis("off")
+            if i < len(patches):
+                ax.imshow(patches[i], interpolation="nearest")
+        subfigure.suptitle(name, fontsize=9, x=0.02, ha="left")
+    return fig
+
+
+def kernel_statistics(frame):
+    """Distributions of kernel norm, high-frequency share and mean weight per channel."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    columns = [c for c in frame.columns if c not in ("domain", "layer")]
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 3.0))
+    for ax, column in zip(np.atleast_1d(axes), columns, strict=True):
+        sns.violinplot(
+            frame,
+            x="layer",
+            y=column,
+            hue="domain",
+            split=True,
+            inner="quart",
+            ax=ax,
+            cut=0,
+            density_norm="width",
+        )
+        ax.set_title(column, fontsize=9)
+        ax.set_ylabel("")
+        if ax is not np.atleast_1d(axes)[-1]:
+            ax.get_legend().remove() if ax.get_legend() else None
+    fig.tight_layout()
+    return fig
+
+
+def cosine_heatmap(matrix: torch.Tensor, split: int, labels=("black", "cat"), title: str = ""):
+    """A cosine-similarity heatmap with a line between the two domains' blocks."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    sns.heatmap(
+        matrix.numpy(),
+        cmap="RdBu_r",
+        vmin=-1,
+        vmax=1,
+        ax=ax,
+        xticklabels=False,
+        yticklabels=False,
+        square=True,
+    )
+    ax.axhline(split, color="k", linewidth=1)
+    ax.axvline(split, color="k", linewidth=1)
+    ax.set_xlabel(f"{labels[0]} filters | {labels[1]} filters")
+    ax.set_ylabel(f"{labels[0]} filters | {labels[1]} filters")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

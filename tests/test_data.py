@@ -64,12 +64,17 @@ def test_dark_fraction_on_hand_made_images():
 
 
 def test_same_seed_same_images_other_seed_other_images():
-    cfg = config.load("smoke", {"data.black_count": 10, "data.cat_count": 10,
-                                "data.eval_per_group": 3})
+    cfg = config.load(
+        "smoke", {"data.black_count": 10, "data.cat_count": 10, "data.eval_per_group": 3}
+    )
     a, b = data.make_synthetic(cfg, progress=False), data.make_synthetic(cfg, progress=False)
-    c = data.make_synthetic(config.load("smoke", {"seed": 1, "data.black_count": 10,
-                                                  "data.cat_count": 10, "data.eval_per_group": 3}),
-                            progress=False)
+    c = data.make_synthetic(
+        config.load(
+            "smoke",
+            {"seed": 1, "data.black_count": 10, "data.cat_count": 10, "data.eval_per_group": 3},
+        ),
+        progress=False,
+    )
     assert torch.equal(a["eval"].images, b["eval"].images)
     assert not torch.equal(a["eval"].images, c["eval"].images)
 
@@ -99,8 +104,14 @@ def test_cache_round_trip_and_count_report(smoke_sets, tmp_path):
     assert not first.reused and again.reused
     for name in data.SETS:
         for key, value in first[name].to_dict().items():
-            torch.testing.assert_close(value, getattr(again[name], key), rtol=0, atol=0,
-                                       equal_nan=True, msg=f"{name}.{key} changed")
+            torch.testing.assert_close(
+                value,
+                getattr(again[name], key),
+                rtol=0,
+                atol=0,
+                equal_nan=True,
+                msg=f"{name}.{key} changed",
+            )
     rows = {(r["set"], r["class"], r["split"]): r["images"] for r in data.counts(again)}
     assert sum(v for (s, c, _), v in rows.items() if (s, c) == ("cat", "cat")) == cfg.data.cat_count
     assert again.artifact.json("counts") == data.counts(again)
@@ -116,7 +127,9 @@ def _folder_dataset(root, per_class=4):
     for set_name, classes in data.FOLDER_LAYOUT.items():
         for cls in classes:
             for i in range(per_class):
-                _save(root / set_name / cls / f"{i}.png", rng.integers(0, 255, (20, 30, 3), np.uint8))
+                _save(
+                    root / set_name / cls / f"{i}.png", rng.integers(0, 255, (20, 30, 3), np.uint8)
+                )
     return root
 
 

@@ -1,0 +1,84 @@
+"""Zoo training: K models vectorized vs one after another, and achieved FLOP/s against the
+machine's dense matmul peak measured in the same run (targets: >= 3x the loop at K=32 on a
+2-core CPU, >= 20x on a GPU; >= 30% of the matmul peak)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+
+import torch
+
+from .common import table
+
+BATCH, STEPS = 32, 12
+# (name, image size, channels): the default preset's CNN, and the smoke preset's tiny one.
+WORKLOADS = (("default", 32, (8, 16)), ("smoke", 24, (4, 8)))
+
+
+def step_flops(k: int, image: int, channels: tuple[int, int]) -> float:
+    """Multiply-adds x2 of forward + backward (about 3x forward) for K models, one step."""
+    c1, c2 = channels
+    forward = 2 * 25 * (3 * c1 * image**2 + c1 * c2 * (image // 2) ** 2)
+    forward += 2 * c2 * (image // 4) ** 2 * 2
+    return 3 * forward * BATCH * k
+
+
+def matmul_peak(device: str, n: int = 2048, repeat: int = 10) -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    _sync(device)
+    started = time.perf_counter()
+    for _ in range(repeat):
+        a @ b
+    _sync(device)
+    return 2 * n**3 * repeat / (time.perf_counter() - started)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _measure(k: int, mode: str, device: str, image: int, channels, queue) -> None:
+    import resource
+
+    from kernelfusion import cnn, config, training
+
+    cfg = config.load("default", {"cnn.channels1": channels[0], "cnn.channels2": channels[1]}).cnn
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 255, (2048, 3, image, image), dtype=torch.uint8, device=device)
+    labels = torch.randint(0, 2, (2048,), device=device)
+    plans = torch.randint(0, 2048, (k, STEPS, BATCH), generator=gen)
+    weights = torch.ones(k, 2)
+    models = [cnn.build(cfg, image, s) for s in range(k)]
+
+    def _row(name: str, image: int, channels, k: int, device: str, peak: float) -> dict:
+    loop_s, loop_mem = measure(k, "loop", device, image, channels)
+    vec_s, vec_mem = measure(k, "vectorized", device, image, channels)
+    achieved = step_flops(k, image, channels) * STEPS / vec_s
+    return {
+        "CNN": f"{name} ({image}px, {channels[0]}/{channels[1]} ch)",
+        "K": k,
+        "loop model-steps/s": k * STEPS / loop_s,
+        "vectorized model-steps/s": k * STEPS / vec_s,
+        "speed-up": loop_s / vec_s,
+        "loop peak MiB": loop_mem,
+        "vectorized peak MiB": vec_mem,
+        "GFLOP/s": achieved / 1e9,
+        "of matmul peak": achieved / peak,
+    }
+
+
+def run(ks: tuple[int, ...] = (8, 32, 128), device: str | None = None) -> list[dict]:
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    peak = matmul_peak(device)
+    rows = [_row(name, image, channels, k, device, peak)
+            for name, image, channels in WORKLOADS for k in ks]
+    table(f"zoo training on {device} ({torch.get_num_threads()} threads); dense matmul peak "
+          f"{peak / 1e9:.1f} GFLOP/s; {STEPS} steps of batch {BATCH}", rows)
+    return rows
+
+
+if __name__ == "__main__":
+    run()

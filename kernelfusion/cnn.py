@@ -1,0 +1,221 @@
+"""The seed's CNN: two 5x5 conv layers, each with ReLU and 2x2 max-pooling, then a linear head."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import training
+from .config import CNNConfig, Config, resolve_device
+from .machine import seed_everything
+from .store import Artifact, StageWriter, Store
+
+CONV_LAYERS = ("conv1", "conv2")
+
+
+class SmallCNN(nn.Module):
+    """`features(x)` is the flattened output of the second conv block; `head` classifies it."""
+
+    def __init__(self, channels1: int, channels2: int, image_size: int, classes: int = 2):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, channels1, 5, padding=2)
+        self.conv2 = nn.Conv2d(channels1, channels2, 5, padding=2)
+        self.pool = nn.MaxPool2d(2)
+        self.feature_size = channels2 * (image_size // 4) ** 2
+        self.head = nn.Linear(self.feature_size, classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(torch.relu(self.conv1(x)))
+        x = self.pool(torch.relu(self.conv2(x)))
+        return x.flatten(1)
+
+    def forward(self, x: torch.Tensor, features_only: bool = False) -> torch.Tensor:
+        features = self.features(x)
+        return features if features_only else self.head(features)
+
+
+def build(cfg: CNNConfig, image_size: int, seed: int, classes: int = 2) -> SmallCNN:
+    """A freshly initialised CNN; the same `seed` gives the same weights."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return SmallCNN(cfg.channels1, cfg.channels2, image_size, classes)
+
+
+def conv_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The conv kernels of a state dict, by layer name (`conv1`, `conv2`)."""
+    return {layer: state[f"{layer}.weight"] for layer in CONV_LAYERS}
+
+
+# --- the two source CNNs ----------------------------------------------------------------------
+
+DOMAINS = ("black", "cat")
+
+
+@dataclass
+class SourceCNNs:
+    """The black and the cat CNN (trained from one shared initialisation), and their report."""
+
+    black: SmallCNN
+    cat: SmallCNN
+    init: SmallCNN
+    report: dict
+    artifact: Artifact | None = None
+
+    def __getitem__(self, domain: str) -> SmallCNN:
+        return getattr(self, domain)
+
+
+def _train_one(domain, cfg: Config, datasets, device, progress):
+    """Train one source CNN on its set's train split; return its state and per-epoch history."""
+    images = datasets[domain]
+    train, val = images.part("train"), images.part("val")
+    x, y = train.images.to(device), train.labels.to(device)
+    gen = torch.Generator().manual_seed(cfg.seed * 7919 + DOMAINS.index(domain))
+    plan = training.plan_batches(
+        train.labels,
+        torch.arange(len(train)),
+        cfg.cnn.epochs,
+        cfg.cnn.batch_size,
+        cfg.cnn.imbalance,
+        gen,
+    )
+    weights = (
+        training.class_weights(train.labels) if cfg.cnn.imbalance == "weighted" else torch.ones(2)
+    )
+    model = build(cfg.cnn, cfg.data.image_size, cfg.cnn.init_seed)
+    per_epoch = len(plan) // cfg.cnn.epochs
+    history = []
+
+    def evaluate(step, params):
+        logits = training.predict_stacked(model, params, val.images)[0]
+        report = training.classification_report(
+            val.labels, logits.argmax(1).cpu(), ("random", domain)
+        )
+        history.append(
+            {
+                "epoch": step // per_epoch,
+                "val accuracy": report["accuracy"],
+                "val balanced accuracy": report["balanced accuracy"],
+            }
+        )
+
+    result = training.train_stacked(
+        [model],
+        x,
+        y,
+        plan[None],
+        weights[None],
+        cfg.cnn,
+        stage=f"{domain} CNN",
+        progress=progress,
+        on_step=evaluate,
+        on_steps=tuple(per_epoch * e for e in range(1, cfg.cnn.epochs + 1)),
+    )
+    losses = result.losses[0].view(cfg.cnn.epochs, -1).mean(1).tolist()
+    for row, loss in zip(history, losses, strict=True):
+        row["train loss"] = loss
+    return training.unstack(result.params, 0), history
+
+
+@torch.no_grad()
+def positive_probability(
+    model: SmallCNN, images: torch.Tensor, device: str = "cpu"
+) -> torch.Tensor:
+    """p(class 1) of a single CNN on uint8 images, computed in batches."""
+    model = model.to(device).eval()
+    out = []
+    for start in range(0, len(images), 512):
+        x = images[start : start + 512].to(device).float().div(255)
+        out.append(torch.softmax(model(x), 1)[:, 1].cpu())
+    return torch.cat(out)
+
+
+def _report(states, histories, cfg: Config, datasets, device) -> dict:
+    from .data import GROUPS
+
+    report = {"history": histories, "test": {}, "eval groups": {}}
+    for domain in DOMAINS:
+        model = load_state(cfg, states[domain])
+        test = datasets[domain].part("test")
+        p = positive_probability(model, test.images, device)
+        report["test"][domain] = training.classification_report(
+            test.labels, (p > 0.5).long(), ("random", domain)
+        )
+        p_eval = positive_probability(model, datasets.eval.images, device)
+        report["eval groups"][domain] = {
+            group: float(p_eval[datasets.eval.groups == g].mean()) for g, group in enumerate(GROUPS)
+        }
+    return report
+
+
+def load_state(cfg: Config, state: dict[str, torch.Tensor]) -> SmallCNN:
+    model = SmallCNN(cfg.cnn.channels1, cfg.cnn.channels2, cfg.data.image_size)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def train_sources(cfg: Config, datasets, store: Store, *, force=False, progress=True) -> SourceCNNs:
+    """Train (or reuse) the black CNN and the cat CNN from one shared initialisation."""
+    device = resolve_device(cfg.device)
+
+    def build_stage(writer: StageWriter) -> None:
+        seed_everything(cfg.seed)
+        states, histories = {}, {}
+        for domain in DOMAINS:
+            states[domain], histories[domain] = _train_one(domain, cfg, datasets, device, progress)
+            writer.save_tensors(f"{domain}_cnn", states[domain])
+        writer.save_tensors(
+            "init_cnn", build(cfg.cnn, cfg.data.image_size, cfg.cnn.init_seed).state_dict()
+        )
+        writer.save_json("report", _report(states, histories, cfg, datasets, device))
+        writer.save_json(
+            "card",
+            {
+                "what": "the two source CNNs: black vs random, cat vs random",
+                "architecture": "conv5x5-relu-maxpool2 x2, linear head",
+                "shared initialisation seed": cfg.cnn.init_seed,
+                "imbalance handling": cfg.cnn.imbalance,
+                "trained on": "train split of the data stage",
+            },
+        )
+
+    key = {"cnn": dataclasses.asdict(cfg.cnn), "seed": cfg.seed, "version": 1}
+    artifact = store.stage("sources", key, build_stage, inputs=[datasets.artifact], force=force)
+    return SourceCNNs(
+        black=load_state(cfg, artifact.tensors("black_cnn")),
+        cat=load_state(cfg, artifact.tensors("cat_cnn")),
+        init=load_state(cfg, artifact.tensors("init_cnn")),
+        report=artifact.json("report"),
+        artifact=artifact,
+    )
+
+
+def metrics_table(report: dict):
+    """Test-split accuracy and per-class precision/recall of each source CNN."""
+    import pandas as pd
+
+    rows = []
+    for domain, result in report["test"].items():
+        row = {
+            "CNN": domain,
+            "accuracy": result["accuracy"],
+            "balanced accuracy": result["balanced accuracy"],
+        }
+        for role, scores in zip(("random", "positive"), result["classes"].values(), strict=True):
+            row[f"precision ({role})"] = scores["precision"]
+            row[f"recall ({role})"] = scores["recall"]
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("CNN")
+
+
+def group_table(report: dict):
+    """Mean p(positive) of each source CNN on each evaluation group."""
+    import pandas as pd
+
+    from .data import GROUPS
+
+    frame = pd.DataFrame(report["eval groups"]).T.rename(index=lambda d: f"p({d})")
+    return frame[list(GROUPS)]

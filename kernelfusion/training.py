@@ -1,0 +1,209 @@
+"""Vectorized training of K CNNs at once, and the classification metrics the chapters report.
+
+K models of one architecture are stacked (`torch.func.stack_module_state`) and run as one
+computation (`vmap` over `functional_call`), each on its own batches, drawn from index plans
+fixed in advance. Adam is element-wise, so one Adam over the stacked parameters is exactly K
+independent Adams: a model trained in a stack gets the weights it would get alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from .config import CNNConfig
+from .progress import bar as progress_bar
+
+
+class DivergedError(FloatingPointError):
+    """Training produced a NaN or infinite loss; the message names the stage, step and value."""
+
+
+def class_weights(labels: torch.Tensor, classes: int = 2) -> torch.Tensor:
+    """Inverse-frequency class weights that average to 1 over the samples."""
+    counts = torch.bincount(labels, minlength=classes).float().clamp(min=1)
+    return len(labels) / (classes * counts)
+
+
+def plan_batches(
+    labels: torch.Tensor,
+    members: torch.Tensor,
+    epochs: int,
+    batch_size: int,
+    imbalance: str,
+    gen: torch.Generator,
+) -> torch.Tensor:
+    """Indices (steps, batch) into the data for one model: shuffled epochs over `members`, or,
+    with `imbalance == "balanced"`, draws with replacement that give each class equal weight."""
+    batch = min(batch_size, len(members))
+    per_epoch = max(1, len(members) // batch)
+    steps = []
+    for _ in range(epochs):
+        if imbalance == "balanced":
+            weights = class_weights(labels[members])[labels[members]]
+            order = members[torch.multinomial(weights, per_epoch * batch, True, generator=gen)]
+        else:
+            order = members[torch.randperm(len(members), generator=gen)][: per_epoch * batch]
+        steps.append(order.view(per_epoch, batch))
+    return torch.cat(steps)
+
+
+@dataclass
+class StackResult:
+    """Stacked final parameters, per-step losses (K, steps) and conv snapshots by step."""
+
+    params: dict[str, torch.Tensor]
+    losses: torch.Tensor
+    snapshots: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+
+
+def stack(models: list[nn.Module]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    params, buffers = stack_module_state(models)
+    return {k: v.detach().clone() for k, v in params.items()}, buffers
+
+
+def stacked_call(base: nn.Module, params, buffers, x: torch.Tensor, **kwargs) -> torch.Tensor:
+    """Run K models on their own inputs x (K, B, ...) -> (K, B, ...); kwargs go to forward."""
+
+    def one(p, b, inputs):
+        return functional_call(base, (p, b), (inputs,), kwargs)
+
+    return vmap(one)(params, buffers, x)
+
+
+def meta_copy(model: nn.Module) -> nn.Module:
+    """A weightless copy of `model` that `functional_call` fills with stacked parameters."""
+    return copy.deepcopy(model).to("meta")
+
+
+def train_stacked(
+    models: list[nn.Module],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    plans: torch.Tensor,
+    weights: torch.Tensor,
+    cfg: CNNConfig,
+    *,
+    snapshot_steps: tuple[int, ...] = (),
+    snapshot_keys: tuple[str, ...] = ("conv1.weight", "conv2.weight"),
+    stage: str = "training",
+    progress: bool = True,
+    on_step: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
+    on_steps: tuple[int, ...] = (),
+) -> StackResult:
+    """Train K models together. `plans` (K, steps, B) index `images`/`labels` (on the device);
+    `weights` (K, classes) are each model's class weights (ones for an unweighted loss)."""
+    device = images.device
+    base = meta_copy(models[0])
+    params, buffers = stack(models)
+    params = {k: v.to(device).requires_grad_(True) for k, v in params.items()}
+    buffers = {k: v.to(device) for k, v in buffers.items()}
+    optimizer = torch.optim.Adam(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    k_models, steps, _ = plans.shape
+    plans, weights = plans.to(device), weights.to(device)
+    losses = torch.empty(k_models, steps, device=device)
+    snapshots = {}
+    wanted = set(snapshot_steps)
+    bar = progress_bar(range(steps), desc=f"{stage}: {k_models} model(s)", progress=progress)
+    for step in bar:
+        index = plans[:, step]
+        x = images[index].float().div_(255)
+        y = labels[index]
+        logits = stacked_call(base, params, buffers, x)
+        ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view_as(y)
+        w = torch.gather(weights, 1, y)
+        per_model = (ce * w).sum(1) / w.sum(1)
+        optimizer.zero_grad(set_to_none=True)
+        per_model.sum().backward()
+        optimizer.step()
+        losses[:, step] = per_model.detach()
+        if step + 1 in wanted:
+            snapshots[step + 1] = {k: params[k].detach().clone() for k in snapshot_keys}
+        if on_step is not None and step + 1 in on_steps:
+            on_step(step + 1, {k: v.detach() for k, v in params.items()})
+        if (step + 1) % 50 == 0 or step + 1 == steps:  # the only host sync: for the log
+            check_finite(losses[:, : step + 1], stage)
+            bar.set_postfix(loss=f"{losses[:, step].mean().item():.3f}")
+    return StackResult({k: v.detach() for k, v in params.items()}, losses.cpu(), snapshots)
+
+
+def check_finite(values: torch.Tensor, stage: str) -> None:
+    """Raise DivergedError naming the stage, the first bad step and its value."""
+    bad = ~torch.isfinite(values)
+    if bad.any():
+        model, step = (int(i) for i in bad.nonzero()[0])
+        raise DivergedError(
+            f"{stage} diverged: loss of model {model} at step {step + 1} is "
+            f"{values[model, step].item()}; lower the learning rate or check the data"
+        )
+
+
+@torch.no_grad()
+def predict_stacked(
+    model: nn.Module,
+    params: dict[str, torch.Tensor],
+    images: torch.Tensor,
+    batch_size: int = 512,
+    **kwargs,
+) -> torch.Tensor:
+    """Outputs of K stacked models (like `model`) on the same uint8 images -> (K, N, ...)."""
+    base = meta_copy(model)
+    device = next(iter(params.values())).device
+    k = next(iter(params.values())).shape[0]
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size].to(device).float().div(255)
+        outputs.append(stacked_call(base, params, {}, x.expand(k, *x.shape), **kwargs))
+    return torch.cat(outputs, 1)
+
+
+def unstack(params: dict[str, torch.Tensor], index: int) -> dict[str, torch.Tensor]:
+    """The state dict of model `index` of a stack."""
+    return {k: v[index].detach().clone() for k, v in params.items()}
+
+
+def classification_report(labels: torch.Tensor, predicted: torch.Tensor, names) -> dict:
+    """Accuracy, balanced accuracy, per-class precision/recall/F1 and the confusion matrix."""
+    from sklearn.metrics import (
+        balanced_accuracy_score,
+        confusion_matrix,
+        precision_recall_fscore_support,
+    )
+
+    y, p = labels.cpu().numpy(), predicted.cpu().numpy()
+    classes = list(range(len(names)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y, p, labels=classes, zero_division=0
+    )
+    return {
+        "accuracy": float(np.mean(y == p)),
+        "balanced accuracy": float(balanced_accuracy_score(y, p)),
+        "classes": {
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, name in enumerate(names)
+        },
+        "confusion": confusion_matrix(y, p, labels=classes).tolist(),
+    }
+
+
+def snapshot_schedule(steps: int, snapshots: int) -> tuple[int, ...]:
+    """`snapshots` steps evenly spaced over the second half of training, ending at the last."""
+    if snapshots == 1:
+        return (steps,)
+    start = math.ceil(steps / 2)
+    return tuple(
+        sorted({round(start + (steps - start) * i / (snapshots - 1)) for i in range(snapshots)})
+    )

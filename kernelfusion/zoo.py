@@ -1,0 +1,259 @@
+"""The model zoo: K CNNs per domain trained together, and the kernel sets taken from them.
+
+One *kernel set* is one filter's weights, `C_in x 5 x 5`, of one conv layer, from one model of
+the zoo at one snapshot of its training. Each is stored with its (model, snapshot step, filter)
+index so that order and wiring are never lost: layer 2's filter f of model m at step s reads the
+outputs of layer 1's filters of the same model at the same step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from . import training
+from .cnn import CONV_LAYERS, DOMAINS, build
+from .config import Config, resolve_device
+from .machine import seed_everything
+from .store import Artifact, StageWriter, Store
+
+
+@dataclass
+class KernelSets:
+    """Kernel sets of one domain: per layer, kernels (M, C_in, 5, 5) and index (M, 3)."""
+
+    kernels: dict[str, torch.Tensor]
+    index: dict[str, torch.Tensor]  # columns: model, snapshot step, filter
+
+    def flat(self, layer: str) -> torch.Tensor:
+        return self.kernels[layer].flatten(1)
+
+
+@dataclass
+class Zoo:
+    black: KernelSets
+    cat: KernelSets
+    summary: dict
+    artifact: Artifact | None = None
+
+    def __getitem__(self, domain: str) -> KernelSets:
+        return getattr(self, domain)
+
+
+def extract_kernel_sets(
+    snapshots: dict[int, dict[str, torch.Tensor]], keep: int = 0, seed: int = 0
+) -> tuple[KernelSets, int]:
+    """Flatten stacked snapshots {step: {"convN.weight": (K, C_out, C_in, 5, 5)}} into kernel
+    sets ordered by (model, step, filter); keep a seeded subset of `keep` per layer if > 0.
+    Returns the sets and how many there were before subsetting."""
+    steps = sorted(snapshots)
+    kernels, index, available = {}, {}, 0
+    for layer in CONV_LAYERS:
+        weights = torch.stack([snapshots[s][f"{layer}.weight"].cpu() for s in steps], 1)
+        k, n_steps, c_out = weights.shape[:3]
+        grid = torch.stack(
+            torch.meshgrid(
+                torch.arange(k), torch.tensor(steps), torch.arange(c_out), indexing="ij"
+            ),
+            -1,
+        ).reshape(-1, 3)
+        flat = weights.reshape(k * n_steps * c_out, *weights.shape[3:])
+        available = len(flat)
+        if 0 < keep < len(flat):
+            gen = torch.Generator().manual_seed(seed + CONV_LAYERS.index(layer))
+            chosen = torch.randperm(len(flat), generator=gen)[:keep].sort().values
+            flat, grid = flat[chosen], grid[chosen]
+        elif keep > len(flat):
+            warnings.warn(
+                f"zoo.kernel_sets={keep} but the zoo gives only {len(flat)} sets for {layer}: "
+                f"keeping {len(flat)} (raise zoo.models or zoo.snapshots for more)",
+                stacklevel=2,
+            )
+        kernels[layer], index[layer] = flat.contiguous(), grid
+    return KernelSets(kernels, index), available
+
+
+def _train_domain(domain: str, cfg: Config, datasets, device: str, progress: bool):
+    """Train the zoo of one domain; return its stacked result and per-model val accuracy."""
+    images = datasets[domain]
+    train, val = images.part("train"), images.part("val")
+    d = DOMAINS.index(domain)
+    gen = torch.Generator().manual_seed(cfg.seed * 104729 + 17 * d + 1)
+    size = max(2, round(len(train) * cfg.zoo.subset_fraction))
+    plans, weights = [], []
+    for _ in range(cfg.zoo.models):
+        members = torch.randperm(len(train), generator=gen)[:size]
+        plans.append(
+            training.plan_batches(
+                train.labels, members, cfg.zoo.epochs, cfg.cnn.batch_size, cfg.cnn.imbalance, gen
+            )
+        )
+        weights.append(
+            training.class_weights(train.labels[members])
+            if cfg.cnn.imbalance == "weighted"
+            else torch.ones(2)
+        )
+    seeds = [cfg.seed * 1_000_003 + 10_007 * d + k for k in range(cfg.zoo.models)]
+    models = [build(cfg.cnn, cfg.data.image_size, s) for s in seeds]
+    plans = torch.stack(plans)
+    steps = plans.shape[1]
+    result = training.train_stacked(
+        models,
+        train.images.to(device),
+        train.labels.to(device),
+        plans,
+        torch.stack(weights),
+        cfg.cnn,
+        snapshot_steps=training.snapshot_schedule(steps, cfg.zoo.snapshots),
+        stage=f"{domain} zoo",
+        progress=progress,
+    )
+    logits = training.predict_stacked(models[0], result.params, val.images)
+    accuracy = (logits.argmax(-1).cpu() == val.labels).float().mean(1)
+    return result, accuracy, steps
+
+
+def train_zoo(cfg: Config, datasets, store: Store, *, force=False, progress=True) -> Zoo:
+    """Train (or reuse) both zoos and extract their kernel sets."""
+    device = resolve_device(cfg.device)
+
+    def build_stage(writer: StageWriter) -> None:
+        seed_everything(cfg.seed)
+        summary = {}
+        for domain in DOMAINS:
+            result, accuracy, steps = _train_domain(domain, cfg, datasets, device, progress)
+            sets, available = extract_kernel_sets(result.snapshots, cfg.zoo.kernel_sets, cfg.seed)
+            tensors = {f"{layer}": sets.kernels[layer] for layer in CONV_LAYERS}
+            tensors |= {f"{layer}_index": sets.index[layer] for layer in CONV_LAYERS}
+            writer.save_tensors(domain, tensors)
+            writer.save_tensors(f"{domain}_models", result.params)
+            summary[domain] = {
+                "models": cfg.zoo.models,
+                "steps": steps,
+                "snapshot steps": sorted(result.snapshots),
+                "kernel sets available per layer": available,
+                "kernel sets kept": {layer: len(sets.kernels[layer]) for layer in CONV_LAYERS},
+                "val accuracy": accuracy.tolist(),
+                "final loss": result.losses[:, -max(1, steps // 10) :].mean(1).tolist(),
+            }
+        writer.save_json("summary", summary)
+
+    key = {
+        "cnn": dataclasses.asdict(cfg.cnn),
+        "zoo": dataclasses.asdict(cfg.zoo),
+        "seed": cfg.seed,
+        "version": 1,
+    }
+    artifact = store.stage("zoo", key, build_stage, inputs=[datasets.artifact], force=force)
+    return load(artifact)
+
+
+def load(artifact: Artifact) -> Zoo:
+    domains = {}
+    for domain in DOMAINS:
+        tensors = artifact.tensors(domain)
+        domains[domain] = KernelSets(
+            {layer: tensors[layer] for layer in CONV_LAYERS},
+            {layer: tensors[f"{layer}_index"] for layer in CONV_LAYERS},
+        )
+    return Zoo(**domains, summary=artifact.json("summary"), artifact=artifact)
+
+
+def kernel_statistics(kernels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-kernel norm, mean weight per input channel, and spatial frequency (the share of the
+    kernel's energy outside the lowest spatial frequencies of its 5x5 Fourier transform)."""
+    spectrum = torch.fft.fft2(kernels).abs() ** 2  # (M, C, 5, 5)
+    low = spectrum[..., :2, :2].sum((-1, -2)) + spectrum[..., -1:, :2].sum((-1, -2))
+    low = low + spectrum[..., :2, -1:].sum((-1, -2)) + spectrum[..., -1:, -1:].sum((-1, -2))
+    total = spectrum.sum((-1, -2)).clamp(min=1e-12)
+    return {
+        "norm": kernels.flatten(1).norm(dim=1),
+        "channel mean": kernels.mean((-1, -2)),
+        "high-frequency share": (1 - low.sum(1) / total.sum(1)),
+    }
+
+
+def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity between every kernel of `a` and every kernel of `b` (flattened)."""
+    a = torch.nn.functional.normalize(a.flatten(1), dim=1)
+    b = torch.nn.functional.normalize(b.flatten(1), dim=1)
+    return a @ b.T
+
+
+def cosine_summary(zoo: Zoo, layer: str) -> dict[str, float]:
+    """Mean |cosine| within each domain and between them (self-pairs left out)."""
+    black, cat = zoo.black.kernels[layer], zoo.cat.kernels[layer]
+
+    def mean_off_diagonal(m):
+        mask = ~torch.eye(len(m), dtype=torch.bool)
+        return float(m.abs()[mask].mean())
+
+    return {
+        "black-black": mean_off_diagonal(cosine_matrix(black, black)),
+        "cat-cat": mean_off_diagonal(cosine_matrix(cat, cat)),
+        "black-cat": float(cosine_matrix(black, cat).abs().mean()),
+    }
+
+
+def statistics_frame(zoo: Zoo):
+    """Kernel statistics of both domains and layers as one long table."""
+    import pandas as pd
+
+    frames = []
+    for domain in DOMAINS:
+        for layer in CONV_LAYERS:
+            stats = kernel_statistics(zoo[domain].kernels[layer])
+            frame = pd.DataFrame(
+                {
+                    "norm": stats["norm"].numpy(),
+                    "high-frequency share": stats["high-frequency share"].numpy(),
+                    "mean weight": stats["channel mean"].mean(1).numpy(),
+                }
+            )
+            frame["domain"], frame["layer"] = domain, layer
+            frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def mean_colour_table(zoo: Zoo):
+    """Mean layer-1 weight per input colour channel, per domain: what colours the filters favour."""
+    import pandas as pd
+
+    rows = {d: zoo[d].kernels["conv1"].mean((0, 2, 3)).tolist() for d in DOMAINS}
+    return pd.DataFrame(rows, index=["red", "green", "blue"]).T
+
+
+def joint_sample(zoo: Zoo, layer: str, per_domain: int, seed: int = 0):
+    """A seeded sample of kernels from both domains: (kernels, domain labels, hover text)."""
+    gen = torch.Generator().manual_seed(seed)
+    kernels, domains, hover = [], [], []
+    for domain in DOMAINS:
+        sets = zoo[domain]
+        chosen = torch.randperm(len(sets.kernels[layer]), generator=gen)[:per_domain]
+        kernels.append(sets.kernels[layer][chosen])
+        domains += [domain] * len(chosen)
+        hover += [
+            f"{domain}: model {m}, step {s}, filter {f}"
+            for m, s, f in sets.index[layer][chosen].tolist()
+        ]
+    return torch.cat(kernels), domains, hover
+
+
+def summary_table(zoo: Zoo):
+    """Models, steps, snapshots, kernel sets and validation accuracy per domain."""
+    import pandas as pd
+
+    rows = {}
+    for domain, s in zoo.summary.items():
+        rows[domain] = {
+            "models": s["models"],
+            "training steps": s["steps"],
+            "snapshots per model": len(s["snapshot steps"]),
+            "kernel sets, layer 1": s["kernel sets kept"]["conv1"],
+            "kernel sets, layer 2": s["kernel sets kept"]["conv2"],
+            "mean val accuracy": f"{sum(s['val accuracy']) / len(s['val accuracy']):.3f}",
+        }
+    return pd.DataFrame(rows).astype(str)

@@ -1,0 +1,141 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kernelfusion import cnn, config, data, store, training
+
+
+def test_shapes_and_features_are_the_flattened_second_block():
+    cfg = config.load("smoke", {"cnn.channels1": 5, "cnn.channels2": 7})
+    model = cnn.build(cfg.cnn, 24, seed=0)
+    x = torch.rand(3, 3, 24, 24)
+    assert model.conv1.weight.shape == (5, 3, 5, 5) and model.conv2.weight.shape == (7, 5, 5, 5)
+    features = model.features(x)
+    assert features.shape == (3, 7 * 6 * 6) == (3, model.feature_size)
+    assert torch.allclose(model(x), model.head(features))
+    assert torch.equal(model(x, features_only=True), features)
+
+
+def test_same_seed_same_initialisation():
+    cfg = config.load("smoke").cnn
+    a, b, c = cnn.build(cfg, 24, 3), cnn.build(cfg, 24, 3), cnn.build(cfg, 24, 4)
+    assert torch.equal(a.conv1.weight, b.conv1.weight)
+    assert not torch.equal(a.conv1.weight, c.conv1.weight)
+
+
+def test_class_weights_balance_the_loss():
+    labels = torch.tensor([0] * 10 + [1] * 90)
+    weights = training.class_weights(labels)
+    assert torch.allclose(weights, torch.tensor([5.0, 100 / 180]))
+    assert torch.isclose((weights[labels]).sum(), torch.tensor(100.0))
+
+
+def test_balanced_plan_draws_classes_equally_and_weighted_plan_is_a_permutation():
+    labels = torch.tensor([0] * 20 + [1] * 380)
+    gen = torch.Generator().manual_seed(0)
+    balanced = training.plan_batches(labels, torch.arange(400), 5, 40, "balanced", gen)
+    share = labels[balanced].float().mean()
+    assert 0.4 < share < 0.6
+    plain = training.plan_batches(labels, torch.arange(400), 1, 40, "weighted", gen)
+    assert sorted(plain.flatten().tolist()) == list(range(400))
+
+
+def test_weighted_loss_learns_the_minority_class():
+    """On 1:9 data an unweighted model may ignore the minority; the weighted one must not."""
+    torch.manual_seed(0)
+    n = 400
+    labels = (torch.arange(n) % 10 == 0).long()
+    images = torch.randint(0, 60, (n, 3, 16, 16), dtype=torch.uint8)
+    images[labels == 1, 0] = 250  # minority class: a red image
+    cfg = config.load("smoke", {"cnn.lr": 0.01, "data.image_size": 16}).cnn
+    plan = training.plan_batches(
+        labels, torch.arange(n), 3, 32, "weighted", torch.Generator().manual_seed(0)
+    )
+    model = cnn.build(cfg, 16, 0)
+    result = training.train_stacked(
+        [model],
+        images,
+        labels,
+        plan[None],
+        training.class_weights(labels)[None],
+        cfg,
+        progress=False,
+    )
+    logits = training.predict_stacked(model, result.params, images)[0]
+    report = training.classification_report(labels, logits.argmax(1), ["rest", "red"])
+    assert report["classes"]["red"]["recall"] == 1.0 and report["balanced accuracy"] > 0.95
+
+
+def test_stacked_training_equals_training_alone():
+    """A model trained inside a stack gets the weights it gets trained alone, same batches."""
+    cfg = config.load("smoke").cnn
+    torch.manual_seed(0)
+    images = torch.randint(0, 255, (120, 3, 24, 24), dtype=torch.uint8)
+    labels = (torch.rand(120) < 0.3).long()
+    gen = torch.Generator().manual_seed(1)
+    plans = torch.stack(
+        [training.plan_batches(labels, torch.arange(120), 2, 16, "weighted", gen) for _ in range(3)]
+    )
+    weights = training.class_weights(labels).expand(3, -1)
+    stacked = training.train_stacked(
+        [cnn.build(cfg, 24, s) for s in range(3)],
+        images,
+        labels,
+        plans,
+        weights,
+        cfg,
+        progress=False,
+    )
+    alone = cnn.build(cfg, 24, 2)
+    optimizer = torch.optim.Adam(alone.parameters(), lr=cfg.lr)
+    for step in range(plans.shape[1]):
+        index = plans[2, step]
+        loss = F.cross_entropy(alone(images[index].float() / 255), labels[index], weight=weights[2])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    for name, value in alone.state_dict().items():
+        torch.testing.assert_close(stacked.params[name][2], value, rtol=1e-4, atol=1e-6)
+
+
+def test_divergence_is_reported_with_stage_step_and_value():
+    losses = torch.tensor([[0.5, 0.4, float("nan")], [0.5, 0.4, 0.3]])
+    with pytest.raises(training.DivergedError, match="black zoo diverged.*model 0 at step 3.*nan"):
+        training.check_finite(losses, "black zoo")
+    cfg = config.load("smoke", {"cnn.lr": 0.5}).cnn
+    images = torch.randint(0, 255, (64, 3, 24, 24), dtype=torch.uint8)
+    labels = torch.randint(0, 2, (64,))
+    plan = training.plan_batches(
+        labels, torch.arange(64), 1, 16, "none", torch.Generator().manual_seed(0)
+    )
+    poisoned = torch.tensor([[float("inf"), 1.0]])
+    with pytest.raises(training.DivergedError, match="step 1"):
+        training.train_stacked(
+            [cnn.build(cfg, 24, 0)], images, labels, plan[None], poisoned, cfg, progress=False
+        )
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    cfg = config.load("smoke")
+    run = store.open(cfg, tmp_path_factory.mktemp("runs"))
+    datasets = data.prepare(cfg, run, progress=False)
+    return cfg, run, datasets
+
+
+def test_source_cnns_share_init_report_metrics_and_round_trip(smoke_run):
+    cfg, run, datasets = smoke_run
+    sources = cnn.train_sources(cfg, datasets, run, progress=False)
+    init = cnn.build(cfg.cnn, cfg.data.image_size, cfg.cnn.init_seed)
+    assert torch.equal(sources.init.conv1.weight, init.conv1.weight)
+    assert not torch.equal(sources.black.conv1.weight, sources.cat.conv1.weight)
+    report = sources.report
+    for domain in cnn.DOMAINS:
+        test = report["test"][domain]
+        assert sum(map(sum, test["confusion"])) == int((datasets[domain].split == 2).sum())
+        assert set(report["eval groups"][domain]) == set(data.GROUPS)
+        assert len(report["history"][domain]) == cfg.cnn.epochs
+    again = cnn.train_sources(cfg, datasets, run, progress=False)
+    assert again.artifact.reused
+    assert torch.equal(again.cat.conv2.weight, sources.cat.conv2.weight)
+    assert "shared initialisation seed" in again.artifact.json("card")
