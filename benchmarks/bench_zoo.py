@@ -25,6 +25,7 @@ def step_flops(k: int, image: int, channels: tuple[int, int]) -> float:
 
 
 def matmul_peak(device: str, n: int = 2048, repeat: int = 10) -> float:
+    """Dense float32 matmul FLOP/s: the practical compute limit of this device."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     a @ b
     _sync(device)
@@ -53,7 +54,46 @@ def _measure(k: int, mode: str, device: str, image: int, channels, queue) -> Non
     weights = torch.ones(k, 2)
     models = [cnn.build(cfg, image, s) for s in range(k)]
 
-    def _row(name: str, image: int, channels, k: int, device: str, peak: float) -> dict:
+    def train_all():
+        if mode == "vectorized":
+            training.train_stacked(models, images, labels, plans, weights, cfg, progress=False)
+        else:
+            for i in range(k):
+                training.train_stacked(
+                    [models[i]],
+                    images,
+                    labels,
+                    plans[i : i + 1],
+                    weights[i : i + 1],
+                    cfg,
+                    progress=False,
+                )
+        _sync(device)
+
+    train_all()  # warm-up
+    started = time.perf_counter()
+    train_all()
+    seconds = time.perf_counter() - started
+    peak = (
+        torch.cuda.max_memory_allocated() / 2**20
+        if device.startswith("cuda")
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    queue.put((seconds, peak))
+
+
+def measure(k: int, mode: str, device: str, image: int, channels) -> tuple[float, float]:
+    """Seconds for K models x STEPS steps, and peak memory (MiB), in a fresh process."""
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_measure, args=(k, mode, device, image, channels, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def _row(name: str, image: int, channels, k: int, device: str, peak: float) -> dict:
     loop_s, loop_mem = measure(k, "loop", device, image, channels)
     vec_s, vec_mem = measure(k, "vectorized", device, image, channels)
     achieved = step_flops(k, image, channels) * STEPS / vec_s
@@ -73,10 +113,16 @@ def _measure(k: int, mode: str, device: str, image: int, channels, queue) -> Non
 def run(ks: tuple[int, ...] = (8, 32, 128), device: str | None = None) -> list[dict]:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     peak = matmul_peak(device)
-    rows = [_row(name, image, channels, k, device, peak)
-            for name, image, channels in WORKLOADS for k in ks]
-    table(f"zoo training on {device} ({torch.get_num_threads()} threads); dense matmul peak "
-          f"{peak / 1e9:.1f} GFLOP/s; {STEPS} steps of batch {BATCH}", rows)
+    rows = [
+        _row(name, image, channels, k, device, peak)
+        for name, image, channels in WORKLOADS
+        for k in ks
+    ]
+    table(
+        f"zoo training on {device} ({torch.get_num_threads()} threads); dense matmul peak "
+        f"{peak / 1e9:.1f} GFLOP/s; {STEPS} steps of batch {BATCH}",
+        rows,
+    )
     return rows
 
 

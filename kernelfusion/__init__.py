@@ -1,11 +1,24 @@
 """kernelfusion: generate a CNN for black cats by translating the kernels of two other CNNs."""
 
-from . import analysis, cnn, config, data, machine, plots, store, synthetic, training, zoo
+from . import (
+    analysis,
+    cnn,
+    config,
+    cyclegan,
+    data,
+    machine,
+    plots,
+    store,
+    synthetic,
+    training,
+    zoo,
+)
 
 __all__ = [
     "analysis",
     "cnn",
     "config",
+    "cyclegan",
     "data",
     "machine",
     "plots",

@@ -66,6 +66,27 @@ class ZooConfig:
 
 
 @dataclass
+class GanConfig:
+    """The kernel-space CycleGAN; defaults are the reference's (Zhu et al., 2017)."""
+
+    arch: str = "mlp"  # mlp (on the flattened filter) | conv (over the 5x5 grid)
+    hidden: int = 256
+    depth: int = 3  # layers per network
+    steps: int = 2000  # per conv layer
+    decay_steps: int = 1000  # learning rate constant, then linearly to 0 over these last steps
+    batch_size: int = 64
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    cycle_weight: float = 10.0
+    identity_weight: float = 0.5  # times cycle_weight
+    pool_size: int = 50
+    align_layer2: bool = True  # weight-match layer-2 input channels across models
+    checkpoint_every: int = 500
+    log_every: int = 50
+
+
+@dataclass
 class Config:
     """Everything a run depends on; its hash names the run folder."""
 
@@ -75,6 +96,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     cnn: CNNConfig = field(default_factory=CNNConfig)
     zoo: ZooConfig = field(default_factory=ZooConfig)
+    gan: GanConfig = field(default_factory=GanConfig)
 
     @property
     def hash(self) -> str:
@@ -108,6 +130,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "zoo.models": 4,
         "zoo.epochs": 2,
         "zoo.snapshots": 2,
+        "gan.hidden": 32,
+        "gan.steps": 60,
+        "gan.decay_steps": 30,
+        "gan.batch_size": 16,
+        "gan.checkpoint_every": 20,
+        "gan.log_every": 10,
     },
     # The embedded default data; the whole book in minutes on 2 CPU cores.
     "default": {},
@@ -128,12 +156,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "zoo.epochs": 6,
         "zoo.snapshots": 5,
         "zoo.kernel_sets": 4498,
+        "gan.steps": 10000,
+        "gan.decay_steps": 5000,
+        "gan.batch_size": 128,
     },
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.source": ("synthetic", "folder", "oxford_pets"),
     "cnn.imbalance": ("weighted", "balanced", "none"),
+    "gan.arch": ("mlp", "conv"),
 }
 
 
@@ -170,6 +202,19 @@ def _checks(cfg: Config) -> list[tuple[str, bool, str]]:
         ("zoo.snapshots", 1 <= cfg.zoo.snapshots, "at least 1"),
         ("zoo.subset_fraction", 0 < cfg.zoo.subset_fraction <= 1, "in (0, 1]"),
         ("zoo.kernel_sets", cfg.zoo.kernel_sets >= 0, "0 (all) or a positive count"),
+        ("gan.hidden", cfg.gan.hidden >= 1, "at least 1"),
+        ("gan.depth", cfg.gan.depth >= 2, "at least 2"),
+        ("gan.steps", cfg.gan.steps >= 1, "at least 1"),
+        ("gan.decay_steps", 0 <= cfg.gan.decay_steps <= cfg.gan.steps, "between 0 and gan.steps"),
+        ("gan.batch_size", cfg.gan.batch_size >= 1, "at least 1"),
+        ("gan.lr", 0 < cfg.gan.lr < 1, "in (0, 1)"),
+        ("gan.beta1", 0 <= cfg.gan.beta1 < 1, "in [0, 1)"),
+        ("gan.beta2", 0 <= cfg.gan.beta2 < 1, "in [0, 1)"),
+        ("gan.cycle_weight", cfg.gan.cycle_weight >= 0, "non-negative"),
+        ("gan.identity_weight", cfg.gan.identity_weight >= 0, "non-negative"),
+        ("gan.pool_size", cfg.gan.pool_size >= 0, "non-negative"),
+        ("gan.checkpoint_every", cfg.gan.checkpoint_every >= 1, "at least 1"),
+        ("gan.log_every", cfg.gan.log_every >= 1, "at least 1"),
         (
             "data.root",
             d.source == "synthetic" or bool(d.root),

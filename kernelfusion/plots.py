@@ -315,3 +315,33 @@ def cosine_heatmap(matrix: torch.Tensor, split: int, labels=("black", "cat"), ti
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def gan_losses(history: dict[str, dict[str, list[float]]], smooth: int = 25):
+    """CycleGAN loss terms per layer (moving averages): adversarial, D, cycle and identity."""
+    import matplotlib.pyplot as plt
+
+    groups = {
+        "generators (LSGAN)": ("loss_G_A", "loss_G_B"),
+        "discriminators": ("loss_D_A", "loss_D_B"),
+        "cycle (x weight)": ("loss_cycle_A", "loss_cycle_B"),
+        "identity (x weight)": ("loss_idt_A", "loss_idt_B"),
+    }
+    names = {"A": "black->cat", "B": "cat->black"}
+    fig, axes = plt.subplots(len(history), 4, figsize=(14, 2.8 * len(history)), squeeze=False)
+    for row, (layer, losses) in enumerate(history.items()):
+        for col, (title, keys) in enumerate(groups.items()):
+            ax = axes[row, col]
+            for key in keys:
+                values = np.asarray(losses[key])
+                window = max(1, min(smooth, len(values) // 5))
+                averaged = np.convolve(values, np.ones(window) / window, mode="valid")
+                label = (
+                    names[key[-1]] if "D" not in key else ("D_cat" if key[-1] == "A" else "D_black")
+                )
+                ax.plot(averaged, label=label, linewidth=1)
+            ax.set_title(f"{layer}: {title}", fontsize=9)
+            ax.set_xlabel("step")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -84,10 +84,13 @@ def package_versions() -> dict[str, str]:
 
 
 class StageWriter:
-    """Collects one stage's files in its temporary folder."""
+    """Collects one stage's files in its temporary folder. `checkpoints` is a folder that
+    survives an interrupted build of the same stage and key (for resuming), and is removed once
+    the stage is sealed; it is never part of the artifact."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, checkpoints: Path | None = None):
         self.folder = folder
+        self.checkpoints = checkpoints if checkpoints is not None else folder / ".checkpoints"
 
     def path(self, name: str) -> Path:
         return self.folder / safe_name(name)
@@ -186,9 +189,10 @@ class Store:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.run_dir / f".{stage}.{uuid.uuid4().hex}.tmp"
         tmp.mkdir()
+        checkpoints = self.run_dir / "checkpoints" / f"{stage}-{key_hash[:16]}"
         started = time.time()
         try:
-            build(StageWriter(tmp))
+            build(StageWriter(tmp, checkpoints))
             seconds = time.time() - started
             manifest = {
                 "stage": stage,
@@ -206,6 +210,7 @@ class Store:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        shutil.rmtree(checkpoints, ignore_errors=True)
         self.timings[stage] = seconds
         return Artifact(folder, manifest, reused=False)
 

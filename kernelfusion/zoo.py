@@ -130,6 +130,16 @@ def train_zoo(cfg: Config, datasets, store: Store, *, force=False, progress=True
             tensors |= {f"{layer}_index": sets.index[layer] for layer in CONV_LAYERS}
             writer.save_tensors(domain, tensors)
             writer.save_tensors(f"{domain}_models", result.params)
+            steps_taken = sorted(result.snapshots)
+            writer.save_tensors(
+                f"{domain}_snapshots",
+                {
+                    "steps": torch.tensor(steps_taken),
+                    "conv1": torch.stack(
+                        [result.snapshots[s]["conv1.weight"].cpu() for s in steps_taken], 1
+                    ),
+                },
+            )
             summary[domain] = {
                 "models": cfg.zoo.models,
                 "steps": steps,

@@ -1,0 +1,604 @@
+"""A CycleGAN in kernel space: per conv layer, G translates black kernels to cat kernels and F
+translates back, trained with the losses and schedule of Zhu et al. (2017).
+
+Samples are single filters (`C_in x 5 x 5`), normalised per filter (mean removed, unit norm)
+before the GAN and given back their own scale and mean after it. Layer-2 filters are first put
+into one common input-channel order (weight matching of each model's layer-1 filters to a
+reference model, as in Git Re-Basin), because hidden units permute freely between models.
+Loss names follow the reference implementation: loss_G_A, loss_cycle_A, loss_idt_A, loss_D_A.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from scipy.optimize import linear_sum_assignment
+from torch import nn
+
+from .cnn import CONV_LAYERS
+from .config import Config, GanConfig, resolve_device
+from .progress import bar as progress_bar
+from .store import StageWriter, Store, atomic_write_bytes
+from .training import DivergedError
+from .zoo import Zoo
+
+LOSSES = (
+    "loss_G_A",
+    "loss_G_B",
+    "loss_cycle_A",
+    "loss_cycle_B",
+    "loss_idt_A",
+    "loss_idt_B",
+    "loss_D_A",
+    "loss_D_B",
+)
+# A = black, B = cat: G = G_A (black -> cat), F = G_B (cat -> black), D_A judges cat kernels
+# (the outputs of G), D_B judges black kernels, as in the reference code.
+
+
+# --- the invertible per-filter normalisation ---------------------------------------------------
+
+
+@dataclass
+class FilterScale:
+    """What `normalise` removed from each filter, so that `restore` can put it back."""
+
+    mean: torch.Tensor  # (N, 1)
+    norm: torch.Tensor  # (N, 1)
+
+
+def normalise(kernels: torch.Tensor) -> tuple[torch.Tensor, FilterScale]:
+    """(N, C, 5, 5) -> flat (N, C*25) vectors with zero mean and unit norm, and their scale."""
+    flat = kernels.flatten(1)
+    mean = flat.mean(1, keepdim=True)
+    centred = flat - mean
+    norm = centred.norm(dim=1, keepdim=True).clamp(min=1e-8)
+    return centred / norm, FilterScale(mean, norm)
+
+
+def restore(vectors: torch.Tensor, scale: FilterScale, shape: tuple[int, ...]) -> torch.Tensor:
+    """Inverse of `normalise`: give each vector back its filter's norm and mean."""
+    return (vectors * scale.norm + scale.mean).view(-1, *shape)
+
+
+# --- layer-2 alignment (weight matching) -------------------------------------------------------
+
+
+def matching_permutation(filters: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """perm such that filters[perm] best matches reference, filter by filter (Hungarian on the
+    cosine similarity of flattened filters)."""
+    a = F.normalize(filters.flatten(1), dim=1)
+    b = F.normalize(reference.flatten(1), dim=1)
+    cost = -(b @ a.T).numpy()
+    rows, cols = linear_sum_assignment(cost)
+    return torch.as_tensor(cols[np.argsort(rows)], dtype=torch.long)
+
+
+def align_layer2(
+    kernels2: torch.Tensor, index2: torch.Tensor, conv1_snapshots: dict, reference: torch.Tensor
+) -> torch.Tensor:
+    """Permute the input channels of every layer-2 kernel into the reference's layer-1 order.
+
+    `conv1_snapshots[(model, step)]` holds that snapshot's layer-1 filters (C1, 3, 5, 5)."""
+    aligned = kernels2.clone()
+    perms = {
+        key: matching_permutation(weights, reference) for key, weights in conv1_snapshots.items()
+    }
+    for row, (model, step, _) in enumerate(index2.tolist()):
+        aligned[row] = kernels2[row][perms[(model, step)]]
+    return aligned
+
+
+# --- networks ----------------------------------------------------------------------------------
+
+
+def _mlp(sizes: list[int], final: nn.Module | None = None) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.LeakyReLU(0.2))
+    if final is not None:
+        layers.append(final)
+    return nn.Sequential(*layers)
+
+
+class ConvKernelNet(nn.Module):
+    """A small conv net over the 5x5 grid with C_in channels; `out` = C_in (generator) or 1."""
+
+    def __init__(self, channels: int, hidden: int, out: int, depth: int):
+        super().__init__()
+        self.channels = channels
+        layers: list[nn.Module] = []
+        width = channels
+        for _ in range(depth - 1):
+            layers += [nn.Conv2d(width, hidden, 3, padding=1), nn.LeakyReLU(0.2)]
+            width = hidden
+        self.body = nn.Sequential(*layers)
+        self.generator = out == channels
+        self.tail = (
+            nn.Conv2d(width, channels, 3, padding=1) if self.generator else nn.Linear(width * 25, 1)
+        )
+
+    def forward(self, vectors: torch.Tensor) -> torch.Tensor:
+        x = self.body(vectors.view(-1, self.channels, 5, 5))
+        return self.tail(x).flatten(1) if self.generator else self.tail(x.flatten(1))
+
+
+def make_networks(cfg: GanConfig, channels: int, seed: int) -> dict[str, nn.Module]:
+    """G, F, D_A (judges cat kernels) and D_B (judges black kernels) for one layer."""
+    d = channels * 25
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if cfg.arch == "mlp":
+            hidden = [cfg.hidden] * (cfg.depth - 1)
+            return {
+                "G": _mlp([d, *hidden, d]),
+                "F": _mlp([d, *hidden, d]),
+                "D_A": _mlp([d, *hidden, 1]),
+                "D_B": _mlp([d, *hidden, 1]),
+            }
+        return {
+            "G": ConvKernelNet(channels, cfg.hidden, channels, cfg.depth),
+            "F": ConvKernelNet(channels, cfg.hidden, channels, cfg.depth),
+            "D_A": ConvKernelNet(channels, cfg.hidden, 1, cfg.depth),
+            "D_B": ConvKernelNet(channels, cfg.hidden, 1, cfg.depth),
+        }
+
+
+# --- the pool and the loss --------------------------------------------------------------------
+
+
+class ImagePool:
+    """The reference's history of generated samples, vectorized: each sample of a batch is,
+    with probability 1/2, swapped for a stored one (after the pool has filled)."""
+
+    def __init__(self, size: int, dim: int, device):
+        self.size, self.filled = size, 0
+        self.samples = torch.zeros(size, dim, device=device)
+
+    def query(self, batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        if self.size == 0:
+            return batch
+        batch = batch.detach()
+        out = batch.clone()
+        take = min(self.size - self.filled, len(batch))
+        if take:
+            self.samples[self.filled : self.filled + take] = batch[:take]
+            self.filled += take
+        rest = torch.arange(take, len(batch))
+        if len(rest):
+            swap = torch.rand(len(rest), generator=gen) < 0.5
+            slots = torch.randint(self.size, (len(rest),), generator=gen)
+            chosen, where = rest[swap], slots[swap]
+            # a stored sample is handed out once: of several picks of one slot, the first swaps
+            _, inverse = torch.unique(where, return_inverse=True)
+            first = torch.full((int(inverse.max()) + 1,) if len(where) else (0,), len(where))
+            first = first.scatter_reduce(0, inverse, torch.arange(len(where)), "amin")
+            chosen, where = chosen[first], where[first]
+            out[chosen] = self.samples[where]
+            self.samples[where] = batch[chosen]
+        return out
+
+
+def gan_loss(prediction: torch.Tensor, real: bool) -> torch.Tensor:
+    """Least-squares GAN loss (LSGAN), the reference's default."""
+    return F.mse_loss(prediction, torch.full_like(prediction, 1.0 if real else 0.0))
+
+
+def lr_factor(step: int, cfg: GanConfig) -> float:
+    """Constant learning rate, then a linear decay to zero over the last `decay_steps`."""
+    constant = cfg.steps - cfg.decay_steps
+    return 1.0 if step < constant else max(0.0, 1 - (step - constant) / max(1, cfg.decay_steps))
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+@dataclass
+class LayerGan:
+    """One layer's trained CycleGAN (on the CPU, in eval mode) and its loss history."""
+
+    nets: dict[str, nn.Module]
+    history: dict[str, list[float]]
+    channels: int
+
+    @torch.no_grad()
+    def translate(self, kernels: torch.Tensor, direction: str) -> torch.Tensor:
+        """Translate real-scale kernels (N, C, 5, 5) with G ('black->cat') or F ('cat->black'),
+        normalising first and giving each output its source filter's scale back."""
+        net = self.nets["G" if direction == "black->cat" else "F"]
+        vectors, scale = normalise(kernels)
+        return restore(net(vectors), scale, kernels.shape[1:])
+
+
+class _Trainer:
+    """The state of one layer's training; checkpointed and resumed as a whole."""
+
+    def __init__(
+        self,
+        cfg: GanConfig,
+        black: torch.Tensor,
+        cat: torch.Tensor,
+        channels: int,
+        seed: int,
+        device: str,
+    ):
+        self.cfg, self.device = cfg, device
+        self.black, self.cat = black.to(device), cat.to(device)
+        self.nets = {k: v.to(device) for k, v in make_networks(cfg, channels, seed).items()}
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_G = torch.optim.Adam(
+            [*self.nets["G"].parameters(), *self.nets["F"].parameters()], lr=cfg.lr, betas=betas
+        )
+        self.opt_D = torch.optim.Adam(
+            [*self.nets["D_A"].parameters(), *self.nets["D_B"].parameters()], lr=cfg.lr, betas=betas
+        )
+        self.pool_A = ImagePool(cfg.pool_size, black.shape[1], device)  # fake cat kernels
+        self.pool_B = ImagePool(cfg.pool_size, black.shape[1], device)  # fake black kernels
+        self.gen = torch.Generator().manual_seed(seed)
+        self.step = 0
+        self.losses = torch.zeros(cfg.steps, len(LOSSES))
+
+    def set_lr(self) -> None:
+        for optimizer in (self.opt_G, self.opt_D):
+            for group in optimizer.param_groups:
+                group["lr"] = self.cfg.lr * lr_factor(self.step, self.cfg)
+
+    def train_step(self) -> None:
+        cfg, nets = self.cfg, self.nets
+        real_A = self.black[torch.randint(len(self.black), (cfg.batch_size,), generator=self.gen)]
+        real_B = self.cat[torch.randint(len(self.cat), (cfg.batch_size,), generator=self.gen)]
+        self.set_lr()
+        # Generators: adversarial, cycle and identity terms, as in the paper.
+        fake_B, fake_A = nets["G"](real_A), nets["F"](real_B)
+        loss_G_A = gan_loss(nets["D_A"](fake_B), True)
+        loss_G_B = gan_loss(nets["D_B"](fake_A), True)
+        loss_cycle_A = F.l1_loss(nets["F"](fake_B), real_A) * cfg.cycle_weight
+        loss_cycle_B = F.l1_loss(nets["G"](fake_A), real_B) * cfg.cycle_weight
+        identity = cfg.cycle_weight * cfg.identity_weight
+        loss_idt_A = F.l1_loss(nets["G"](real_B), real_B) * identity
+        loss_idt_B = F.l1_loss(nets["F"](real_A), real_A) * identity
+        loss_G = loss_G_A + loss_G_B + loss_cycle_A + loss_cycle_B + loss_idt_A + loss_idt_B
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_G.backward()
+        self.opt_G.step()
+        # Discriminators, on real samples and on generated ones from the history pools.
+        pooled_B = self.pool_A.query(fake_B, self.gen)
+        pooled_A = self.pool_B.query(fake_A, self.gen)
+        loss_D_A = 0.5 * (
+            gan_loss(nets["D_A"](real_B), True) + gan_loss(nets["D_A"](pooled_B), False)
+        )
+        loss_D_B = 0.5 * (
+            gan_loss(nets["D_B"](real_A), True) + gan_loss(nets["D_B"](pooled_A), False)
+        )
+        self.opt_D.zero_grad(set_to_none=True)
+        (loss_D_A + loss_D_B).backward()
+        self.opt_D.step()
+        values = torch.stack(
+            [
+                loss_G_A,
+                loss_G_B,
+                loss_cycle_A,
+                loss_cycle_B,
+                loss_idt_A,
+                loss_idt_B,
+                loss_D_A,
+                loss_D_B,
+            ]
+        ).detach()
+        self.losses[self.step] = values.cpu()
+        self.step += 1
+
+    def check(self, stage: str) -> None:
+        bad = ~torch.isfinite(self.losses[: self.step])
+        if bad.any():
+            step, term = (int(i) for i in bad.nonzero()[0])
+            raise DivergedError(
+                f"{stage} diverged: {LOSSES[term]} at step {step + 1} is "
+                f"{self.losses[step, term].item()}; lower gan.lr or check the kernels"
+            )
+
+    # checkpoints: tensors in safetensors, the rest in JSON, both written atomically
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {
+            f"net.{n}.{k}": v for n, net in self.nets.items() for k, v in net.state_dict().items()
+        }
+        meta = {"step": self.step, "pool_A": self.pool_A.filled, "pool_B": self.pool_B.filled}
+        for name, optimizer in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
+            state = optimizer.state_dict()
+            meta[name] = state["param_groups"]
+            for pid, values in state["state"].items():
+                for key, value in values.items():
+                    tensors[f"{name}.{pid}.{key}"] = value
+        tensors |= {
+            "pool_A": self.pool_A.samples,
+            "pool_B": self.pool_B.samples,
+            "losses": self.losses,
+            "rng": self.gen.get_state(),
+        }
+        body = save_file_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+        atomic_write_bytes(folder / "state.safetensors", body)
+        atomic_write_bytes(folder / "state.json", json.dumps(meta).encode())
+
+    def load(self, folder: Path) -> None:
+        tensors = load_file(folder / "state.safetensors", device=str(self.device))
+        meta = json.loads((folder / "state.json").read_text())
+        for name, net in self.nets.items():
+            net.load_state_dict(
+                {
+                    k[len(f"net.{name}.") :]: v
+                    for k, v in tensors.items()
+                    if k.startswith(f"net.{name}.")
+                }
+            )
+        for name, optimizer in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
+            state: dict = {}
+            for key, value in tensors.items():
+                if key.startswith(f"{name}."):
+                    _, pid, field = key.split(".")
+                    state.setdefault(int(pid), {})[field] = (
+                        value.cpu() if field == "step" else value
+                    )
+            optimizer.load_state_dict({"state": state, "param_groups": meta[name]})
+        self.pool_A.samples, self.pool_A.filled = tensors["pool_A"], meta["pool_A"]
+        self.pool_B.samples, self.pool_B.filled = tensors["pool_B"], meta["pool_B"]
+        self.losses = tensors["losses"].cpu()
+        self.gen.set_state(tensors["rng"].cpu())
+        self.step = meta["step"]
+
+
+def save_file_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    from safetensors.torch import save
+
+    return save(tensors)
+
+
+def train_layer(
+    cfg: GanConfig,
+    black: torch.Tensor,
+    cat: torch.Tensor,
+    channels: int,
+    seed: int,
+    device: str,
+    checkpoints: Path | None = None,
+    stage: str = "cyclegan",
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> LayerGan:
+    """Train one layer's CycleGAN on normalised kernel vectors (N, C*25) of both domains,
+    resuming from `checkpoints` if a checkpoint is there. `stop_after` ends early (tests)."""
+    trainer = _Trainer(cfg, black, cat, channels, seed, device)
+    if checkpoints is not None and (checkpoints / "state.json").is_file():
+        trainer.load(checkpoints)
+    bar = progress_bar(total=cfg.steps, initial=trainer.step, desc=stage, progress=progress)
+    while trainer.step < cfg.steps:
+        trainer.train_step()
+        bar.update(1)
+        if trainer.step % cfg.log_every == 0 or trainer.step == cfg.steps:
+            trainer.check(stage)
+            bar.set_postfix(
+                cycle=f"{trainer.losses[trainer.step - 1, 2]:.3f}",
+                D=f"{trainer.losses[trainer.step - 1, 6]:.3f}",
+            )
+        if checkpoints is not None and trainer.step % cfg.checkpoint_every == 0:
+            trainer.save(checkpoints)
+        if stop_after is not None and trainer.step >= stop_after:
+            break
+    bar.close()
+    history = {name: trainer.losses[: trainer.step, i].tolist() for i, name in enumerate(LOSSES)}
+    nets = {k: v.cpu().eval() for k, v in trainer.nets.items()}
+    return LayerGan(nets, history, channels)
+
+
+# --- the stage --------------------------------------------------------------------------------
+
+
+@dataclass
+class KernelGan:
+    """Both layers' CycleGANs, the (aligned) kernel sets they learned from, and the alignment."""
+
+    layers: dict[str, LayerGan]
+    kernels: dict[str, dict[str, torch.Tensor]]  # domain -> layer -> real-scale kernels
+    reference: torch.Tensor  # layer-1 filters whose order layer 2's input channels follow
+    index: dict[str, dict[str, torch.Tensor]]  # domain -> layer -> (model, step, filter)
+    artifact: object = None
+
+    def translate(self, layer: str, kernels: torch.Tensor, direction: str) -> torch.Tensor:
+        return self.layers[layer].translate(kernels, direction)
+
+
+def conv1_snapshots(zoo_artifact, domain: str) -> dict[tuple[int, int], torch.Tensor]:
+    tensors = zoo_artifact.tensors(f"{domain}_snapshots")
+    steps = tensors["steps"].tolist()
+    weights = tensors["conv1"]  # (K, S, C1, 3, 5, 5)
+    return {(m, s): weights[m, i] for m in range(len(weights)) for i, s in enumerate(steps)}
+
+
+def prepared_kernels(cfg: Config, zoo: Zoo) -> tuple[dict, torch.Tensor]:
+    """Kernel sets of both domains per layer, layer 2 aligned when `gan.align_layer2`."""
+    reference = conv1_snapshots(zoo.artifact, "black")
+    reference = reference[max(reference)]  # black model of highest (id, step): a trained one
+    kernels = {d: {"conv1": zoo[d].kernels["conv1"]} for d in ("black", "cat")}
+    for domain in ("black", "cat"):
+        k2 = zoo[domain].kernels["conv2"]
+        if cfg.gan.align_layer2:
+            k2 = align_layer2(
+                k2, zoo[domain].index["conv2"], conv1_snapshots(zoo.artifact, domain), reference
+            )
+        kernels[domain]["conv2"] = k2
+    return kernels, reference
+
+
+def train(cfg: Config, zoo: Zoo, store: Store, *, force=False, progress=True) -> KernelGan:
+    """Train (or reuse) one CycleGAN per conv layer on the zoo's kernel sets."""
+    device = resolve_device(cfg.device)
+    kernels, reference = prepared_kernels(cfg, zoo)
+
+    def build(writer: StageWriter) -> None:
+        history = {}
+        for i, layer in enumerate(CONV_LAYERS):
+            black, _ = normalise(kernels["black"][layer])
+            cat, _ = normalise(kernels["cat"][layer])
+            gan = train_layer(
+                cfg.gan,
+                black,
+                cat,
+                kernels["black"][layer].shape[1],
+                cfg.seed * 7 + i,
+                device,
+                writer.checkpoints / layer,
+                stage=f"CycleGAN {layer}",
+                progress=progress,
+            )
+            writer.save_tensors(
+                f"{layer}_nets",
+                {f"{n}.{k}": v for n, net in gan.nets.items() for k, v in net.state_dict().items()},
+            )
+            history[layer] = gan.history
+        writer.save_json("history", history)
+
+    key = {"gan": dataclasses.asdict(cfg.gan), "seed": cfg.seed, "version": 1}
+    artifact = store.stage("cyclegan", key, build, inputs=[zoo.artifact], force=force)
+    history = artifact.json("history")
+    layers = {}
+    for layer in CONV_LAYERS:
+        channels = kernels["black"][layer].shape[1]
+        nets = make_networks(cfg.gan, channels, 0)
+        state = artifact.tensors(f"{layer}_nets")
+        for name, net in nets.items():
+            net.load_state_dict(
+                {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(f"{name}.")}
+            )
+            net.eval()
+        layers[layer] = LayerGan(nets, history[layer], channels)
+    index = {d: dict(zoo[d].index) for d in ("black", "cat")}
+    return KernelGan(layers, kernels, reference, index, artifact)
+
+
+# --- did it learn? -----------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate(gan: KernelGan) -> dict[str, dict[str, float]]:
+    """Per layer, in the normalised space the GAN works in: cycle error; distances between the
+    generated and the real target distributions next to the distance between the two real
+    domains; how separable the real domains are and where the translations land; how much each
+    output depends on its input; memorisation; and diversity (mode collapse)."""
+    from . import analysis
+
+    results = {}
+    for layer, layer_gan in gan.layers.items():
+        black, _ = normalise(gan.kernels["black"][layer])
+        cat, _ = normalise(gan.kernels["cat"][layer])
+        G, Fn = layer_gan.nets["G"], layer_gan.nets["F"]
+        fake_cat, fake_black = G(black), Fn(cat)
+        models = np.r_[
+            gan.index["black"][layer][:, 0].numpy(),
+            gan.index["cat"][layer][:, 0].numpy() + 1_000_000,
+        ]
+        classifier, separability = analysis.domain_classifier(black, cat, models)
+
+        def share_cat(x, classifier=classifier):
+            return float(classifier.predict(x.numpy()).mean())
+
+        # spacing of the real kernels: nearest neighbour from another model of the zoo
+        # (snapshots of one model's filter are near-copies of each other)
+        cat_nn = analysis.nearest_distance(cat, cat, same_model(gan.index["cat"][layer])).median()
+        black_nn = analysis.nearest_distance(
+            black, black, same_model(gan.index["black"][layer])
+        ).median()
+        results[layer] = {
+            "kernel sets (black, cat)": f"{len(black)}, {len(cat)}",
+            "cycle L1 black->cat->black": float((Fn(fake_cat) - black).abs().mean()),
+            "cycle L1 cat->black->cat": float((G(fake_black) - cat).abs().mean()),
+            "FD real black vs real cat": analysis.frechet_distance(black, cat),
+            "FD G(black) vs real cat": analysis.frechet_distance(fake_cat, cat),
+            "FD F(cat) vs real black": analysis.frechet_distance(fake_black, black),
+            "MMD real black vs real cat": analysis.mmd_rbf(black, cat),
+            "MMD G(black) vs real cat": analysis.mmd_rbf(fake_cat, cat),
+            "MMD F(cat) vs real black": analysis.mmd_rbf(fake_black, black),
+            "domain classifier accuracy (real, 5-fold by model)": separability,
+            "share classified cat: real black": share_cat(black),
+            "share classified cat: G(black)": share_cat(fake_cat),
+            "share classified cat: real cat": share_cat(cat),
+            "share classified cat: F(cat)": share_cat(fake_black),
+            "cosine(black, G(black))": float(F.cosine_similarity(black, fake_cat).mean()),
+            "cosine(cat, F(cat))": float(F.cosine_similarity(cat, fake_black).mean()),
+            "nearest real cat / real cat spacing": float(
+                analysis.nearest_distance(fake_cat, cat).median() / cat_nn
+            ),
+            "nearest real black / real black spacing": float(
+                analysis.nearest_distance(fake_black, black).median() / black_nn
+            ),
+            "diversity G(black) / real cat": analysis.mean_pairwise_distance(fake_cat)
+            / analysis.mean_pairwise_distance(cat),
+            "diversity F(cat) / real black": analysis.mean_pairwise_distance(fake_black)
+            / analysis.mean_pairwise_distance(black),
+        }
+    return results
+
+
+def same_model(index: torch.Tensor) -> torch.Tensor:
+    """(N, N) bool: kernel sets i and j come from the same model of the zoo."""
+    return index[:, 0, None] == index[None, :, 0]
+
+
+def alignment_effect(cfg: Config, zoo: Zoo) -> dict[str, dict[str, float]]:
+    """Layer-2 kernels before and after weight matching: how similar each kernel's nearest
+    neighbour in its own domain is, and how far apart the two domains are."""
+    from . import analysis
+
+    reference = conv1_snapshots(zoo.artifact, "black")
+    reference = reference[max(reference)]
+    out = {}
+    for name, aligned in (("as trained", False), ("aligned", True)):
+        vectors = {}
+        for domain in ("black", "cat"):
+            k2 = zoo[domain].kernels["conv2"]
+            if aligned:
+                k2 = align_layer2(
+                    k2, zoo[domain].index["conv2"], conv1_snapshots(zoo.artifact, domain), reference
+                )
+            vectors[domain], _ = normalise(k2)
+        nearest = {}
+        for d, v in vectors.items():
+            cosine = v @ v.T
+            cosine[same_model(zoo[d].index["conv2"])] = -1  # neighbours from other models only
+            nearest[d] = float(cosine.max(1).values.mean())
+        out[name] = {
+            "nearest cosine to another model, black": nearest["black"],
+            "nearest cosine to another model, cat": nearest["cat"],
+            "FD black vs cat": analysis.frechet_distance(vectors["black"], vectors["cat"]),
+        }
+    return out
+
+
+@torch.no_grad()
+def translation_examples(gan: KernelGan, count: int = 16) -> dict[str, torch.Tensor]:
+    """Layer-1 kernels (real scale): real black and cat, their translations and cycles."""
+    black, cat = gan.kernels["black"]["conv1"][:count], gan.kernels["cat"]["conv1"][:count]
+    fake_cat = gan.translate("conv1", black, "black->cat")
+    fake_black = gan.translate("conv1", cat, "cat->black")
+    return {
+        "real black": black,
+        "G(black)": fake_cat,
+        "F(G(black))": gan.translate("conv1", fake_cat, "cat->black"),
+        "real cat": cat,
+        "F(cat)": fake_black,
+        "G(F(cat))": gan.translate("conv1", fake_black, "black->cat"),
+    }
+
+
+def evaluation_table(results: dict[str, dict[str, float]]):
+    import pandas as pd
+
+    return pd.DataFrame(results).map(lambda v: f"{v:.3f}" if isinstance(v, float) else v)

@@ -1,0 +1,134 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kernelfusion import config, cyclegan, data, store, zoo
+from kernelfusion.training import DivergedError
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize("channels", [3, 8])
+def test_network_shapes_per_layer(arch, channels):
+    cfg = config.load("smoke", {"gan.arch": arch}).gan
+    nets = cyclegan.make_networks(cfg, channels, seed=0)
+    x = torch.randn(7, channels * 25)
+    assert nets["G"](x).shape == nets["F"](x).shape == (7, channels * 25)
+    assert nets["D_A"](x).shape == nets["D_B"](x).shape == (7, 1)
+
+
+def test_normalisation_round_trip_and_unit_vectors():
+    kernels = torch.randn(20, 4, 5, 5) * torch.logspace(-3, 1, 20).view(-1, 1, 1, 1) + 0.3
+    vectors, scale = cyclegan.normalise(kernels)
+    assert torch.allclose(vectors.norm(dim=1), torch.ones(20), atol=1e-5)
+    assert torch.allclose(vectors.mean(1), torch.zeros(20), atol=1e-5)
+    torch.testing.assert_close(cyclegan.restore(vectors, scale, (4, 5, 5)), kernels)
+
+
+def test_identity_translation_returns_the_source_kernels():
+    cfg = config.load("smoke").gan
+    nets = cyclegan.make_networks(cfg, 3, 0)
+    nets["G"] = torch.nn.Identity()
+    layer = cyclegan.LayerGan(nets, {}, 3)
+    kernels = torch.randn(5, 3, 5, 5)
+    torch.testing.assert_close(layer.translate(kernels, "black->cat"), kernels)
+
+
+def test_weight_matching_undoes_a_permutation():
+    reference = torch.randn(6, 3, 5, 5)
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    shuffled = reference[perm]
+    found = cyclegan.matching_permutation(shuffled, reference)
+    assert torch.equal(shuffled[found], reference)
+    layer2 = torch.randn(2, 6, 5, 5)  # input channels in the shuffled order
+    aligned = cyclegan.align_layer2(
+        layer2, torch.tensor([[0, 1, 0], [0, 1, 1]]), {(0, 1): shuffled}, reference
+    )
+    assert torch.equal(aligned, layer2[:, found])
+
+
+def test_pool_returns_batch_until_full_then_mixes():
+    pool = cyclegan.ImagePool(4, 2, "cpu")
+    gen = torch.Generator().manual_seed(0)
+    first = torch.ones(4, 2)
+    assert torch.equal(pool.query(first, gen), first) and pool.filled == 4
+    second = torch.zeros(64, 2)
+    mixed = pool.query(second, gen)
+    assert 0 < (mixed[:, 0] == 1).sum() <= 4  # stored samples come back, each at most once
+    assert (pool.samples == 0).all(1).sum() == (mixed[:, 0] == 1).sum()
+
+
+def test_lr_schedule_constant_then_linear_to_zero():
+    cfg = config.load("smoke", {"gan.steps": 100, "gan.decay_steps": 40}).gan
+    assert cyclegan.lr_factor(0, cfg) == cyclegan.lr_factor(59, cfg) == 1.0
+    assert cyclegan.lr_factor(80, cfg) == pytest.approx(0.5)
+    assert cyclegan.lr_factor(100, cfg) == 0.0
+
+
+def _domains(n=64, channels=3):
+    gen = torch.Generator().manual_seed(0)
+    black, _ = cyclegan.normalise(torch.randn(n, channels, 5, 5, generator=gen))
+    cat, _ = cyclegan.normalise(torch.randn(n, channels, 5, 5, generator=gen) + 0.5)
+    return black, cat
+
+
+def test_optimisation_steps_reduce_the_cycle_loss_on_a_batch():
+    cfg = config.load("smoke", {"gan.batch_size": 64, "gan.lr": 1e-3, "gan.decay_steps": 0}).gan
+    black, cat = _domains()
+    trainer = cyclegan._Trainer(cfg, black, cat, 3, seed=0, device="cpu")
+    G, Fn = trainer.nets["G"], trainer.nets["F"]
+
+    def cycle():
+        with torch.no_grad():
+            return float(F.l1_loss(Fn(G(black)), black) + F.l1_loss(G(Fn(cat)), cat))
+
+    before = cycle()
+    for _ in range(3):
+        trainer.train_step()
+    assert cycle() < 0.9 * before
+    assert trainer.step == 3 and torch.isfinite(trainer.losses[:3]).all()
+
+
+def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
+    cfg = config.load(
+        "smoke",
+        {"gan.steps": 40, "gan.decay_steps": 20, "gan.checkpoint_every": 10, "gan.pool_size": 8},
+    ).gan
+    black, cat = _domains()
+    whole = cyclegan.train_layer(cfg, black, cat, 3, 0, "cpu", tmp_path / "a", progress=False)
+    cyclegan.train_layer(
+        cfg, black, cat, 3, 0, "cpu", tmp_path / "b", progress=False, stop_after=25
+    )  # "interrupted": the last checkpoint is at step 20
+    resumed = cyclegan.train_layer(cfg, black, cat, 3, 0, "cpu", tmp_path / "b", progress=False)
+    for name in ("G", "F", "D_A", "D_B"):
+        for key, value in whole.nets[name].state_dict().items():
+            torch.testing.assert_close(resumed.nets[name].state_dict()[key], value, rtol=0, atol=0)
+    assert resumed.history == whole.history
+
+
+def test_nan_losses_stop_training_with_step_and_term():
+    cfg = config.load("smoke", {"gan.steps": 20, "gan.decay_steps": 0, "gan.log_every": 5}).gan
+    black, cat = _domains()
+    black[3] = float("nan")
+    with pytest.raises(
+        DivergedError, match=r"CycleGAN conv1 diverged: loss_\w+ at step \d+ is nan"
+    ):
+        cyclegan.train_layer(cfg, black, cat, 3, 0, "cpu", stage="CycleGAN conv1", progress=False)
+
+
+def test_stage_trains_both_layers_reuses_and_evaluates(tmp_path):
+    cfg = config.load("smoke")
+    run = store.open(cfg, tmp_path)
+    datasets = data.prepare(cfg, run, progress=False)
+    kernels = zoo.train_zoo(cfg, datasets, run, progress=False)
+    gan = cyclegan.train(cfg, kernels, run, progress=False)
+    assert set(gan.layers) == {"conv1", "conv2"}
+    assert not (run.run_dir / "checkpoints" / "cyclegan").exists()
+    again = cyclegan.train(cfg, kernels, run, progress=False)
+    assert again.artifact.reused
+    source = gan.kernels["cat"]["conv2"][:4]
+    torch.testing.assert_close(
+        again.translate("conv2", source, "cat->black"), gan.translate("conv2", source, "cat->black")
+    )
+    results = cyclegan.evaluate(gan)
+    assert results["conv1"]["share classified cat: real cat"] >= 0.5
+    assert 0 <= results["conv2"]["cycle L1 black->cat->black"] < 2
