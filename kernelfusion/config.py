@@ -30,7 +30,7 @@ class DataConfig:
     black_random_count: int = 120  # black/random set: random images
     cat_count: int = 1200  # cat/random set: cat images
     cat_random_count: int = 240  # cat/random set: random images
-    eval_per_group: int = 150  # evaluation set: images per group (4 groups)
+    eval_per_group: int = 250  # evaluation set: images per group (4 groups)
     black_cats_in_training: bool = False  # let black cats into both training sets, unlabelled
     dark_luminance: float = 0.25  # a pixel is dark below this luminance (0..1)
     dark_fraction: float = 0.5  # an object is black when at least this share of it is dark
@@ -87,6 +87,27 @@ class GanConfig:
 
 
 @dataclass
+class FusionConfig:
+    """How the rivals of the generated CNN are made."""
+
+    task_scale: float = 1.0  # task arithmetic: init + scale * (sum of the two task vectors)
+
+
+@dataclass
+class AnalysisConfig:
+    """Clustering of the evaluation features, and the seeds the results chapter repeats."""
+
+    umap_neighbors: int = 15
+    umap_min_dist: float = 0.1
+    kmeans_clusters: int = 4
+    dbscan_eps: float = 0.5
+    dbscan_min_samples: int = 5
+    hdbscan_min_cluster_size: int = 10
+    probe_c: float = 1.0  # inverse regularisation of the linear probe
+    seeds: int = 3  # repetitions of the whole pipeline in the results chapter
+
+
+@dataclass
 class Config:
     """Everything a run depends on; its hash names the run folder."""
 
@@ -97,6 +118,8 @@ class Config:
     cnn: CNNConfig = field(default_factory=CNNConfig)
     zoo: ZooConfig = field(default_factory=ZooConfig)
     gan: GanConfig = field(default_factory=GanConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
     @property
     def hash(self) -> str:
@@ -122,7 +145,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data.black_random_count": 24,
         "data.cat_count": 96,
         "data.cat_random_count": 32,
-        "data.eval_per_group": 24,
+        "data.eval_per_group": 40,
         "cnn.channels1": 4,
         "cnn.channels2": 8,
         "cnn.epochs": 2,
@@ -136,6 +159,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "gan.batch_size": 16,
         "gan.checkpoint_every": 20,
         "gan.log_every": 10,
+        "analysis.seeds": 2,
+        "analysis.hdbscan_min_cluster_size": 5,
     },
     # The embedded default data; the whole book in minutes on 2 CPU cores.
     "default": {},
@@ -159,6 +184,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "gan.steps": 10000,
         "gan.decay_steps": 5000,
         "gan.batch_size": 128,
+        "analysis.seeds": 5,
     },
 }
 
@@ -215,6 +241,19 @@ def _checks(cfg: Config) -> list[tuple[str, bool, str]]:
         ("gan.pool_size", cfg.gan.pool_size >= 0, "non-negative"),
         ("gan.checkpoint_every", cfg.gan.checkpoint_every >= 1, "at least 1"),
         ("gan.log_every", cfg.gan.log_every >= 1, "at least 1"),
+        ("fusion.task_scale", cfg.fusion.task_scale > 0, "positive"),
+        ("analysis.umap_neighbors", cfg.analysis.umap_neighbors >= 2, "at least 2"),
+        ("analysis.umap_min_dist", 0 <= cfg.analysis.umap_min_dist <= 1, "in [0, 1]"),
+        ("analysis.kmeans_clusters", cfg.analysis.kmeans_clusters >= 2, "at least 2"),
+        ("analysis.dbscan_eps", cfg.analysis.dbscan_eps > 0, "positive"),
+        ("analysis.dbscan_min_samples", cfg.analysis.dbscan_min_samples >= 1, "at least 1"),
+        (
+            "analysis.hdbscan_min_cluster_size",
+            cfg.analysis.hdbscan_min_cluster_size >= 2,
+            "at least 2",
+        ),
+        ("analysis.probe_c", cfg.analysis.probe_c > 0, "positive"),
+        ("analysis.seeds", 1 <= cfg.analysis.seeds <= 100, "between 1 and 100"),
         (
             "data.root",
             d.source == "synthetic" or bool(d.root),

@@ -16,11 +16,18 @@ import plotly.io as pio
 import torch
 
 
-def show(fig: go.Figure) -> None:
-    """Display `fig` as HTML that needs no network, plus plotly's own mime type."""
+def show(fig: go.Figure, post_script: str | None = None) -> None:
+    """Display `fig` as HTML that needs no network, plus plotly's own mime type. `post_script`
+    is JavaScript run after the figure is drawn ('{plot_id}' names its div)."""
     from IPython.display import display
 
-    html = pio.to_html(fig, include_plotlyjs=False, full_html=False, config={"responsive": True})
+    html = pio.to_html(
+        fig,
+        include_plotlyjs=False,
+        full_html=False,
+        post_script=post_script,
+        config={"responsive": True},
+    )
     bundle = {"text/html": html, "application/vnd.plotly.v1+json": json.loads(fig.to_json())}
     display(bundle, raw=True)
 
@@ -343,5 +350,140 @@ def gan_losses(history: dict[str, dict[str, list[float]]], smooth: int = 25):
             ax.set_title(f"{layer}: {title}", fontsize=9)
             ax.set_xlabel("step")
             ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def thumbnails(images: torch.Tensor, scale: int = 3) -> list[str]:
+    """Each uint8 image as a small PNG data URI (enlarged `scale` times, pixels kept sharp)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    uris = []
+    for picture in images:
+        image = Image.fromarray(picture.permute(1, 2, 0).numpy())
+        image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", optimize=True)
+        uris.append("data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode())
+    return uris
+
+
+THUMBNAIL_SCRIPT = """
+var gd = document.getElementById('{plot_id}');
+var thumbs = %s;
+var box = document.createElement('img');
+box.className = 'kf-thumbnail';
+box.style.cssText = 'position:absolute;display:none;width:96px;height:96px;' +
+  'image-rendering:pixelated;border:2px solid #333;pointer-events:none;z-index:20;background:#fff';
+gd.style.position = 'relative';
+gd.appendChild(box);
+gd.on('plotly_hover', function (event) {
+  var point = event.points[0];
+  if (point.customdata === undefined) { return; }
+  box.src = thumbs[point.customdata];
+  box.style.left = (point.xaxis.l2p(point.x) + point.xaxis._offset + 12) + 'px';
+  box.style.top = (point.yaxis.l2p(point.y) + point.yaxis._offset + 12) + 'px';
+  box.style.display = 'block';
+});
+gd.on('plotly_unhover', function () { box.style.display = 'none'; });
+"""
+
+
+def umap_explorer(
+    embeddings: dict[str, np.ndarray],
+    groups: np.ndarray,
+    group_names,
+    title: str = "UMAP of each model's features",
+):
+    """One interactive figure: a dropdown picks the model, colours are the evaluation groups,
+    and hovering a point shows its image (see `show_umap_explorer`)."""
+    import plotly.express as px
+
+    colours = px.colors.qualitative.D3
+    fig = go.Figure()
+    names = list(embeddings)
+    for m, name in enumerate(names):
+        xy = np.asarray(embeddings[name])
+        for g, group in enumerate(group_names):
+            members = np.nonzero(groups == g)[0]
+            fig.add_trace(
+                go.Scatter(
+                    x=xy[members, 0],
+                    y=xy[members, 1],
+                    mode="markers",
+                    name=group,
+                    legendgroup=group,
+                    showlegend=True,
+                    visible=m == 0,
+                    customdata=members,
+                    marker={"size": 6, "opacity": 0.8, "color": colours[g % len(colours)]},
+                    hovertemplate=f"{group}<br>image %{{customdata}}<extra>{name}</extra>",
+                )
+            )
+    per = len(group_names)
+    buttons = [
+        {
+            "label": name,
+            "method": "update",
+            "args": [
+                {"visible": [i // per == m for i in range(per * len(names))]},
+                {"title": f"{title}: {name}"},
+            ],
+        }
+        for m, name in enumerate(names)
+    ]
+    fig.update_layout(
+        title=f"{title}: {names[0]}",
+        height=560,
+        margin={"l": 10, "r": 10, "t": 90, "b": 10},
+        updatemenus=[
+            {
+                "buttons": buttons,
+                "x": 0.0,
+                "xanchor": "left",
+                "y": 1.13,
+                "yanchor": "top",
+                "direction": "down",
+            }
+        ],
+        xaxis_title="UMAP 1",
+        yaxis_title="UMAP 2",
+        legend_title="group",
+    )
+    return fig
+
+
+def show_umap_explorer(fig: go.Figure, images: torch.Tensor) -> None:
+    """Show `umap_explorer`'s figure with image thumbnails on hover (in the built book)."""
+    show(fig, post_script=THUMBNAIL_SCRIPT % json.dumps(thumbnails(images)))
+
+
+def results_plot(summary, metrics: list[str]):
+    """Mean and 95% interval per model, one panel per metric, reference values dashed."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 5.2), sharey=True)
+    for ax, metric in zip(np.atleast_1d(axes), metrics, strict=True):
+        part = summary[summary["metric"] == metric]
+        models = part[~part["model"].str.startswith("reference")]
+        y = np.arange(len(models))
+        ax.errorbar(models["mean"], y, xerr=models["ci95"].fillna(0), fmt="o", capsize=3)
+        for _, row in part[part["model"].str.startswith("reference")].iterrows():
+            ax.axvline(row["mean"], linestyle="--", color="grey", linewidth=1)
+            ax.text(
+                row["mean"],
+                len(models) - 0.4,
+                row["model"].replace("reference: ", ""),
+                rotation=90,
+                fontsize=7,
+                va="top",
+                ha="right",
+            )
+        ax.set_yticks(y, models["model"])
+        ax.invert_yaxis()
+        ax.set(title=metric, xlabel="black-cat F1", xlim=(0, 1))
     fig.tight_layout()
     return fig

@@ -1,0 +1,311 @@
+"""The generated CNN and its rivals: every model whose features chapter 6 clusters.
+
+The generated CNN is a trained source CNN with every filter of every conv layer replaced, in
+place, by its translation through that layer's generator, so that layer 2's input channels stay
+wired to the layer-1 filters they were trained with. `F: cat -> black` applied to the cat CNN is
+the original project's idea (give the cat detector's kernels the black domain's character);
+`G: black -> cat` applied to the black CNN is the other direction. Both are reported, next to
+baselines (each source CNN, a random CNN, weight averaging, task arithmetic, concatenated
+features, a supervised oracle, the product of the two classifiers) and controls for the
+generated kernels (source plus noise of the same size, filters drawn from the other zoo).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from . import training
+from .cnn import CONV_LAYERS, SmallCNN, SourceCNNs, build, load_state, positive_probability
+from .config import Config, resolve_device
+from .cyclegan import KernelGan, matching_permutation
+from .data import Datasets
+from .store import StageWriter, Store
+
+# (name, how it was made); the order is the order of every table and plot.
+MODELS = {
+    "generated F(cat CNN)": "cat CNN, every filter translated by F: cat->black (the seed's idea)",
+    "generated G(black CNN)": "black CNN, every filter translated by G: black->cat",
+    "cat CNN (source unchanged)": "the cat CNN as trained (the identity translation)",
+    "black CNN": "the black CNN as trained",
+    "cat CNN + noise": "cat CNN filters plus noise as large as F's change to each filter",
+    "cat CNN, black-zoo filters": "cat CNN with each filter replaced by a random black-zoo filter",
+    "random CNN": "the shared initialisation, untrained",
+    "weight average": "element-wise mean of the black and the cat CNN",
+    "task arithmetic": "init + (black - init) + (cat - init), scaled by fusion.task_scale",
+    "concatenated features": "features of the cat CNN and of the black CNN side by side",
+    "oracle (supervised)": "a CNN trained on black-cat labels: the upper bound",
+}
+SCORE_MODELS = {"p(black) x p(cat)": "the product of the two classifiers: 'black AND cat'"}
+
+
+def _conv_state(model: SmallCNN) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def reference_permutation(model: SmallCNN, reference: torch.Tensor) -> torch.Tensor:
+    """perm with model.conv1.weight[perm] matched to the reference's layer-1 filters."""
+    return matching_permutation(model.conv1.weight.detach(), reference)
+
+
+def map_filters(model: SmallCNN, reference: torch.Tensor, function) -> SmallCNN:
+    """A copy of `model` whose conv filters are `function(layer, kernels)`, applied per layer in
+    place. Layer 2 is handed its kernels with input channels in the reference order (as the GAN
+    saw them) and its output is put back in the model's own order: wiring is unchanged."""
+    state = _conv_state(model)
+    state["conv1.weight"] = function("conv1", state["conv1.weight"])
+    perm = reference_permutation(model, reference)
+    aligned = state["conv2.weight"][:, perm]
+    translated = function("conv2", aligned)
+    restored = torch.empty_like(translated)
+    restored[:, perm] = translated
+    state["conv2.weight"] = restored
+    return _from_state(model, state)
+
+
+def generated(source: SmallCNN, gan: KernelGan, direction: str) -> SmallCNN:
+    """The source CNN with every filter translated through the layer's generator."""
+    return map_filters(source, gan.reference, lambda layer, k: gan.translate(layer, k, direction))
+
+
+def with_noise(source: SmallCNN, translated: SmallCNN, seed: int) -> SmallCNN:
+    """The source CNN plus Gaussian noise whose norm, filter by filter, equals the change that
+    the translation made to that filter."""
+    gen = torch.Generator().manual_seed(seed)
+    state = _conv_state(source)
+    for layer in CONV_LAYERS:
+        key = f"{layer}.weight"
+        change = (translated.state_dict()[key] - state[key]).flatten(1).norm(dim=1)
+        noise = torch.randn(state[key].shape, generator=gen)
+        noise = noise / noise.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * change.view(-1, 1, 1, 1)
+        state[key] = state[key] + noise
+    return _from_state(source, state)
+
+
+def other_zoo_filters(source: SmallCNN, gan: KernelGan, domain: str, seed: int) -> SmallCNN:
+    """The source CNN with each filter replaced by a random filter of `domain`'s zoo (layer 2
+    filters taken aligned and put in the source's channel order)."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def draw(layer, kernels):
+        pool = gan.kernels[domain][layer]
+        picks = pool[torch.randint(len(pool), (len(kernels),), generator=gen)]
+        return picks.to(kernels.dtype)
+
+    return map_filters(source, gan.reference, draw)
+
+
+def _from_state(like: SmallCNN, state: dict[str, torch.Tensor]) -> SmallCNN:
+    model = copy.deepcopy(like)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def combine(a: SmallCNN, b: SmallCNN, init: SmallCNN, scale: float | None) -> SmallCNN:
+    """Weight average (scale None) or task arithmetic: init + scale * ((a - init) + (b - init))."""
+    sa, sb, s0 = a.state_dict(), b.state_dict(), init.state_dict()
+    if scale is None:
+        state = {k: (sa[k] + sb[k]) / 2 for k in sa}
+    else:
+        state = {k: s0[k] + scale * ((sa[k] - s0[k]) + (sb[k] - s0[k])) for k in sa}
+    return _from_state(a, state)
+
+
+def black_cat_labels(groups: torch.Tensor) -> torch.Tensor:
+    return (groups == 0).long()
+
+
+def train_oracle(cfg: Config, datasets: Datasets, device: str, progress: bool) -> SmallCNN:
+    """A CNN trained directly on black-cat-vs-rest labels of the evaluation set's labelled part:
+    what no label-free method should be expected to beat."""
+    labelled = datasets.eval.part("train")
+    labels = black_cat_labels(labelled.groups)
+    gen = torch.Generator().manual_seed(cfg.seed * 31 + 7)
+    plan = training.plan_batches(
+        labels,
+        torch.arange(len(labels)),
+        cfg.cnn.epochs,
+        cfg.cnn.batch_size,
+        cfg.cnn.imbalance,
+        gen,
+    )
+    weights = training.class_weights(labels) if cfg.cnn.imbalance == "weighted" else torch.ones(2)
+    model = build(cfg.cnn, cfg.data.image_size, cfg.cnn.init_seed)
+    result = training.train_stacked(
+        [model],
+        labelled.images.to(device),
+        labels.to(device),
+        plan[None],
+        weights[None],
+        cfg.cnn,
+        stage="oracle CNN",
+        progress=progress,
+    )
+    return load_state(cfg, {k: v.cpu() for k, v in training.unstack(result.params, 0).items()})
+
+
+@dataclass
+class Models:
+    """Every feature model (name -> CNN, or a pair for concatenated features) and its card."""
+
+    cnns: dict[str, SmallCNN | tuple[SmallCNN, SmallCNN]]
+    cards: dict[str, dict]
+    artifact: object = None
+
+
+def build_models(
+    cfg: Config,
+    sources: SourceCNNs,
+    gan: KernelGan,
+    datasets: Datasets,
+    device: str,
+    progress: bool = True,
+) -> dict[str, SmallCNN]:
+    """All single-CNN models of MODELS (the concatenated features are assembled on load)."""
+    from_f = generated(sources.cat, gan, "cat->black")
+    return {
+        "generated F(cat CNN)": from_f,
+        "generated G(black CNN)": generated(sources.black, gan, "black->cat"),
+        "cat CNN (source unchanged)": sources.cat,
+        "black CNN": sources.black,
+        "cat CNN + noise": with_noise(sources.cat, from_f, cfg.seed + 11),
+        "cat CNN, black-zoo filters": other_zoo_filters(sources.cat, gan, "black", cfg.seed + 13),
+        "random CNN": sources.init,
+        "weight average": combine(sources.black, sources.cat, sources.init, None),
+        "task arithmetic": combine(sources.black, sources.cat, sources.init, cfg.fusion.task_scale),
+        "oracle (supervised)": train_oracle(cfg, datasets, device, progress),
+    }
+
+
+def make(
+    cfg: Config,
+    datasets: Datasets,
+    sources: SourceCNNs,
+    gan: KernelGan,
+    store: Store,
+    *,
+    force=False,
+    progress=True,
+) -> Models:
+    """Build (or reuse) every model, saved as plain state dicts with a JSON card each."""
+    device = resolve_device(cfg.device)
+
+    def build_stage(writer: StageWriter) -> None:
+        for name, model in build_models(cfg, sources, gan, datasets, device, progress).items():
+            writer.save_tensors(
+                _file(name), {k: v.contiguous() for k, v in model.state_dict().items()}
+            )
+        cards = {
+            name: {
+                "what": what,
+                "inputs": {
+                    a.manifest["stage"]: a.key_hash for a in (sources.artifact, gan.artifact)
+                },
+            }
+            for name, what in {**MODELS, **SCORE_MODELS}.items()
+        }
+        writer.save_json("cards", cards)
+
+    key = {
+        "fusion": dataclasses.asdict(cfg.fusion),
+        "cnn": dataclasses.asdict(cfg.cnn),
+        "seed": cfg.seed,
+        "version": 1,
+    }
+    artifact = store.stage(
+        "fusion",
+        key,
+        build_stage,
+        force=force,
+        inputs=[datasets.artifact, sources.artifact, gan.artifact],
+    )
+    cnns: dict = {
+        name: load_state(cfg, artifact.tensors(_file(name)))
+        for name in MODELS
+        if name != "concatenated features"
+    }
+    cnns["concatenated features"] = (cnns["cat CNN (source unchanged)"], cnns["black CNN"])
+    return Models({n: cnns[n] for n in MODELS}, artifact.json("cards"), artifact)
+
+
+def _file(name: str) -> str:
+    return "model_" + "".join(c if c.isalnum() else "_" for c in name).strip("_")
+
+
+@torch.no_grad()
+def features(model: SmallCNN | tuple, images: torch.Tensor, device: str = "cpu") -> torch.Tensor:
+    """Flattened second-block features of uint8 images (concatenated for a pair of CNNs)."""
+    if isinstance(model, tuple):
+        return torch.cat([features(m, images, device) for m in model], 1)
+    model = model.to(device).eval()
+    out = [
+        model.features(images[i : i + 512].to(device).float().div(255)).cpu()
+        for i in range(0, len(images), 512)
+    ]
+    return torch.cat(out)
+
+
+def product_score(sources: SourceCNNs, images: torch.Tensor, device: str = "cpu") -> torch.Tensor:
+    """p(black) x p(cat): the logical AND of the two classifiers, as one score."""
+    return positive_probability(sources.black, images, device) * positive_probability(
+        sources.cat, images, device
+    )
+
+
+def cards_table(models: Models):
+    """How each model was made."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {name: {"how it was made": card["what"]} for name, card in models.cards.items()}
+    ).T
+
+
+def filter_change(models: Models, source: str = "cat CNN (source unchanged)"):
+    """Relative change ||W - W_source|| / ||W_source|| of each conv layer, per model."""
+    import pandas as pd
+
+    base = models.cnns[source].state_dict()
+    rows = {}
+    for name, model in models.cnns.items():
+        if isinstance(model, tuple):
+            continue
+        state = model.state_dict()
+        rows[name] = {
+            layer: float(
+                (state[f"{layer}.weight"] - base[f"{layer}.weight"]).norm()
+                / base[f"{layer}.weight"].norm()
+            )
+            for layer in CONV_LAYERS
+        }
+    return pd.DataFrame(rows).T
+
+
+def group_scores(models: Models, sources: SourceCNNs, datasets: Datasets, device: str = "cpu"):
+    """Mean p(class 1) per evaluation group of the models that keep a source head, and of the
+    product rule."""
+    import pandas as pd
+
+    from .data import GROUPS
+
+    images, groups = datasets.eval.images, datasets.eval.groups
+    scores = {
+        "black CNN: p(black)": positive_probability(sources.black, images, device),
+        "cat CNN: p(cat)": positive_probability(sources.cat, images, device),
+        "F(cat CNN): p(cat)": positive_probability(
+            models.cnns["generated F(cat CNN)"], images, device
+        ),
+        "G(black CNN): p(black)": positive_probability(
+            models.cnns["generated G(black CNN)"], images, device
+        ),
+        "p(black) x p(cat)": product_score(sources, images, device),
+    }
+    return pd.DataFrame(
+        {
+            name: {g: float(s[groups == i].mean()) for i, g in enumerate(GROUPS)}
+            for name, s in scores.items()
+        }
+    ).T
