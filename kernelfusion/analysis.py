@@ -403,9 +403,11 @@ def results_table(summary):
             for m, c in zip(summary["mean"], summary["ci95"], strict=True)
         ]
     )
+    from .fusion import MODELS
+
     table = cells.pivot(index="model", columns="metric", values="cell").fillna("")
-    order = list(dict.fromkeys(summary["model"]))
-    return table.loc[order]
+    known = list(MODELS) + [m for m in dict.fromkeys(summary["model"]) if m not in MODELS]
+    return table.loc[[m for m in known if m in table.index]]
 
 
 def verdict_counts(rows: list[dict]) -> dict[str, int]:

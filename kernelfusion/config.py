@@ -59,7 +59,7 @@ class ZooConfig:
     """Many CNNs per domain, trained together, whose filters become the kernel sets."""
 
     models: int = 16  # per domain
-    epochs: int = 8
+    epochs: int = 6
     snapshots: int = 3  # per model, evenly spaced over the second half of training
     subset_fraction: float = 0.8  # each model trains on its own random subset of the data
     kernel_sets: int = 0  # kernel sets kept per layer and domain (0 = all); paper: 4,498
@@ -72,8 +72,8 @@ class GanConfig:
     arch: str = "mlp"  # mlp (on the flattened filter) | conv (over the 5x5 grid)
     hidden: int = 256
     depth: int = 3  # layers per network
-    steps: int = 2000  # per conv layer
-    decay_steps: int = 1000  # learning rate constant, then linearly to 0 over these last steps
+    steps: int = 1500  # per conv layer
+    decay_steps: int = 750  # learning rate constant, then linearly to 0 over these last steps
     batch_size: int = 64
     lr: float = 2e-4
     beta1: float = 0.5

@@ -430,7 +430,7 @@ def umap_explorer(
             "method": "update",
             "args": [
                 {"visible": [i // per == m for i in range(per * len(names))]},
-                {"title": f"{title}: {name}"},
+                {"title.text": f"{title}: {name}"},
             ],
         }
         for m, name in enumerate(names)

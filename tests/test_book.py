@@ -93,6 +93,67 @@ def test_bad_parameters_fail_before_any_kernel_starts(tmp_path):
         book.make_book("smoke", {}, tmp_path, only="99", log=lambda *a, **k: None)
 
 
+def _browser(playwright):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian chromium is missing: run `make browser` (apt-get install chromium)")
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+
+
+def _open(browser, path: Path):
+    """A page opened offline, collecting console errors and any non-file request."""
+    page = browser.new_context(offline=True).new_page()
+    page.problems, page.remote = [], []
+    page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: page.problems.append(str(e)))
+    page.on("request", lambda r: page.remote.append(r.url) if not r.url.startswith("file:") else 0)
+    page.goto(path.as_uri())
+    return page
+
+
+def _hover(page, point) -> None:
+    """Move the mouse onto a plotly point (plotly's drag layer takes the pointer events)."""
+    point.scroll_into_view_if_needed()
+    box = point.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+
+@pytest.mark.slow
+def test_every_chapter_page_renders_without_console_errors_offline(built):
+    from playwright.sync_api import sync_playwright
+
+    html = built.index_html.parent
+    with sync_playwright() as playwright:
+        browser = _browser(playwright)
+        for name in book.toc_files():
+            page = _open(browser, html / f"{name}.html")
+            page.wait_for_load_state("load")
+            assert page.locator("h1").count() >= 1, name
+            assert page.problems == [] and page.remote == [], (name, page.problems, page.remote)
+        browser.close()
+
+
+@pytest.mark.slow
+def test_umap_explorer_switches_models_and_shows_image_on_hover(built):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = _browser(playwright)
+        page = _open(browser, built.index_html.parent / "notebooks" / "06_clusters.html")
+        page.wait_for_selector(".js-plotly-plot .scatterlayer .point", timeout=15000)
+        plot = page.locator(".js-plotly-plot").first
+        first_title = plot.locator(".gtitle").text_content()
+        _hover(page, plot.locator(".scatterlayer .trace .point").first)
+        thumbnail = plot.locator("img.kf-thumbnail")
+        thumbnail.wait_for(state="visible", timeout=5000)
+        assert thumbnail.get_attribute("src").startswith("data:image/png;base64,")
+        plot.locator(".updatemenu-header-group").click()
+        plot.locator(".updatemenu-dropdown-button").nth(3).click()
+        page.wait_for_timeout(300)
+        assert plot.locator(".gtitle").text_content() != first_title
+        assert page.problems == [] and page.remote == []
+        browser.close()
+
+
 @pytest.mark.slow
 def test_plotly_figure_draws_and_is_interactive_offline(built):
     """Headless Chromium, network off: the figure's SVG has its bars, hover works, no errors."""

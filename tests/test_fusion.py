@@ -1,0 +1,94 @@
+import torch
+
+from kernelfusion import cnn, config, cyclegan, fusion
+
+
+class _Gan:
+    """A KernelGan stand-in with real structure: identity or a known map per layer."""
+
+    def __init__(self, reference, function=None):
+        self.reference = reference
+        self.function = function or (lambda layer, k, direction: k.clone())
+        self.kernels = {
+            "black": {
+                "conv1": torch.randn(20, 3, 5, 5),
+                "conv2": torch.randn(20, reference.shape[0], 5, 5),
+            }
+        }
+
+    def translate(self, layer, kernels, direction):
+        return self.function(layer, kernels, direction)
+
+
+def _model(seed=0):
+    cfg = config.load("smoke")
+    return cnn.build(cfg.cnn, cfg.data.image_size, seed)
+
+
+def test_identity_generators_return_the_source_cnn_exactly():
+    source = _model()
+    reference = _model(5).conv1.weight.detach()
+    out = fusion.generated(source, _Gan(reference), "cat->black")
+    for key, value in source.state_dict().items():
+        assert torch.equal(out.state_dict()[key], value), key
+    x = torch.rand(4, 3, 24, 24)
+    assert torch.equal(out(x), source(x))
+
+
+def test_translation_is_filter_wise_in_place_and_keeps_wiring():
+    source = _model()
+    reference = source.conv1.weight.detach()[torch.tensor([2, 0, 3, 1])]  # another order
+    seen = {}
+
+    def mark(layer, kernels, direction):
+        seen[layer] = kernels.clone()
+        return kernels * 2.0
+
+    out = fusion.generated(source, _Gan(reference, mark), "cat->black")
+    w1, w2 = source.conv1.weight.detach(), source.conv2.weight.detach()
+    assert torch.equal(out.conv1.weight, 2 * w1)  # each filter in its own position
+    assert torch.equal(out.conv2.weight, 2 * w2)  # channels back in the model's own order
+    perm = fusion.reference_permutation(source, reference)
+    assert torch.equal(seen["conv2"], w2[:, perm])  # the GAN saw the reference order
+    assert torch.equal(w1[perm], reference)
+    assert torch.equal(out.head.weight, source.head.weight)
+
+
+def test_noise_control_moves_each_filter_as_far_as_the_translation():
+    source = _model()
+    translated = fusion.generated(
+        source, _Gan(source.conv1.weight.detach(), lambda layer, k, d: k + 0.1), "cat->black"
+    )
+    noisy = fusion.with_noise(source, translated, seed=0)
+    for layer in ("conv1", "conv2"):
+        a = translated.state_dict()[f"{layer}.weight"] - source.state_dict()[f"{layer}.weight"]
+        b = noisy.state_dict()[f"{layer}.weight"] - source.state_dict()[f"{layer}.weight"]
+        torch.testing.assert_close(a.flatten(1).norm(dim=1), b.flatten(1).norm(dim=1))
+        assert not torch.allclose(a, b)
+
+
+def test_average_and_task_arithmetic():
+    a, b, init = _model(1), _model(2), _model(3)
+    average = fusion.combine(a, b, init, None)
+    arithmetic = fusion.combine(a, b, init, 1.0)
+    wa, wb, w0 = a.conv1.weight, b.conv1.weight, init.conv1.weight
+    torch.testing.assert_close(average.conv1.weight, (wa + wb) / 2)
+    torch.testing.assert_close(arithmetic.conv1.weight, wa + wb - w0)
+
+
+def test_other_zoo_control_draws_real_zoo_filters():
+    source = _model()
+    gan = _Gan(source.conv1.weight.detach())
+    out = fusion.other_zoo_filters(source, gan, "black", seed=0)
+    pool = gan.kernels["black"]["conv1"].flatten(1)
+    for row in out.conv1.weight.detach().flatten(1):
+        assert (pool == row).all(1).any()
+
+
+def test_real_layer_gan_with_identity_nets_is_the_identity():
+    cfg = config.load("smoke").gan
+    nets = cyclegan.make_networks(cfg, 3, 0)
+    nets["F"] = torch.nn.Identity()
+    layer = cyclegan.LayerGan(nets, {}, 3)
+    kernels = torch.randn(6, 3, 5, 5)
+    torch.testing.assert_close(layer.translate(kernels, "cat->black"), kernels)
