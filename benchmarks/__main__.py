@@ -1,11 +1,11 @@
-"""Run every benchmark: `python -m benchmarks [name ...]` (names: data, zoo)."""
+"""Run the benchmarks: `python -m benchmarks [name ...]`; names: data zoo gan analysis book."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-BENCHMARKS = ("data", "zoo")
+BENCHMARKS = ("data", "zoo", "gan", "analysis", "book")
 
 
 def main(names: list[str]) -> None:

@@ -1,0 +1,103 @@
+"""Interruptions, determinism and run isolation, with the real pipeline at the smoke preset."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from kernelfusion import config, pipeline, store
+
+OVERRIDES = {"gan.steps": 400, "gan.decay_steps": 200, "gan.checkpoint_every": 50}
+
+SCRIPT = textwrap.dedent("""
+    import json, sys
+    from kernelfusion import config, pipeline, store
+    cfg = config.load("smoke", json.loads(sys.argv[2]))
+    pipeline.run(cfg, store.open(cfg, sys.argv[1]), progress=False)
+""")
+
+
+def _run_killed(root: Path, overrides: dict, trigger, delay: float = 0.0) -> None:
+    """Start the pipeline in a subprocess and SIGKILL it once `trigger(root)` is true."""
+    process = subprocess.Popen([sys.executable, "-c", SCRIPT, str(root), json.dumps(overrides)])
+    deadline = time.time() + 300
+    while not trigger(root):
+        if process.poll() is not None:
+            pytest.fail("the pipeline finished before it could be interrupted")
+        if time.time() > deadline:
+            process.kill()
+            pytest.fail("the interruption point was never reached")
+        time.sleep(0.05)
+    time.sleep(delay)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+
+
+def _files(run_dir: Path, stage: str) -> dict[str, bytes]:
+    folder = run_dir / stage
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.name != "manifest.json"}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted run of the whole pipeline."""
+    root = tmp_path_factory.mktemp("reference")
+    cfg = config.load("smoke", OVERRIDES)
+    pipeline.run(cfg, store.open(cfg, root), progress=False)
+    return root / cfg.run_name
+
+
+@pytest.mark.slow
+def test_killed_during_cyclegan_resumes_to_the_same_result(tmp_path, reference):
+    cfg = config.load("smoke", OVERRIDES)
+    run_dir = tmp_path / cfg.run_name
+
+    def checkpoint_written(root):
+        return any((run_dir / "checkpoints").glob("cyclegan-*/conv1/state.json"))
+
+    _run_killed(tmp_path, OVERRIDES, checkpoint_written)
+    assert not (run_dir / "cyclegan").exists()  # nothing half-written was sealed
+    pipeline.run(cfg, store.open(cfg, tmp_path), progress=False)
+    assert _files(run_dir, "cyclegan") == _files(reference, "cyclegan")
+    assert _files(run_dir, "metrics") == _files(reference, "metrics")
+    assert not list((run_dir / "checkpoints").glob("cyclegan-*"))
+
+
+@pytest.mark.slow
+def test_killed_during_zoo_training_recomputes_to_the_same_result(tmp_path, reference):
+    cfg = config.load("smoke", OVERRIDES)
+    run_dir = tmp_path / cfg.run_name
+
+    def sources_sealed(root):
+        return (run_dir / "sources" / "manifest.json").is_file()
+
+    _run_killed(tmp_path, OVERRIDES, sources_sealed, delay=0.3)
+    assert not (run_dir / "zoo").exists() or (run_dir / "zoo" / "manifest.json").is_file()
+    pipeline.run(cfg, store.open(cfg, tmp_path), progress=False)
+    for stage in ("zoo", "metrics"):
+        assert _files(run_dir, stage) == _files(reference, stage), stage
+
+
+@pytest.mark.slow
+def test_same_config_and_seed_give_byte_identical_metrics(tmp_path, reference):
+    cfg = config.load("smoke", OVERRIDES)
+    pipeline.run(cfg, store.open(cfg, tmp_path), progress=False)
+    again = tmp_path / cfg.run_name / "metrics" / "metrics.json"
+    assert again.read_bytes() == (reference / "metrics" / "metrics.json").read_bytes()
+
+
+def test_runs_of_different_presets_side_by_side_do_not_interfere(tmp_path):
+    smoke, other = config.load("smoke"), config.load("smoke", {"seed": 1})
+    a, b = store.open(smoke, tmp_path), store.open(other, tmp_path)
+    assert a.run_dir != b.run_dir and a.run_dir.parent == b.run_dir.parent == tmp_path
+    a.stage("data", {"n": 1}, lambda w: w.save_json("counts", {"run": "a"}))
+    b.stage("data", {"n": 1}, lambda w: w.save_json("counts", {"run": "b"}))
+    assert a.load("data").json("counts") == {"run": "a"}
+    assert b.load("data").json("counts") == {"run": "b"}
