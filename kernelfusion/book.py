@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -97,17 +96,14 @@ def execute(
     only: str | None = None,
     project: Path = PROJECT,
     log=print,
-    chapter_peak_mib: dict[str, float] | None = None,
 ) -> dict[str, float]:
-    """Run each chapter with papermill into `source`; stop at the first failing one.
-    `chapter_peak_mib` receives the largest kernel memory seen so far after each chapter."""
+    """Run each chapter with papermill into `source`; stop at the first failing one."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     config_module.load(preset, overrides)  # fail before starting any kernel
     names = _select(chapters(project), only)
     seconds: dict[str, float] = {}
-    peaks = chapter_peak_mib if chapter_peak_mib is not None else {}
     os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would litter the book's pages
     for number, name in enumerate(names, 1):
         output = source / f"{name}.ipynb"
@@ -134,9 +130,6 @@ def execute(
             ) from None
         os.replace(partial, output)
         seconds[Path(name).name] = round(time.time() - started, 2)
-        peaks[Path(name).name] = round(
-            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
-        )
         log(f"{seconds[Path(name).name]:.1f} s")
     return seconds
 
@@ -180,20 +173,12 @@ def make_book(
     overrides = dict(overrides or {})
     source = out / "source"
     stage_sources(source, project)
-    peaks: dict[str, float] = {}
-    chapter_seconds = execute(
-        preset, overrides, source, only=only, project=project, log=log, chapter_peak_mib=peaks
-    )
+    chapter_seconds = execute(preset, overrides, source, only=only, project=project, log=log)
     log("building the book ...", end=" ", flush=True)
     started = time.time()
     index = build(source, out)
     build_seconds = round(time.time() - started, 2)
     log(f"{build_seconds:.1f} s")
-    timings = {
-        "preset": preset,
-        "chapters": chapter_seconds,
-        "build": build_seconds,
-        "kernel peak MiB (max so far)": peaks,
-    }
+    timings = {"preset": preset, "chapters": chapter_seconds, "build": build_seconds}
     (out / "timings.json").write_text(json.dumps(timings, indent=1))
     return BookResult(index, chapter_seconds, build_seconds)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -245,7 +246,7 @@ class _Trainer:
         self.pool_B = ImagePool(cfg.pool_size, black.shape[1], device)  # fake black kernels
         self.gen = torch.Generator().manual_seed(seed)
         self.step = 0
-        self.losses = torch.zeros(cfg.steps, len(LOSSES))
+        self.losses = torch.zeros(cfg.steps, len(LOSSES), device=device)  # read at log steps
 
     def set_lr(self) -> None:
         for optimizer in (self.opt_G, self.opt_D):
@@ -294,7 +295,7 @@ class _Trainer:
                 loss_D_B,
             ]
         ).detach()
-        self.losses[self.step] = values.cpu()
+        self.losses[self.step] = values  # stays on the device: no host sync inside a step
         self.step += 1
 
     def check(self, stage: str) -> None:
@@ -351,7 +352,7 @@ class _Trainer:
             optimizer.load_state_dict({"state": state, "param_groups": meta[name]})
         self.pool_A.samples, self.pool_A.filled = tensors["pool_A"], meta["pool_A"]
         self.pool_B.samples, self.pool_B.filled = tensors["pool_B"], meta["pool_B"]
-        self.losses = tensors["losses"].cpu()
+        self.losses = tensors["losses"]
         self.gen.set_state(tensors["rng"].cpu())
         self.step = meta["step"]
 
@@ -378,7 +379,15 @@ def train_layer(
     resuming from `checkpoints` if a checkpoint is there. `stop_after` ends early (tests)."""
     trainer = _Trainer(cfg, black, cat, channels, seed, device)
     if checkpoints is not None and (checkpoints / "state.json").is_file():
-        trainer.load(checkpoints)
+        try:
+            trainer.load(checkpoints)
+        except Exception as error:  # a damaged checkpoint is never trusted: start afresh
+            warnings.warn(
+                f"{stage}: checkpoint in {checkpoints} is unreadable ({error}); "
+                "training from step 0",
+                stacklevel=2,
+            )
+            trainer = _Trainer(cfg, black, cat, channels, seed, device)
     bar = progress_bar(total=cfg.steps, initial=trainer.step, desc=stage, progress=progress)
     while trainer.step < cfg.steps:
         trainer.train_step()
@@ -394,7 +403,8 @@ def train_layer(
         if stop_after is not None and trainer.step >= stop_after:
             break
     bar.close()
-    history = {name: trainer.losses[: trainer.step, i].tolist() for i, name in enumerate(LOSSES)}
+    losses = trainer.losses[: trainer.step].cpu()
+    history = {name: losses[:, i].tolist() for i, name in enumerate(LOSSES)}
     nets = {k: v.cpu().eval() for k, v in trainer.nets.items()}
     return LayerGan(nets, history, channels)
 

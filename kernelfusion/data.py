@@ -39,7 +39,7 @@ FOLDER_LAYOUT = {
     "eval": ("black_cat", "other_cat", "black_noncat", "other"),
 }
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-GENERATOR_VERSION = 1  # bump when the synthetic images change, so caches are rebuilt
+GENERATOR_VERSION = 2  # bump when the synthetic images change, so caches are rebuilt
 
 # Oxford-IIIT Pet: the 12 cat breeds are the cats; Bombay is the black cat; the dog breeds whose
 # coat is black (Newfoundland, Scottish terrier) are the black non-cats.

@@ -134,3 +134,19 @@ def test_stage_trains_both_layers_reuses_and_evaluates(tmp_path):
     results = cyclegan.evaluate(gan)
     assert results["conv1"]["share classified cat: real cat"] >= 0.5
     assert 0 <= results["conv2"]["cycle L1 black->cat->black"] < 2
+
+
+def test_damaged_checkpoint_is_not_trusted(tmp_path):
+    cfg = config.load(
+        "smoke", {"gan.steps": 30, "gan.decay_steps": 10, "gan.checkpoint_every": 10}
+    ).gan
+    black, cat = _domains()
+    whole = cyclegan.train_layer(cfg, black, cat, 3, 0, "cpu", tmp_path / "a", progress=False)
+    cyclegan.train_layer(
+        cfg, black, cat, 3, 0, "cpu", tmp_path / "b", progress=False, stop_after=15
+    )
+    state = tmp_path / "b" / "state.safetensors"
+    state.write_bytes(state.read_bytes()[:100])  # truncated on disk
+    with pytest.warns(UserWarning, match="checkpoint .* is unreadable .* training from step 0"):
+        again = cyclegan.train_layer(cfg, black, cat, 3, 0, "cpu", tmp_path / "b", progress=False)
+    assert again.history == whole.history
