@@ -41,7 +41,21 @@ def main(argv: list[str] | None = None) -> int:
         default=str(book.PROJECT / "book" / "_build"),
         help="build folder (executed notebooks and HTML)",
     )
+    sweep = commands.add_parser("sweep", help="run the pipeline over a grid of overrides")
+    sweep.add_argument("--preset", default="smoke", help=f"one of {', '.join(config.PRESETS)}")
+    sweep.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="values to sweep, e.g. --grid seed=0,1,2 (repeatable)",
+    )
+    sweep.add_argument("--backend", default="local", choices=("local", "ray"))
+    sweep.add_argument("--workers", type=int, default=2)
+    sweep.add_argument("--address", default=None, help="a Ray cluster's address (ray backend)")
     args = parser.parse_args(argv)
+    if args.command == "sweep":
+        return _sweep(args)
 
     try:
         overrides = dict(parse_override(item) for item in args.set)
@@ -52,6 +66,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"book built: {result.index_html}")
+    return 0
+
+
+def _sweep(args) -> int:
+    from . import sweep
+
+    try:
+        spec = {}
+        for item in args.grid:
+            key, raw = parse_override(item)
+            values = raw.split(",") if isinstance(raw, str) else [raw]
+            spec[key] = [parse_override(f"{key}={v}")[1] for v in values]
+        results = sweep.sweep(
+            args.preset, spec, backend=args.backend, workers=args.workers, address=args.address
+        )
+    except config.ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    table = sweep.summary(results)
+    print(table.pivot_table(index="model", columns=list(spec), values="F1 linear probe"))
+    for result in results:
+        print(f"{result['run']}: {result['metrics']}")
     return 0
 
 
