@@ -424,3 +424,20 @@ def verdict_table(verdicts: dict[str, list[dict]]):
     return pd.DataFrame(
         {metric: {r["rival"]: r["verdict"] for r in rows} for metric, rows in verdicts.items()}
     )
+
+
+def noise_table(metrics: dict):
+    """Clusters found and share of points left as noise by DBSCAN and HDBSCAN, per model."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            name: {
+                "DBSCAN clusters": r["DBSCAN (UMAP)"]["clusters"],
+                "DBSCAN noise": r["DBSCAN (UMAP)"]["noise"],
+                "HDBSCAN clusters": r["HDBSCAN (UMAP)"]["clusters"],
+                "HDBSCAN noise": r["HDBSCAN (UMAP)"]["noise"],
+            }
+            for name, r in metrics["models"].items()
+        }
+    ).T

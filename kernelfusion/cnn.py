@@ -44,11 +44,6 @@ def build(cfg: CNNConfig, image_size: int, seed: int, classes: int = 2) -> Small
         return SmallCNN(cfg.channels1, cfg.channels2, image_size, classes)
 
 
-def conv_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The conv kernels of a state dict, by layer name (`conv1`, `conv2`)."""
-    return {layer: state[f"{layer}.weight"] for layer in CONV_LAYERS}
-
-
 # --- the two source CNNs ----------------------------------------------------------------------
 
 DOMAINS = ("black", "cat")

@@ -310,9 +310,7 @@ class _Trainer:
     # checkpoints: tensors in safetensors, the rest in JSON, both written atomically
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        tensors = {
-            f"net.{n}.{k}": v for n, net in self.nets.items() for k, v in net.state_dict().items()
-        }
+        tensors = net_tensors(self.nets, prefix="net.")
         meta = {"step": self.step, "pool_A": self.pool_A.filled, "pool_B": self.pool_B.filled}
         for name, optimizer in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
             state = optimizer.state_dict()
@@ -333,14 +331,7 @@ class _Trainer:
     def load(self, folder: Path) -> None:
         tensors = load_file(folder / "state.safetensors", device=str(self.device))
         meta = json.loads((folder / "state.json").read_text())
-        for name, net in self.nets.items():
-            net.load_state_dict(
-                {
-                    k[len(f"net.{name}.") :]: v
-                    for k, v in tensors.items()
-                    if k.startswith(f"net.{name}.")
-                }
-            )
+        load_nets(self.nets, tensors, prefix="net.")
         for name, optimizer in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
             state: dict = {}
             for key, value in tensors.items():
@@ -355,6 +346,18 @@ class _Trainer:
         self.losses = tensors["losses"]
         self.gen.set_state(tensors["rng"].cpu())
         self.step = meta["step"]
+
+
+def net_tensors(nets: dict[str, nn.Module], prefix: str = "") -> dict[str, torch.Tensor]:
+    """All networks' weights in one flat dict: '<prefix><net>.<parameter>'."""
+    return {f"{prefix}{n}.{k}": v for n, net in nets.items() for k, v in net.state_dict().items()}
+
+
+def load_nets(nets: dict[str, nn.Module], tensors: dict[str, torch.Tensor], prefix: str = ""):
+    """Inverse of `net_tensors`: load each network's weights from the flat dict."""
+    for name, net in nets.items():
+        head = f"{prefix}{name}."
+        net.load_state_dict({k[len(head) :]: v for k, v in tensors.items() if k.startswith(head)})
 
 
 def save_file_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
@@ -469,10 +472,7 @@ def train(cfg: Config, zoo: Zoo, store: Store, *, force=False, progress=True) ->
                 stage=f"CycleGAN {layer}",
                 progress=progress,
             )
-            writer.save_tensors(
-                f"{layer}_nets",
-                {f"{n}.{k}": v for n, net in gan.nets.items() for k, v in net.state_dict().items()},
-            )
+            writer.save_tensors(f"{layer}_nets", net_tensors(gan.nets))
             history[layer] = gan.history
         writer.save_json("history", history)
 
@@ -484,10 +484,8 @@ def train(cfg: Config, zoo: Zoo, store: Store, *, force=False, progress=True) ->
         channels = kernels["black"][layer].shape[1]
         nets = make_networks(cfg.gan, channels, 0)
         state = artifact.tensors(f"{layer}_nets")
-        for name, net in nets.items():
-            net.load_state_dict(
-                {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(f"{name}.")}
-            )
+        load_nets(nets, state)
+        for net in nets.values():
             net.eval()
         layers[layer] = LayerGan(nets, history[layer], channels)
     index = {d: dict(zoo[d].index) for d in ("black", "cat")}

@@ -28,9 +28,6 @@ class KernelSets:
     kernels: dict[str, torch.Tensor]
     index: dict[str, torch.Tensor]  # columns: model, snapshot step, filter
 
-    def flat(self, layer: str) -> torch.Tensor:
-        return self.kernels[layer].flatten(1)
-
 
 @dataclass
 class Zoo:

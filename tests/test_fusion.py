@@ -1,6 +1,6 @@
 import torch
 
-from kernelfusion import cnn, config, cyclegan, fusion
+from kernelfusion import cnn, config, fusion
 
 
 class _Gan:
@@ -83,12 +83,3 @@ def test_other_zoo_control_draws_real_zoo_filters():
     pool = gan.kernels["black"]["conv1"].flatten(1)
     for row in out.conv1.weight.detach().flatten(1):
         assert (pool == row).all(1).any()
-
-
-def test_real_layer_gan_with_identity_nets_is_the_identity():
-    cfg = config.load("smoke").gan
-    nets = cyclegan.make_networks(cfg, 3, 0)
-    nets["F"] = torch.nn.Identity()
-    layer = cyclegan.LayerGan(nets, {}, 3)
-    kernels = torch.randn(6, 3, 5, 5)
-    torch.testing.assert_close(layer.translate(kernels, "cat->black"), kernels)
