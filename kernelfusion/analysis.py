@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 
 import numpy as np
@@ -231,7 +230,7 @@ def evaluate_models(cfg, datasets, sources, models, store, *, force=False, progr
     """Features of every model on the evaluation set, clustered and scored; saved as the
     `metrics` stage (metrics.json, embeddings) that chapters 6 and 7 read."""
     from . import fusion
-    from .config import resolve_device
+    from .config import resolve_device, stage_key
     from .progress import bar as progress_bar
 
     device = resolve_device(cfg.device)
@@ -276,7 +275,7 @@ def evaluate_models(cfg, datasets, sources, models, store, *, force=False, progr
             {**{f"model {k}": v.float() for k, v in embeddings.items()}, "evaluated": evaluated},
         )
 
-    key = {"analysis": dataclasses.asdict(cfg.analysis), "seed": cfg.seed, "version": 1}
+    key = stage_key(cfg, "analysis", version=1)
     return store.stage(
         "metrics",
         key,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from . import training
-from .config import CNNConfig, Config, resolve_device
+from .config import CNNConfig, Config, resolve_device, stage_key
 from .machine import seed_everything
 from .store import Artifact, StageWriter, Store
 
@@ -177,7 +176,7 @@ def train_sources(cfg: Config, datasets, store: Store, *, force=False, progress=
             },
         )
 
-    key = {"cnn": dataclasses.asdict(cfg.cnn), "seed": cfg.seed, "version": 1}
+    key = stage_key(cfg, "cnn", version=1)
     artifact = store.stage("sources", key, build_stage, inputs=[datasets.artifact], force=force)
     return SourceCNNs(
         black=load_state(cfg, artifact.tensors("black_cnn")),

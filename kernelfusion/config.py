@@ -334,6 +334,13 @@ def load(preset: str = "default", overrides: dict[str, Any] | None = None) -> Co
     return cfg
 
 
+def stage_key(cfg: Config, *sections: str, version: int) -> dict[str, Any]:
+    """The part of `cfg` a stage depends on: the named config sections, the seed, and the
+    stage's code version (bumped when its outputs change for the same config)."""
+    key: dict[str, Any] = {name: dataclasses.asdict(getattr(cfg, name)) for name in sections}
+    return key | {"seed": cfg.seed, "version": version}
+
+
 def resolve_device(name: str) -> str:
     """Return the torch device for `name`; `auto` picks CUDA when present.
 

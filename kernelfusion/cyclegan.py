@@ -10,7 +10,6 @@ Loss names follow the reference implementation: loss_G_A, loss_cycle_A, loss_idt
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import warnings
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from .cnn import CONV_LAYERS
-from .config import Config, GanConfig, resolve_device
+from .config import Config, GanConfig, resolve_device, stage_key
 from .progress import bar as progress_bar
 from .store import StageWriter, Store, atomic_write_bytes
 from .training import DivergedError
@@ -436,10 +435,16 @@ def conv1_snapshots(zoo_artifact, domain: str) -> dict[tuple[int, int], torch.Te
     return {(m, s): weights[m, i] for m in range(len(weights)) for i, s in enumerate(steps)}
 
 
+def reference_filters(zoo: Zoo) -> torch.Tensor:
+    """The layer-1 filters whose order all layer-2 input channels are aligned to: those of the
+    black zoo's last model at its last snapshot (a trained one)."""
+    snapshots = conv1_snapshots(zoo.artifact, "black")
+    return snapshots[max(snapshots)]
+
+
 def prepared_kernels(cfg: Config, zoo: Zoo) -> tuple[dict, torch.Tensor]:
     """Kernel sets of both domains per layer, layer 2 aligned when `gan.align_layer2`."""
-    reference = conv1_snapshots(zoo.artifact, "black")
-    reference = reference[max(reference)]  # black model of highest (id, step): a trained one
+    reference = reference_filters(zoo)
     kernels = {d: {"conv1": zoo[d].kernels["conv1"]} for d in ("black", "cat")}
     for domain in ("black", "cat"):
         k2 = zoo[domain].kernels["conv2"]
@@ -476,7 +481,7 @@ def train(cfg: Config, zoo: Zoo, store: Store, *, force=False, progress=True) ->
             history[layer] = gan.history
         writer.save_json("history", history)
 
-    key = {"gan": dataclasses.asdict(cfg.gan), "seed": cfg.seed, "version": 1}
+    key = stage_key(cfg, "gan", version=1)
     artifact = store.stage("cyclegan", key, build, inputs=[zoo.artifact], force=force)
     history = artifact.json("history")
     layers = {}
@@ -565,8 +570,7 @@ def alignment_effect(cfg: Config, zoo: Zoo) -> dict[str, dict[str, float]]:
     neighbour in its own domain is, and how far apart the two domains are."""
     from . import analysis
 
-    reference = conv1_snapshots(zoo.artifact, "black")
-    reference = reference[max(reference)]
+    reference = reference_filters(zoo)
     out = {}
     for name, aligned in (("as trained", False), ("aligned", True)):
         vectors = {}

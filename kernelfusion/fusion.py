@@ -13,14 +13,13 @@ generated kernels (source plus noise of the same size, filters drawn from the ot
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass
 
 import torch
 
 from . import training
 from .cnn import CONV_LAYERS, SmallCNN, SourceCNNs, build, load_state, positive_probability
-from .config import Config, resolve_device
+from .config import Config, resolve_device, stage_key
 from .cyclegan import KernelGan, matching_permutation
 from .data import Datasets
 from .store import StageWriter, Store
@@ -209,12 +208,7 @@ def make(
         }
         writer.save_json("cards", cards)
 
-    key = {
-        "fusion": dataclasses.asdict(cfg.fusion),
-        "cnn": dataclasses.asdict(cfg.cnn),
-        "seed": cfg.seed,
-        "version": 1,
-    }
+    key = stage_key(cfg, "fusion", "cnn", version=1)
     artifact = store.stage(
         "fusion",
         key,

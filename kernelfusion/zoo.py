@@ -8,7 +8,6 @@ outputs of layer 1's filters of the same model at the same step.
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from dataclasses import dataclass
 
@@ -16,7 +15,7 @@ import torch
 
 from . import training
 from .cnn import CONV_LAYERS, DOMAINS, build
-from .config import Config, resolve_device
+from .config import Config, resolve_device, stage_key
 from .machine import seed_everything
 from .store import Artifact, StageWriter, Store
 
@@ -148,12 +147,7 @@ def train_zoo(cfg: Config, datasets, store: Store, *, force=False, progress=True
             }
         writer.save_json("summary", summary)
 
-    key = {
-        "cnn": dataclasses.asdict(cfg.cnn),
-        "zoo": dataclasses.asdict(cfg.zoo),
-        "seed": cfg.seed,
-        "version": 1,
-    }
+    key = stage_key(cfg, "cnn", "zoo", version=2)  # 2: layer-1 snapshots saved too
     artifact = store.stage("zoo", key, build_stage, inputs=[datasets.artifact], force=force)
     return load(artifact)
 
