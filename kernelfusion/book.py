@@ -134,6 +134,31 @@ def execute(
     return seconds
 
 
+def drop_unexecuted(source: Path, project: Path = PROJECT) -> list[str]:
+    """Take the chapters that were never executed in `source` (a first build with `--only`)
+    out of its `_toc.yml`: their glued numbers do not exist, so the build would fail on them.
+    Returns their names."""
+    import nbformat
+
+    missing = [
+        name
+        for name in chapters(project)
+        if "papermill" not in nbformat.read(source / f"{name}.ipynb", as_version=4).metadata
+    ]
+    if missing:
+        toc = yaml.safe_load((source / "_toc.yml").read_text())
+
+        def keep(entries):
+            return [e for e in entries or [] if e.get("file") not in missing]
+
+        for part in toc.get("parts", []):
+            part["chapters"] = keep(part.get("chapters"))
+        if "chapters" in toc:
+            toc["chapters"] = keep(toc["chapters"])
+        (source / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+    return [Path(name).name for name in missing]
+
+
 def build(source: Path, out: Path) -> Path:
     """Build the staged book with warnings as errors; return the path of `index.html`."""
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
@@ -174,6 +199,12 @@ def make_book(
     source = out / "source"
     stage_sources(source, project)
     chapter_seconds = execute(preset, overrides, source, only=only, project=project, log=log)
+    skipped = drop_unexecuted(source, project)
+    if skipped:
+        log(
+            "not in this build (never executed here; run them without --only): "
+            + ", ".join(skipped)
+        )
     log("building the book ...", end=" ", flush=True)
     started = time.time()
     index = build(source, out)

@@ -37,7 +37,7 @@ class DataConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     batch_size: int = 512  # images generated or decoded per batch (bounds memory)
-    min_images_per_class: int = 2  # fewer readable images than this in a class is an error
+    min_images_per_class: int = 3  # fewer readable images in a class is an error: one per split
 
 
 @dataclass
@@ -215,7 +215,11 @@ def _checks(cfg: Config) -> list[tuple[str, bool, str]]:
         ("data.val_fraction", 0.0 < d.val_fraction < 0.5, "in (0, 0.5)"),
         ("data.test_fraction", 0.0 < d.test_fraction < 0.5, "in (0, 0.5)"),
         ("data.batch_size", d.batch_size >= 1, "at least 1"),
-        ("data.min_images_per_class", d.min_images_per_class >= 1, "at least 1"),
+        (
+            "data.min_images_per_class",
+            d.min_images_per_class >= 3,
+            "at least 3 (one image each for train, val and test)",
+        ),
         ("cnn.channels1", 1 <= cfg.cnn.channels1 <= 512, "between 1 and 512"),
         ("cnn.channels2", 1 <= cfg.cnn.channels2 <= 512, "between 1 and 512"),
         ("cnn.epochs", cfg.cnn.epochs >= 1, "at least 1"),

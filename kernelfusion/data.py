@@ -25,7 +25,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from . import synthetic
 from .config import Config, DataConfig
 from .progress import bar as progress_bar
-from .store import Artifact, StageWriter, Store
+from .store import Artifact, StageWriter, Store, display_path
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ FOLDER_LAYOUT = {
     "eval": ("black_cat", "other_cat", "black_noncat", "other"),
 }
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-GENERATOR_VERSION = 2  # bump when the synthetic images change, so caches are rebuilt
+GENERATOR_VERSION = 3  # bump when the stage's files change (3: skipped.json), to rebuild caches
 
 # Oxford-IIIT Pet: the 12 cat breeds are the cats; Bombay is the black cat; the dog breeds whose
 # coat is black (Newfoundland, Scottish terrier) are the black non-cats.
@@ -59,6 +59,59 @@ OXFORD_CAT_BREEDS = (
 )
 OXFORD_BLACK_CAT_BREEDS = ("Bombay",)
 OXFORD_BLACK_DOG_BREEDS = ("Newfoundland", "Scottish Terrier")
+
+
+# What each source is, for the book's prose: where the dark share is measured, and where the
+# evaluation groups come from. Keys are `data.source` values.
+SOURCES = {
+    "synthetic": {
+        "label": "synthetic composites",
+        "what": (
+            "procedural cats (body, head, ears, eyes, legs and tail, in a varied pose and size) "
+            "and other shapes (ball, box, triangle, ring), drawn with exact masks and composited "
+            "on random crops of the real photographs that ship inside scikit-image under free "
+            "licences (astronaut and rocket: public domain; coffee and camera: CC0; "
+            "immunohistochemistry: no known restrictions; the brick, grass and gravel textures: "
+            "CC0; the grey ones tinted). These are not the original project's photographs: "
+            "numbers in this book are comparable with each other, not with the original "
+            "write-up's, and a method that works here has passed an easier test than real "
+            "photographs set"
+        ),
+        "where": "the object's mask (eyes excluded)",
+        "truth": (
+            "exact by construction: the generator records the object and the coat colour it "
+            "drew, so every figure below can split the images by colour"
+        ),
+    },
+    "folder": {
+        "label": "photographs from a folder",
+        "what": (
+            "the user's photographs, read from `<root>/<set>/<class>/` folders (JPEG, PNG, WebP "
+            "and the other formats Pillow reads; any size, centre-cropped to a square); a "
+            "photograph's class is the folder it is in"
+        ),
+        "where": "the central half of each photograph",
+        "truth": (
+            "the folder each photograph is in: nobody recorded an object mask or a colour for a "
+            "photograph, so the figures below split the images by evaluation group, and the "
+            "dark share is a rough check of the folders' labels, not a ground truth"
+        ),
+    },
+    "oxford_pets": {
+        "label": "Oxford-IIIT Pet",
+        "what": (
+            "the photographs of torchvision's Oxford-IIIT Pet (37 breeds of cats and dogs), read "
+            "from the user's disk: the 12 cat breeds are the cats, Bombay is the black cat, "
+            "Newfoundland and Scottish terrier are the black non-cats, the other dog breeds are "
+            "the random images"
+        ),
+        "where": "the pet's trimap mask",
+        "truth": (
+            "the breed of each pet, so 'black' means a breed that is black, not a coat anyone "
+            "measured; the figures below split the images by evaluation group"
+        ),
+    },
+}
 
 
 class DataError(ValueError):
@@ -106,8 +159,21 @@ class Datasets:
     def reused(self) -> bool:
         return self.artifact is not None and self.artifact.reused
 
+    @property
+    def skipped(self) -> list[str]:
+        """Image files the reader could not decode and left out (paths under `data.root`)."""
+        return self.artifact.json("skipped") if self.artifact is not None else []
+
     def __getitem__(self, name: str) -> ImageSet:
         return getattr(self, name)
+
+
+class Sets(dict):
+    """What a reader returns: the three image sets by name, and the files it skipped."""
+
+    def __init__(self, sets: dict[str, ImageSet], skipped: list[str] = ()):
+        super().__init__(sets)
+        self.skipped = list(skipped)
 
 
 # --- splits and counts ------------------------------------------------------------------------
@@ -237,7 +303,7 @@ def ground_truth_groups(kinds: torch.Tensor, colours: torch.Tensor) -> torch.Ten
     return groups
 
 
-def make_synthetic(cfg: Config, progress: bool = True) -> dict[str, ImageSet]:
+def make_synthetic(cfg: Config, progress: bool = True) -> Sets:
     """Draw the three sets from `cfg.seed`, in batches of `data.batch_size` (bounded memory)."""
     data = cfg.data
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -271,7 +337,7 @@ def make_synthetic(cfg: Config, progress: bool = True) -> dict[str, ImageSet]:
             ),
         )
     bar.close()
-    return sets
+    return Sets(sets)
 
 
 # --- folders of real images -------------------------------------------------------------------
@@ -307,7 +373,9 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def read_class_folder(folder: Path, size: int, min_images: int = 1, progress: bool = True):
-    """Decode every image in `folder`; skip unreadable ones with one warning that counts them."""
+    """Decode every image in `folder`; return the images and the files that could not be read
+    (empty, truncated, not an image, or a decompression bomb), which are left out (`prepare`
+    warns about them, naming them)."""
     if not folder.is_dir():
         raise DataError(f"data folder '{folder}' does not exist: expected {folder}/*.jpg")
     files = _image_files(folder)
@@ -327,17 +395,11 @@ def read_class_folder(folder: Path, size: int, min_images: int = 1, progress: bo
             SyntaxError,
         ):
             skipped.append(path)
-    if skipped:
-        names = ", ".join(p.name for p in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
-        warnings.warn(
-            f"skipped {len(skipped)} unreadable image file(s) of {len(files)} in '{folder}': "
-            f"{names}",
-            stacklevel=2,
-        )
     if len(images) < min_images:
         raise DataError(
-            f"class folder '{folder}' has {len(images)} readable image(s), at least {min_images} "
-            f"needed: put .jpg/.png files in {folder}/"
+            f"class folder '{folder}' has {len(images)} readable image(s) of {len(files)} "
+            f"file(s), at least {min_images} needed (one per split: train, val, test): put more "
+            f".jpg/.png/.webp files in {folder}/"
         )
     return torch.stack(images), skipped
 
@@ -350,25 +412,30 @@ def centre_dark_fraction(images: torch.Tensor, threshold: float) -> torch.Tensor
     return synthetic.dark_fraction(images, mask, threshold)
 
 
-def read_folder(cfg: Config, progress: bool = True) -> dict[str, ImageSet]:
-    """The three sets from `<root>/<set>/<class>/` folders (see FOLDER_LAYOUT)."""
+def read_folder(cfg: Config, progress: bool = True) -> Sets:
+    """The three sets from `<root>/<set>/<class>/` folders (see FOLDER_LAYOUT); the files that
+    could not be read are listed, relative to the root, in the `skipped` attribute of the result."""
     data, root = cfg.data, Path(cfg.data.root)
     if not root.is_dir():
         raise DataError(
             f"data folder '{root}' does not exist: expected "
             + ", ".join(f"{root}/{s}/{c}/" for s, cs in FOLDER_LAYOUT.items() for c in cs)
         )
-    sets = {}
+    sets: dict[str, ImageSet] = {}
+    skipped: list[str] = []
+    total = 0
     for set_index, name in enumerate(SETS):
         images, labels = [], []
         for label, class_folder in enumerate(FOLDER_LAYOUT[name]):
-            decoded, _ = read_class_folder(
+            decoded, bad = read_class_folder(
                 root / name / class_folder, data.image_size, data.min_images_per_class, progress
             )
             images.append(decoded)
             labels.append(torch.full((len(decoded),), label))
+            skipped += [p.relative_to(root).as_posix() for p in bad]
+            total += len(decoded) + len(bad)
         images, labels = torch.cat(images), torch.cat(labels)
-        unknown = torch.full_like(labels, -1)
+        unknown = torch.full_like(labels, -1)  # no object kind or colour is known of a photo
         sets[name] = ImageSet(
             images=images,
             labels=labels,
@@ -380,13 +447,20 @@ def read_folder(cfg: Config, progress: bool = True) -> dict[str, ImageSet]:
                 labels, data.val_fraction, data.test_fraction, cfg.seed * 1000 + set_index
             ),
         )
-    return sets
+    return Sets(sets, skipped)
 
 
 # --- Oxford-IIIT Pet --------------------------------------------------------------------------
 
 
-def read_oxford_pets(cfg: Config, progress: bool = True) -> dict[str, ImageSet]:
+def _breed(path: Path) -> str:
+    """The breed of an Oxford-IIIT Pet image from its file name, as torchvision spells it
+    (`scottish_terrier_12.jpg` -> "Scottish Terrier"). Not `classes[label]`: that list skips
+    breeds absent from a partial copy, and every later breed's index then points one off."""
+    return " ".join(part.title() for part in path.stem.rsplit("_", 1)[0].split("_"))
+
+
+def read_oxford_pets(cfg: Config, progress: bool = True) -> Sets:
     """The three sets from torchvision's Oxford-IIIT Pet under `data.root` (never downloaded).
 
     Cats: the 12 cat breeds; black cats: Bombay; black non-cats: Newfoundland and Scottish
@@ -426,13 +500,8 @@ def read_oxford_pets(cfg: Config, progress: bool = True) -> dict[str, ImageSet]:
                 skipped.append(path)
                 continue
             images.append(image)
-            breeds.append(part.classes[part._labels[index]])
-    if skipped:
-        warnings.warn(
-            f"skipped {len(skipped)} unreadable Oxford-IIIT Pet image(s): "
-            + ", ".join(p.name for p in skipped[:5]),
-            stacklevel=2,
-        )
+            breeds.append(_breed(path))
+    skipped = [p.name for p in skipped]
     if not images:
         raise DataError(f"no readable Oxford-IIIT Pet images under '{data.root}'")
     images, masks = torch.stack(images), torch.stack(masks)
@@ -470,10 +539,45 @@ def read_oxford_pets(cfg: Config, progress: bool = True) -> dict[str, ImageSet]:
                 label[index], data.val_fraction, data.test_fraction, cfg.seed * 1000 + set_index
             ),
         )
-    return sets
+    return Sets(sets, skipped)
 
 
 # --- preparation, cached ----------------------------------------------------------------------
+
+
+def _skipped_note(skipped: list[str]) -> str:
+    if not skipped:
+        return ""
+    more = " ..." if len(skipped) > 8 else ""
+    return f" ({len(skipped)} unreadable file(s) were left out: {', '.join(skipped[:8])}{more})"
+
+
+def check_sizes(sets: dict[str, ImageSet], cfg: Config) -> None:
+    """Refuse, before any training, a data set too small for the pipeline: every class of every
+    set needs an image in each split (train, val, test), which `split_labels` guarantees from 3
+    images on, and the evaluated part (val + test) of the evaluation set needs at least
+    `analysis.kmeans_clusters` images. The message lists every class that falls short."""
+    short = []
+    for name in SETS:
+        images = sets[name]
+        for label, class_name in enumerate(CLASS_NAMES[name]):
+            n = [int(((images.labels == label) & (images.split == c)).sum()) for c in range(3)]
+            if min(n) == 0:
+                short.append(f"{name}/{FOLDER_LAYOUT[name][label]} ({class_name}): {sum(n)}")
+    if short:
+        raise DataError(
+            f"too few images for preset {cfg.preset!r}: each class needs at least 3 readable "
+            f"images (one each for train, val and test; more for any useful measurement), and "
+            f"these have fewer: {'; '.join(short)}. Add images to those classes."
+            + _skipped_note(getattr(sets, "skipped", []))
+        )
+    evaluated = int((sets["eval"].split != 0).sum())
+    if evaluated < cfg.analysis.kmeans_clusters:
+        raise DataError(
+            f"the evaluation set's val + test splits hold {evaluated} images, fewer than the "
+            f"{cfg.analysis.kmeans_clusters} clusters K-means is asked for "
+            f"(analysis.kmeans_clusters): add evaluation images or lower that value"
+        )
 
 
 def _build(cfg: Config, progress: bool):
@@ -484,9 +588,11 @@ def _build(cfg: Config, progress: bool):
             "oxford_pets": read_oxford_pets,
         }[cfg.data.source]
         sets = reader(cfg, progress=progress)
+        check_sizes(sets, cfg)
         for name, images in sets.items():
             writer.save_tensors(name, images.to_dict())
         writer.save_json("counts", counts(Datasets(**sets, source=cfg.data.source)))
+        writer.save_json("skipped", sets.skipped)
 
     return build
 
@@ -502,7 +608,16 @@ def prepare(cfg: Config, store: Store, *, force: bool = False, progress: bool = 
     """The three sets for `cfg`: decoded or drawn once, then loaded from the cached tensors."""
     artifact = store.stage("data", _data_key(cfg), _build(cfg, progress), force=force)
     sets = {name: ImageSet(**artifact.tensors(name)) for name in SETS}
-    return Datasets(**sets, source=cfg.data.source, artifact=artifact)
+    datasets = Datasets(**sets, source=cfg.data.source, artifact=artifact)
+    if datasets.skipped:  # warned on every call, not only when the files are first read
+        warnings.warn(
+            f"{len(datasets.skipped)} image file(s) under data.root could not be read and are "
+            f"left out of every set: {', '.join(datasets.skipped[:8])}"
+            f"{' ...' if len(datasets.skipped) > 8 else ''} "
+            f"(all listed in {display_path(artifact.path('skipped.json'))})",
+            stacklevel=2,
+        )
+    return datasets
 
 
 def black_rule_agreement(images: ImageSet, dark_fraction: float) -> dict[str, float]:

@@ -149,33 +149,38 @@ def brightness_histograms(datasets):
     return fig
 
 
-def dark_share_by_colour(images, colour_names, threshold: float):
-    """Each object's share of dark pixels, by colour, with the black rule's threshold."""
+def dark_share_plot(images, threshold: float, where: str = "object"):
+    """Each image's share of dark pixels (measured on `where`) with the black rule's threshold:
+    by colour and object kind where the source recorded them (synthetic), else by evaluation
+    group (photographs, whose colour nobody recorded)."""
     import matplotlib.pyplot as plt
     import pandas as pd
     import seaborn as sns
 
-    has_object = ~torch.isnan(images.dark_fraction)
-    frame = pd.DataFrame(
-        {
-            "share of dark pixels": images.dark_fraction[has_object].numpy(),
-            "colour": [colour_names[i] for i in images.colours[has_object].tolist()],
-            "object": [
-                "cat" if k == 1 else "other shape" for k in images.kinds[has_object].tolist()
-            ],
-        }
-    )
+    from .data import GROUPS
+    from .synthetic import COLOUR_NAMES
+
+    measured = ~torch.isnan(images.dark_fraction)
+    known = bool((images.colours[measured] >= 0).all()) and bool(measured.any())
+    frame = pd.DataFrame({"share of dark pixels": images.dark_fraction[measured].numpy()})
+    if known:
+        frame["colour"] = [COLOUR_NAMES[i] for i in images.colours[measured].tolist()]
+        frame["object"] = ["cat" if k == 1 else "other shape" for k in images.kinds[measured]]
+        x, hue, order = "colour", "object", [c for c in COLOUR_NAMES if c in set(frame["colour"])]
+    else:
+        frame["group"] = [GROUPS[g] for g in images.groups[measured].tolist()]
+        x, hue, order = "group", None, [g for g in GROUPS if g in set(frame["group"])]
     fig, ax = plt.subplots(figsize=(9, 3.4))
     sns.stripplot(
         frame,
-        x="colour",
+        x=x,
         y="share of dark pixels",
-        hue="object",
-        dodge=True,
+        hue=hue,
+        dodge=hue is not None,
         size=3,
         alpha=0.6,
         ax=ax,
-        order=[c for c in colour_names if c in set(frame["colour"])],
+        order=order,
     )
     ax.axhline(threshold, color="k", linestyle="--", linewidth=1)
     ax.text(
@@ -184,6 +189,7 @@ def dark_share_by_colour(images, colour_names, threshold: float):
         f"black rule: share >= {threshold}",
         transform=ax.get_yaxis_transform(),
     )
+    ax.set_title(f"share of dark pixels in {where}, by {x}")
     fig.tight_layout()
     return fig
 

@@ -83,6 +83,20 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`tensors` on the CPU, contiguous, each with storage of its own (copied where shared)."""
+    out, seen = {}, set()
+    for key, value in tensors.items():
+        value = value.detach().cpu().contiguous()
+        storage = value.untyped_storage().data_ptr()
+        if storage in seen and value.numel():
+            value = value.clone()
+            storage = value.untyped_storage().data_ptr()
+        seen.add(storage)
+        out[key] = value
+    return out
+
+
 class StageWriter:
     """Collects one stage's files in its temporary folder. `checkpoints` is a folder that
     survives an interrupted build of the same stage and key (for resuming), and is removed once
@@ -96,8 +110,10 @@ class StageWriter:
         return self.folder / safe_name(name)
 
     def save_tensors(self, name: str, tensors: dict[str, torch.Tensor]) -> None:
-        contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        save_file(contiguous, self.path(f"{name}.safetensors"))
+        """Save `tensors` as one safetensors file. Tensors that share storage (one tensor under
+        two names, or views of one buffer) are written as copies: safetensors refuses shared
+        storage, and every stage of every source saves through here."""
+        save_file(unshared(tensors), self.path(f"{name}.safetensors"))
 
     def save_json(self, name: str, value: Any) -> None:
         self.path(f"{name}.json").write_text(json.dumps(value, indent=1, sort_keys=True) + "\n")
@@ -224,6 +240,18 @@ def _replace_folder(new: Path, final: Path) -> None:
     os.replace(new, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def display_path(path: str | Path) -> str:
+    """`path` as a reader of the book should see it: relative to the project checkout or the
+    current folder when inside one, else `~/...`, else only its last part; never the build
+    machine's absolute path (then the last two parts, e.g. `.../default-faee27b8fa/data`)."""
+    path = Path(path).resolve()
+    checkout = Path(__file__).resolve().parent.parent
+    for base, prefix in ((checkout, ""), (Path.cwd(), ""), (Path.home(), "~/")):
+        if path.is_relative_to(base) and path != base:
+            return prefix + path.relative_to(base).as_posix()
+    return ".../" + "/".join(path.parts[-2:])
 
 
 def default_root() -> Path:

@@ -152,7 +152,7 @@ def test_folder_loader_reads_every_class_and_converts_modes(tmp_path):
     assert decoded["grey.png"].shape == (3, 24, 24) and decoded["large.jpg"].max() < 5
 
 
-def test_folder_loader_skips_bad_files_with_one_counting_warning(tmp_path):
+def test_folder_loader_skips_bad_files_and_prepare_names_them_in_one_warning(tmp_path):
     root = _folder_dataset(tmp_path / "photos")
     black = root / "black" / "black"
     (black / "zero.jpg").write_bytes(b"")
@@ -160,9 +160,18 @@ def test_folder_loader_skips_bad_files_with_one_counting_warning(tmp_path):
     good = (black / "0.png").read_bytes()
     (black / "truncated.png").write_bytes(good[: len(good) // 2])
     cfg = config.load("smoke", {"data.source": "folder", "data.root": str(root)})
-    with pytest.warns(UserWarning, match=r"skipped 3 unreadable image file\(s\) of 7 in .*black"):
-        sets = data.read_folder(cfg, progress=False)
+    sets = data.read_folder(cfg, progress=False)
     assert (sets["black"].labels == 1).sum() == 4
+    assert sorted(sets.skipped) == [
+        f"black/black/{n}" for n in ("text.png", "truncated.png", "zero.jpg")
+    ]
+    store_ = store.open(cfg, tmp_path / "runs")
+    for _ in range(2):  # warned when read, and again when reused from the cache
+        with pytest.warns(
+            UserWarning, match=r"3 image file\(s\) under data.root could not be read"
+        ):
+            datasets = data.prepare(cfg, store_, progress=False)
+    assert datasets.reused and len(datasets.skipped) == 3
 
 
 def test_missing_folder_and_empty_class_are_clear_errors(tmp_path):

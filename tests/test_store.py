@@ -138,3 +138,28 @@ def test_atomic_write_replaces_whole_file(tmp_path):
     store.atomic_write_bytes(target, b"one")
     store.atomic_write_bytes(target, b"two")
     assert target.read_bytes() == b"two" and [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_tensors_sharing_storage_are_saved_and_load_apart(run):
+    """One tensor under three names (as a folder of photos gives groups, kinds and colours)
+    and a view of another: safetensors refuses shared storage, the store copies it."""
+    unknown = torch.full((5,), -1)
+    images = torch.arange(40).reshape(4, 10)
+
+    def build(writer):
+        writer.save_tensors(
+            "set",
+            {
+                "groups": unknown,
+                "kinds": unknown,
+                "colours": unknown,
+                "images": images,
+                "first": images[0],
+                "rest": images[1:],
+            },
+        )
+
+    loaded = run.stage("data", {"k": 1}, build).tensors("set")
+    assert loaded["kinds"].tolist() == [-1] * 5 and torch.equal(loaded["rest"], images[1:])
+    loaded["kinds"][0] = 7
+    assert loaded["colours"][0] == -1 and unknown[0] == -1
