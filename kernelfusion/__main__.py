@@ -1,4 +1,5 @@
-"""The command line: `python -m kernelfusion book --preset P [--only NN] [--set key=value]`."""
+"""The command line: `python -m kernelfusion book --preset P [--only NN] [--set key=value]`,
+`python -m kernelfusion sweep ...` and `python -m kernelfusion cache [--prune] [--stage S]`."""
 
 from __future__ import annotations
 
@@ -53,9 +54,24 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--backend", default="local", choices=("local", "ray"))
     sweep.add_argument("--workers", type=int, default=2)
     sweep.add_argument("--address", default=None, help="a Ray cluster's address (ray backend)")
+    cache = commands.add_parser("cache", help="list the cached stages by size, or prune them")
+    cache.add_argument("--root", default=None, help="runs folder (default: $KERNELFUSION_RUNS)")
+    cache.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete stages no run uses, leftovers of interrupted builds and checkpoints",
+    )
+    cache.add_argument(
+        "--stage",
+        action="append",
+        default=[],
+        help="delete every cached artifact of this stage, e.g. --stage cyclegan (repeatable)",
+    )
     args = parser.parse_args(argv)
     if args.command == "sweep":
         return _sweep(args)
+    if args.command == "cache":
+        return _cache(args)
 
     try:
         overrides = dict(parse_override(item) for item in args.set)
@@ -88,6 +104,31 @@ def _sweep(args) -> int:
     print(table.pivot_table(index="model", columns=list(spec), values="F1 linear probe"))
     for result in results:
         print(f"{result['run']}: {result['metrics']}")
+    return 0
+
+
+def _cache(args) -> int:
+    import pandas as pd
+
+    from . import store
+
+    if args.prune or args.stage:
+        try:
+            deleted = store.prune(args.root, stages=args.stage, unused=args.prune)
+        except store.ArtifactError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"deleted {len(deleted)} folder(s)")
+    rows = store.cached(args.root)
+    if not rows:
+        print("nothing cached")
+        return 0
+    table = pd.DataFrame(rows)
+    table["MB"] = (table.pop("bytes") / 1e6).round(2)
+    table["runs"] = table["runs"].map(lambda r: ", ".join(r) if r else "(unused)")
+    print(table.to_string(index=False))
+    totals = table.groupby("stage", sort=False)["MB"].agg(["count", "sum"])
+    print(f"\nby stage (MB):\n{totals.to_string()}\ntotal {table['MB'].sum():.1f} MB")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""The artifact store: one folder per run, one subfolder per stage, each sealed by a manifest.
+"""The artifact store: a content-addressed folder per stage and key, sealed by a manifest,
+and one folder per run whose stage names link to them.
 
 A stage's outputs are built in a temporary folder and renamed into place only when complete, so
 an interrupted run never leaves an artifact that a later run would trust. The manifest records
@@ -154,29 +155,18 @@ class Store:
         return self.root / self.cfg.run_name
 
     def stage_dir(self, stage: str) -> Path:
+        """The run's name for a stage: a link to the stage's content-addressed folder."""
         return self.run_dir / safe_name(stage)
 
+    def content_dir(self, stage: str, key_hash: str) -> Path:
+        """Where the artifact of `stage` with `key_hash` lives, shared by every run whose
+        stage has that key (e.g. the data, CNNs and zoo of a GAN ablation's arms)."""
+        return self.root / STAGES / safe_name(stage) / key_hash[:KEY_CHARS]
+
     def load(self, stage: str, key_hash: str | None = None) -> Artifact:
-        """Return the sealed artifact of `stage`, checking every file against its manifest."""
-        folder = self.stage_dir(stage)
-        manifest_path = folder / MANIFEST
-        if not manifest_path.is_file():
-            raise ArtifactError(f"stage {stage!r} has no complete artifact in {folder}")
-        try:
-            manifest = json.loads(manifest_path.read_text())
-            files = manifest["files"]
-            stored_key = manifest["key_hash"]
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise ArtifactError(f"manifest of stage {stage!r} is unreadable: {error}") from error
-        if key_hash is not None and stored_key != key_hash:
-            raise ArtifactError(
-                f"stage {stage!r} in {folder} was made from another config or other inputs"
-            )
-        for name, digest in files.items():
-            path = folder / safe_name(name)
-            if not path.is_file() or sha256_file(path) != digest:
-                raise ArtifactError(f"file {name!r} of stage {stage!r} is missing or corrupt")
-        return Artifact(folder, manifest, reused=True)
+        """Return this run's sealed artifact of `stage`, checking every file against its
+        manifest (and its key against `key_hash`, when given)."""
+        return _verified(self.stage_dir(stage), stage, key_hash)
 
     def stage(
         self,
@@ -190,22 +180,25 @@ class Store:
         """Return the artifact of `stage` for `key`: reused if sealed and unchanged, else built.
 
         `build` writes the stage's files through the writer it is given; the folder appears under
-        its final name only after `build` returned and the manifest was written.
+        its final name only after `build` returned and the manifest was written. Two processes
+        building the same stage at once both build; the first to rename wins and the other
+        reuses its folder.
         """
         inputs = list(inputs)
         key_hash = hash_json({"stage": stage, "key": key, "inputs": [a.key_hash for a in inputs]})
-        folder = self.stage_dir(stage)
+        folder = self.content_dir(stage, key_hash)
         if not force and (folder / MANIFEST).is_file():
             try:
-                artifact = self.load(stage, key_hash)
+                artifact = _verified(folder, stage, key_hash)
                 log.info("reusing %s", folder)
+                self._link(stage, folder)
                 return artifact
             except ArtifactError as error:
                 log.warning("recomputing stage %r: %s", stage, error)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.run_dir / f".{stage}.{uuid.uuid4().hex}.tmp"
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.tmp"
         tmp.mkdir()
-        checkpoints = self.run_dir / "checkpoints" / f"{stage}-{key_hash[:16]}"
+        checkpoints = self.root / CHECKPOINTS / f"{stage}-{key_hash[:16]}"
         started = time.time()
         try:
             build(StageWriter(tmp, checkpoints))
@@ -217,18 +210,83 @@ class Store:
                 "inputs": {a.manifest["stage"]: a.key_hash for a in inputs},
                 "config": self.cfg.to_dict(),
                 "versions": package_versions(),
+                "threads": torch.get_num_threads(),
                 "seconds": round(seconds, 3),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "files": {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()},
             }
             atomic_write_bytes(tmp / MANIFEST, json.dumps(manifest, indent=1).encode())
-            _replace_folder(tmp, folder)
+            winner = _publish(tmp, folder, stage, key_hash, replace=force)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         shutil.rmtree(checkpoints, ignore_errors=True)
+        self._link(stage, folder)
+        if winner is not None:  # another process sealed the same stage first: use its files
+            return winner
         self.timings[stage] = seconds
         return Artifact(folder, manifest, reused=False)
+
+    def _link(self, stage: str, folder: Path) -> None:
+        """Point the run's `stage` name at `folder` (a relative symlink, replaced atomically)."""
+        link = self.stage_dir(stage)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        target = os.path.relpath(folder, link.parent)
+        if link.is_symlink() and os.readlink(link) == target:
+            return
+        if link.exists() and not link.is_symlink():  # a stage folder of the old layout
+            shutil.rmtree(link)
+        tmp = link.with_name(f".{link.name}.{uuid.uuid4().hex}.link")
+        os.symlink(target, tmp)
+        os.replace(tmp, link)
+
+
+STAGES = "stages"  # <root>/stages/<stage>/<key>/: every sealed artifact, shared between runs
+CHECKPOINTS = "checkpoints"  # <root>/checkpoints/<stage>-<key>/: resumable partial work
+KEY_CHARS = 20  # of the sha256 key: 80 bits, no collision among any realistic number of runs
+
+
+def _verified(folder: Path, stage: str, key_hash: str | None) -> Artifact:
+    """The artifact in `folder`, after checking its manifest, key and every file's sha256."""
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise ArtifactError(f"stage {stage!r} has no complete artifact in {folder}")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        files = manifest["files"]
+        stored_key = manifest["key_hash"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ArtifactError(f"manifest of stage {stage!r} is unreadable: {error}") from error
+    if key_hash is not None and stored_key != key_hash:
+        raise ArtifactError(
+            f"stage {stage!r} in {folder} was made from another config or other inputs"
+        )
+    for name, digest in files.items():
+        path = folder / safe_name(name)
+        if not path.is_file() or sha256_file(path) != digest:
+            raise ArtifactError(f"file {name!r} of stage {stage!r} is missing or corrupt")
+    return Artifact(folder.resolve(), manifest, reused=True)
+
+
+def _publish(tmp: Path, folder: Path, stage: str, key_hash: str, replace: bool) -> Artifact | None:
+    """Rename the sealed `tmp` to `folder`. If `folder` is already there and sound (another
+    process won the race), keep it, drop `tmp` and return its artifact; if it is damaged, or
+    `replace` is set, swap it out. Returns None when `tmp` became the folder."""
+    try:
+        os.rename(tmp, folder)  # atomic; fails if `folder` exists and is not empty
+        return None
+    except OSError:
+        if not folder.exists():
+            raise
+    if not replace:
+        try:
+            winner = _verified(folder, stage, key_hash)
+            shutil.rmtree(tmp, ignore_errors=True)
+            return winner
+        except ArtifactError:
+            pass
+    _replace_folder(tmp, folder)
+    return None
 
 
 def _replace_folder(new: Path, final: Path) -> None:
@@ -252,6 +310,67 @@ def display_path(path: str | Path) -> str:
         if path.is_relative_to(base) and path != base:
             return prefix + path.relative_to(base).as_posix()
     return ".../" + "/".join(path.parts[-2:])
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _links(root: Path) -> dict[Path, list[str]]:
+    """Content folder -> the runs whose stage names link to it."""
+    users: dict[Path, list[str]] = {}
+    for link in root.glob("*/*"):
+        if link.is_symlink() and link.parent.name not in (STAGES, CHECKPOINTS):
+            users.setdefault(link.resolve(), []).append(link.parent.name)
+    return users
+
+
+def cached(root: str | Path | None = None) -> list[dict[str, Any]]:
+    """Every sealed stage under `root`: stage, key, size in bytes, when made, seconds it took,
+    and the runs that use it (an empty list: no run links to it any more)."""
+    root = Path(root) if root is not None else default_root()
+    users = _links(root)
+    rows = []
+    for folder in sorted((root / STAGES).glob("*/*")):
+        if folder.name.startswith(".") or not (folder / MANIFEST).is_file():
+            continue
+        manifest = json.loads((folder / MANIFEST).read_text())
+        rows.append(
+            {
+                "stage": folder.parent.name,
+                "key": folder.name,
+                "bytes": _size(folder),
+                "created": manifest.get("created", ""),
+                "seconds": manifest.get("seconds", float("nan")),
+                "runs": sorted(users.get(folder.resolve(), [])),
+            }
+        )
+    return rows
+
+
+def prune(
+    root: str | Path | None = None, *, stages: Iterable[str] = (), unused: bool = True
+) -> list[Path]:
+    """Delete what is not needed: with `unused`, sealed stages no run links to, and leftovers of
+    interrupted builds; every cached stage named in `stages` (and the runs' links to them).
+    Returns what was deleted."""
+    root = Path(root) if root is not None else default_root()
+    names = {safe_name(s) for s in stages}
+    users = _links(root)
+    doomed = []
+    for folder in sorted((root / STAGES).glob("*/*")):
+        leftover = folder.name.startswith(".") and folder.suffix in (".tmp", ".old")
+        orphan = unused and folder.resolve() not in users and not folder.name.startswith(".")
+        if folder.parent.name in names or (unused and leftover) or orphan:
+            doomed.append(folder)
+    if unused:
+        doomed += [p for p in (root / CHECKPOINTS).glob("*") if p.is_dir()]
+    for link in root.glob("*/*"):
+        if link.is_symlink() and (link.parent.name != STAGES) and link.name in names:
+            link.unlink()
+    for folder in doomed:
+        shutil.rmtree(folder, ignore_errors=True)
+    return doomed
 
 
 def default_root() -> Path:

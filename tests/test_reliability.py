@@ -60,14 +60,14 @@ def test_killed_during_cyclegan_resumes_to_the_same_result(tmp_path, reference):
     run_dir = tmp_path / cfg.run_name
 
     def checkpoint_written(root):
-        return any((run_dir / "checkpoints").glob("cyclegan-*/conv1/state.json"))
+        return any((tmp_path / "checkpoints").glob("cyclegan-*/conv1/state.json"))
 
     _run_killed(tmp_path, OVERRIDES, checkpoint_written)
     assert not (run_dir / "cyclegan").exists()  # nothing half-written was sealed
     pipeline.run(cfg, store.open(cfg, tmp_path), progress=False)
     assert _files(run_dir, "cyclegan") == _files(reference, "cyclegan")
     assert _files(run_dir, "metrics") == _files(reference, "metrics")
-    assert not list((run_dir / "checkpoints").glob("cyclegan-*"))
+    assert not list((tmp_path / "checkpoints").glob("cyclegan-*"))
 
 
 @pytest.mark.slow
@@ -93,11 +93,14 @@ def test_same_config_and_seed_give_byte_identical_metrics(tmp_path, reference):
     assert again.read_bytes() == (reference / "metrics" / "metrics.json").read_bytes()
 
 
-def test_runs_of_different_presets_side_by_side_do_not_interfere(tmp_path):
+def test_runs_share_a_stage_only_when_its_key_is_the_same(tmp_path):
     smoke, other = config.load("smoke"), config.load("smoke", {"seed": 1})
     a, b = store.open(smoke, tmp_path), store.open(other, tmp_path)
     assert a.run_dir != b.run_dir and a.run_dir.parent == b.run_dir.parent == tmp_path
     a.stage("data", {"n": 1}, lambda w: w.save_json("counts", {"run": "a"}))
-    b.stage("data", {"n": 1}, lambda w: w.save_json("counts", {"run": "b"}))
+    b.stage("data", {"n": 2}, lambda w: w.save_json("counts", {"run": "b"}))
     assert a.load("data").json("counts") == {"run": "a"}
     assert b.load("data").json("counts") == {"run": "b"}
+    shared = b.stage("data", {"n": 1}, lambda w: w.save_json("counts", {"run": "b"}))
+    assert shared.reused and shared.json("counts") == {"run": "a"}
+    assert b.load("data").folder == a.load("data").folder

@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -33,7 +34,10 @@ def test_stage_is_reused_when_key_unchanged(run):
     assert len(calls) == 1 and not first.reused and second.reused
     assert torch.equal(second.tensors("weights")["w"], torch.ones(2, 3))
     assert second.json("metrics") == {"loss": 1.0}
-    assert first.folder == run.run_dir / "train" and run.run_dir.name.startswith("smoke-")
+    assert first.folder == (run.run_dir / "train").resolve() and run.run_dir.name.startswith(
+        "smoke-"
+    )
+    assert first.folder.parent == run.root / "stages" / "train"
 
 
 def test_stage_recomputes_when_key_or_input_changed_or_forced(run):
@@ -84,7 +88,7 @@ def test_failed_build_leaves_no_artifact(run):
     with pytest.raises(RuntimeError):
         run.stage("train", {}, build)
     assert not (run.run_dir / "train").exists()
-    assert [p.name for p in run.run_dir.iterdir()] == []
+    assert not list((run.root / "stages" / "train").iterdir())
 
 
 def test_killed_build_leaves_no_trusted_artifact(tmp_path):
@@ -163,3 +167,26 @@ def test_tensors_sharing_storage_are_saved_and_load_apart(run):
     assert loaded["kinds"].tolist() == [-1] * 5 and torch.equal(loaded["rest"], images[1:])
     loaded["kinds"][0] = 7
     assert loaded["colours"][0] == -1 and unknown[0] == -1
+
+
+def test_two_processes_making_the_same_stage_at_once_share_one_artifact(tmp_path):
+    """Both build (neither sees a sealed folder yet); one rename wins, the other reuses it."""
+    script = textwrap.dedent(f"""
+        import os, sys, time, torch
+        from kernelfusion import config, store
+        run = store.open(config.load("smoke", {{"seed": int(sys.argv[1])}}), {str(tmp_path)!r})
+        def build(writer):
+            time.sleep(1.5)  # both are building at the same time
+            writer.save_tensors("weights", {{"w": torch.full((3,), float(os.getpid()))}})
+        artifact = run.stage("train", {{"shared": True}}, build)
+        print(int(artifact.tensors("weights")["w"][0]), artifact.folder)
+    """)
+    workers = [
+        subprocess.Popen([sys.executable, "-c", script, str(seed)], stdout=subprocess.PIPE)
+        for seed in (0, 1)
+    ]
+    outputs = [w.communicate(timeout=120)[0].decode().split() for w in workers]
+    assert all(w.returncode == 0 for w in workers)
+    assert outputs[0] == outputs[1]  # the same weights, read from the same folder
+    assert int(outputs[0][0]) in {w.pid for w in workers}
+    assert [p.name for p in (tmp_path / "stages" / "train").iterdir()] == [Path(outputs[0][1]).name]

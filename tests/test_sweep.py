@@ -1,6 +1,7 @@
 """A 2x2 grid of real pipeline runs, locally in parallel and through a local Ray cluster."""
 
 import json
+import shutil
 
 import pytest
 
@@ -35,7 +36,7 @@ def test_local_sweep_lands_in_the_artifact_layout(local_runs):
     root, results = local_runs
     expected = {config.load("smoke", o).run_name for o in sweep.grid(SPEC)}
     assert {r["run"] for r in results} == expected
-    assert {p.name for p in root.iterdir()} == expected
+    assert {p.name for p in root.iterdir() if p.name.startswith("smoke-")} == expected
     for result in results:
         metrics = json.loads(open(result["metrics"]).read())
         assert metrics["seed"] == result["overrides"]["seed"]
@@ -50,3 +51,39 @@ def test_ray_sweep_gives_the_same_metrics_as_the_local_one(tmp_path, local_runs)
     by_run = {r["run"]: open(r["metrics"]).read() for r in local}
     for result in results:
         assert open(result["metrics"]).read() == by_run[result["run"]]
+
+
+@pytest.mark.slow
+def test_arms_share_their_upstream_stages_and_the_cache_command_lists_and_prunes(
+    local_runs, capsys
+):
+    """Arms that differ only in the zoo share the data and the source CNNs of their seed."""
+    from kernelfusion import __main__ as cli
+    from kernelfusion import store
+
+    root, _ = local_runs
+    rows = store.cached(root)
+    per_stage = {}
+    for row in rows:
+        per_stage.setdefault(row["stage"], []).append(len(row["runs"]))
+    assert per_stage["data"] == [2, 2] and per_stage["sources"] == [2, 2]
+    assert sorted(per_stage["zoo"]) == [1, 1, 1, 1] and len(per_stage["metrics"]) == 4
+    assert cli.main(["cache", "--root", str(root)]) == 0
+    listing = capsys.readouterr().out
+    assert "by stage (MB)" in listing and "(unused)" not in listing
+    copy = root.parent / "pruned"
+    shutil.copytree(root, copy, symlinks=True)
+    assert cli.main(["cache", "--root", str(copy), "--stage", "metrics"]) == 0
+    assert {r["stage"] for r in store.cached(copy)} == {
+        "data",
+        "sources",
+        "zoo",
+        "cyclegan",
+        "fusion",
+    }
+    assert not list(copy.glob("smoke-*/metrics")) and list(copy.glob("smoke-*/zoo"))
+    (copy / config.load("smoke", {"seed": 0, "zoo.models": 2}).run_name).rename(copy / "gone")
+    shutil.rmtree(copy / "gone")
+    assert cli.main(["cache", "--root", str(copy), "--prune"]) == 0
+    left = store.cached(copy)
+    assert all(row["runs"] for row in left) and len([r for r in left if r["stage"] == "zoo"]) == 3
