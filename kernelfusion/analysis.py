@@ -138,22 +138,6 @@ def binary_scores(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     }
 
 
-def cluster_metrics(clusters: np.ndarray, groups: np.ndarray) -> dict[str, float]:
-    """Purity, entropy, noise and black-cat scores after Hungarian matching of the clusters."""
-    table, ids = contingency(clusters, groups)
-    mapping = hungarian(table) if len(ids) else {}
-    black_cat_clusters = [ids[row] for row, group in mapping.items() if group == BLACK_CAT]
-    predicted = np.isin(clusters, black_cat_clusters)
-    scores = binary_scores(predicted, groups == BLACK_CAT)
-    return {
-        "clusters": int(len(ids)),
-        "noise": float((clusters < 0).mean()),
-        "purity": purity(table) if len(ids) else 0.0,
-        "entropy": cluster_entropy(table) if len(ids) else float("nan"),
-        **{f"black cat {k}": v for k, v in scores.items()},
-    }
-
-
 def reference_values(groups: np.ndarray) -> dict[str, float]:
     """F1 for 'black cat' of trivial rules any method must beat: call everything a black cat;
     a perfect black detector; a perfect cat detector."""
@@ -165,8 +149,21 @@ def reference_values(groups: np.ndarray) -> dict[str, float]:
     }
 
 
-def linear_probe(train_x, train_groups, test_x, test_groups, c: float = 1.0) -> dict[str, float]:
-    """A logistic regression for black-cat-vs-rest, trained on a small labelled split."""
+def ranking_scores(score: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Threshold-free quality of a black-cat score: ROC AUC and average precision."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    if truth.all() or not truth.any():
+        return {"roc auc": float("nan"), "average precision": float("nan")}
+    return {
+        "roc auc": float(roc_auc_score(truth, score)),
+        "average precision": float(average_precision_score(truth, score)),
+    }
+
+
+def probe_scores(train_x, train_groups, test_x, c: float = 1.0) -> np.ndarray:
+    """A logistic regression for black-cat-vs-rest (standardised features, balanced classes)
+    trained on labelled images; its decision value on `test_x` (> 0: black cat)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -175,8 +172,33 @@ def linear_probe(train_x, train_groups, test_x, test_groups, c: float = 1.0) -> 
         StandardScaler(), LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
     )
     probe.fit(train_x, train_groups == BLACK_CAT)
-    predicted = probe.predict(test_x).astype(bool)
-    return binary_scores(predicted, test_groups == BLACK_CAT)
+    return probe.decision_function(test_x)
+
+
+def linear_probe(train_x, train_groups, test_x, test_groups, c: float = 1.0) -> dict[str, float]:
+    """The probe's accuracy, precision, recall, F1 (at its own threshold), ROC AUC and average
+    precision on `test_x`."""
+    score = probe_scores(train_x, train_groups, test_x, c)
+    truth = test_groups == BLACK_CAT
+    return {**binary_scores(score > 0, truth), **ranking_scores(score, truth)}
+
+
+def label_efficiency(
+    x_lab, g_lab, x_eval, g_eval, sizes: tuple[int, ...], c: float, seed: int
+) -> dict[str, dict[str, float]]:
+    """Probe F1 and ROC AUC with `n` labelled images per group, for each `n` of `sizes` (a
+    seeded draw from the labelled part): how many black-cat labels a representation needs."""
+    from .machine import derive_seed
+
+    rng = np.random.default_rng(derive_seed(seed, "label efficiency"))
+    out = {}
+    for n in sizes:
+        chosen = np.concatenate(
+            [rng.permutation(np.flatnonzero(g_lab == g))[:n] for g in range(GROUP_COUNT)]
+        )
+        result = linear_probe(x_lab[chosen], g_lab[chosen], x_eval, g_eval, c)
+        out[str(n)] = {"f1": result["f1"], "roc auc": result["roc auc"]}
+    return out
 
 
 def centroid_cosine(x: np.ndarray, groups: np.ndarray, n_groups: int = GROUP_COUNT) -> np.ndarray:
@@ -201,10 +223,64 @@ def cluster_all(x: np.ndarray, embedding: np.ndarray, cfg, seed: int) -> dict[st
             embedding
         ),
         "HDBSCAN (UMAP)": HDBSCAN(
-            min_cluster_size=cfg.hdbscan_min_cluster_size, copy=True
+            min_cluster_size=min(cfg.hdbscan_min_cluster_size, max(2, len(x) // 4)), copy=True
         ).fit_predict(embedding),
     }
 
+
+def matched_cluster_metrics(
+    clusters_lab: np.ndarray, g_lab: np.ndarray, clusters_eval: np.ndarray, g_eval: np.ndarray
+) -> dict[str, float]:
+    """Score a clustering as a black-cat detector without letting the scored images choose the
+    matching: clusters are matched to groups (Hungarian) on the labelled images, and the
+    clusters matched to 'black cat' are scored on the evaluated images. Also label-free
+    agreement with the four groups (adjusted Rand index, adjusted mutual information), purity
+    and entropy on the evaluated images, and the best single cluster's black-cat F1 (chosen on
+    the evaluated images themselves: the most favourable reading, an upper bound)."""
+    from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
+
+    table_lab, ids_lab = contingency(clusters_lab, g_lab)
+    mapping = hungarian(table_lab) if len(ids_lab) else {}
+    black_cat_clusters = [ids_lab[row] for row, group in mapping.items() if group == BLACK_CAT]
+    truth = g_eval == BLACK_CAT
+    scores = binary_scores(np.isin(clusters_eval, black_cat_clusters), truth)
+    table, ids = contingency(clusters_eval, g_eval)
+    best = max(
+        (binary_scores(clusters_eval == cluster, truth)["f1"] for cluster in ids), default=0.0
+    )
+    return {
+        "clusters": int(len(ids)),
+        "noise": float((clusters_eval < 0).mean()),
+        "purity": purity(table) if len(ids) else 0.0,
+        "entropy": cluster_entropy(table) if len(ids) else float("nan"),
+        "ari": float(adjusted_rand_score(g_eval, clusters_eval)),
+        "ami": float(adjusted_mutual_info_score(g_eval, clusters_eval)),
+        "best cluster f1": float(best),
+        **{f"black cat {k}": v for k, v in scores.items()},
+    }
+
+
+def random_clusters_reference(
+    g_lab: np.ndarray, g_eval: np.ndarray, k: int, seed: int, draws: int = 20
+) -> dict[str, float]:
+    """What the clustering protocol gives a clustering that found nothing: `k` clusters drawn
+    at random (the same as shuffling the labels), matched and scored as every model is; the
+    mean over `draws` draws."""
+    from .machine import derive_seed
+
+    rng = np.random.default_rng(derive_seed(seed, "random clusters"))
+    results = [
+        matched_cluster_metrics(
+            rng.integers(k, size=len(g_lab)), g_lab, rng.integers(k, size=len(g_eval)), g_eval
+        )
+        for _ in range(draws)
+    ]
+    return {key: float(np.mean([r[key] for r in results])) for key in results[0]}
+
+
+# Labelled images per group for the label-efficiency curve (those above the labelled part's
+# size are left out): a factor of 4 apart, from a handful to what the default preset labels.
+LABEL_SIZES = (5, 20, 80, 320)
 
 # --- the metrics stage -------------------------------------------------------------------------
 
@@ -215,20 +291,54 @@ def evaluation_split(eval_set) -> tuple[torch.Tensor, torch.Tensor]:
     return (eval_set.split == 0).nonzero().flatten(), (eval_set.split != 0).nonzero().flatten()
 
 
-def _metrics_for(x_lab, g_lab, x_eval, g_eval, cfg, seed):
+def cluster_sample(
+    g_lab: np.ndarray, g_eval: np.ndarray, cfg, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed random subsets (positions into the labelled and evaluated parts) that the UMAP and
+    clustering views use: `analysis.cluster_labelled` labelled and `analysis.cluster_points`
+    evaluated images, the same for every model of a run. Probes use every image."""
+    from .machine import derive_seed
+
+    rng = np.random.default_rng(derive_seed(seed, "cluster sample"))
+    lab = np.sort(rng.permutation(len(g_lab))[: cfg.analysis.cluster_labelled])
+    ev = np.sort(rng.permutation(len(g_eval))[: cfg.analysis.cluster_points])
+    return lab, ev
+
+
+def _metrics_for(x_lab, g_lab, x_eval, g_eval, sample, cfg):
+    """Every view of one model's features; and the UMAP embedding and K-means clusters of the
+    evaluated images of the cluster sample (for the chapter's figures)."""
+    from .machine import derive_seed
+
+    lab, ev = sample
+    joint = np.concatenate([x_lab[lab], x_eval[ev]])
     embedding = umap_embedding(
-        x_eval, seed, cfg.analysis.umap_neighbors, cfg.analysis.umap_min_dist
+        joint,
+        derive_seed(cfg.seed, "umap"),
+        cfg.analysis.umap_neighbors,
+        cfg.analysis.umap_min_dist,
     )
-    clusterings = cluster_all(x_eval, embedding, cfg.analysis, seed)
-    result = {method: cluster_metrics(labels, g_eval) for method, labels in clusterings.items()}
-    result["linear probe"] = linear_probe(x_lab, g_lab, x_eval, g_eval, cfg.analysis.probe_c)
+    clusterings = cluster_all(joint, embedding, cfg.analysis, derive_seed(cfg.seed, "k-means"))
+    n = len(lab)
+    result = {
+        method: matched_cluster_metrics(labels[:n], g_lab[lab], labels[n:], g_eval[ev])
+        for method, labels in clusterings.items()
+    }
+    score = probe_scores(x_lab, g_lab, x_eval, cfg.analysis.probe_c)
+    truth = g_eval == BLACK_CAT
+    result["linear probe"] = {**binary_scores(score > 0, truth), **ranking_scores(score, truth)}
+    sizes = tuple(n for n in LABEL_SIZES if n <= np.bincount(g_lab, minlength=4).min())
+    result["label efficiency"] = label_efficiency(
+        x_lab, g_lab, x_eval, g_eval, sizes, cfg.analysis.probe_c, cfg.seed
+    )
     result["centroid cosine"] = centroid_cosine(x_eval, g_eval).tolist()
-    return result, embedding, clusterings
+    return result, embedding[n:], clusterings["K-means (UMAP)"][n:], score
 
 
 def evaluate_models(cfg, datasets, sources, models, store, *, force=False, progress=True):
-    """Features of every model on the evaluation set, clustered and scored; saved as the
-    `metrics` stage (metrics.json, embeddings) that chapters 6 and 7 read."""
+    """Features of every model on the evaluation set, probed and clustered; saved as the
+    `metrics` stage (metrics.json; embeddings and per-image probe scores) that chapters 6 and
+    7 read."""
     from . import fusion
     from .config import resolve_device, stage_key
     from .progress import bar as progress_bar
@@ -239,43 +349,57 @@ def evaluate_models(cfg, datasets, sources, models, store, *, force=False, progr
         labelled, evaluated = evaluation_split(datasets.eval)
         g_lab = datasets.eval.groups[labelled].numpy()
         g_eval = datasets.eval.groups[evaluated].numpy()
-        metrics, embeddings = {}, {}
-        for name in progress_bar(models.cnns, desc="clustering features", progress=progress):
+        sample = cluster_sample(g_lab, g_eval, cfg, cfg.seed)
+        metrics, tensors = {}, {}
+        for name in progress_bar(models.cnns, desc="probing and clustering", progress=progress):
             x = fusion.features(models.cnns[name], datasets.eval.images, device).numpy()
-            result, embedding, clusterings = _metrics_for(
-                x[labelled], g_lab, x[evaluated], g_eval, cfg, cfg.seed
+            result, embedding, clusters, score = _metrics_for(
+                x[labelled], g_lab, x[evaluated], g_eval, sample, cfg
             )
             metrics[name] = result
-            embeddings[name] = torch.as_tensor(embedding)
-            embeddings[f"{name} :: clusters"] = torch.as_tensor(clusterings["K-means (UMAP)"])
+            tensors[f"model {name}"] = torch.as_tensor(embedding).float()
+            tensors[f"model {name} :: clusters"] = torch.as_tensor(clusters)
+            tensors[f"probe {name}"] = torch.as_tensor(score).float()
         score = fusion.product_score(sources, datasets.eval.images, device).numpy()[evaluated]
         truth = g_eval == BLACK_CAT
-        from sklearn.metrics import roc_auc_score
-
         scores = {
-            "p(black) x p(cat)": {
-                **binary_scores(score > 0.25, truth),
-                "roc auc": float(roc_auc_score(truth, score)),
+            AND_RULE: {
+                **binary_scores(score > AND_THRESHOLD, truth),
+                **ranking_scores(score, truth),
             }
         }
+        # stored shifted by its threshold, so that > 0 is its yes, as for every probe's score
+        tensors[f"probe {AND_RULE}"] = torch.as_tensor(score - AND_THRESHOLD).float()
+        k = cfg.analysis.kmeans_clusters
         writer.save_json(
             "metrics",
             {
                 "models": metrics,
                 "score models": scores,
-                "references": reference_values(g_eval),
+                "references": {
+                    **reference_values(g_eval),
+                    "random clusters": random_clusters_reference(
+                        g_lab[sample[0]], g_eval[sample[1]], k, cfg.seed
+                    )["black cat f1"],
+                },
                 "evaluated images": int(len(evaluated)),
                 "labelled images": int(len(labelled)),
+                "cluster sample": [int(len(sample[0])), int(len(sample[1]))],
                 "groups": np.bincount(g_eval, minlength=GROUP_COUNT).tolist(),
                 "seed": cfg.seed,
             },
         )
         writer.save_tensors(
             "embeddings",
-            {**{f"model {k}": v.float() for k, v in embeddings.items()}, "evaluated": evaluated},
+            {
+                **tensors,
+                "evaluated": evaluated,
+                "cluster points": evaluated[torch.as_tensor(sample[1])],
+                "truth": torch.as_tensor(g_eval),
+            },
         )
 
-    key = stage_key(cfg, "analysis", version=1)
+    key = stage_key(cfg, "analysis", version=2)  # 2: matched on labelled images
     return store.stage(
         "metrics",
         key,
@@ -285,9 +409,68 @@ def evaluate_models(cfg, datasets, sources, models, store, *, force=False, progr
     )
 
 
-def metrics_table(metrics: dict, method: str = "K-means (UMAP)"):
-    """One row per model: black-cat F1 under `method` and under the linear probe, purity,
-    entropy; the score model and the reference values as extra rows."""
+# Every metric of the results, by key: (the view it comes from, what it measures). The key is
+# the label in every table and figure.
+METRICS = {
+    "probe F1": ("linear probe", "black-cat F1 of a logistic regression on the labelled images"),
+    "probe ROC AUC": ("linear probe", "ROC AUC of the probe's score (of the rule's, for AND)"),
+    "probe AP": ("linear probe", "average precision of that score"),
+    "probe accuracy": ("linear probe", "accuracy at the probe's own threshold"),
+    "probe precision": ("linear probe", "precision at the probe's own threshold"),
+    "probe recall": ("linear probe", "recall at the probe's own threshold"),
+    "K-means F1": ("K-means (UMAP)", "black-cat F1, clusters matched on the labelled images"),
+    "K-means accuracy": ("K-means (UMAP)", "accuracy of the cluster(s) matched to black cat"),
+    "K-means precision": ("K-means (UMAP)", "precision of the matched cluster(s)"),
+    "K-means recall": ("K-means (UMAP)", "recall of the matched cluster(s)"),
+    "K-means ARI": ("K-means (UMAP)", "adjusted Rand index against the four groups"),
+    "K-means AMI": ("K-means (UMAP)", "adjusted mutual information against the four groups"),
+    "K-means purity": ("K-means (UMAP)", "share of points in their cluster's majority group"),
+    "K-means entropy": ("K-means (UMAP)", "mean entropy (bits) of the groups in a cluster"),
+    "best-cluster F1": ("K-means (UMAP)", "the best single cluster's F1 (chosen on the scored"),
+    "K-means (features) F1": ("K-means (features)", "K-means on the standardised features"),
+    "HDBSCAN F1": ("HDBSCAN (UMAP)", "black-cat F1 of HDBSCAN's matched cluster(s)"),
+    "HDBSCAN ARI": ("HDBSCAN (UMAP)", "adjusted Rand index of HDBSCAN's clusters"),
+}
+_FROM_VIEW = {
+    "probe F1": "f1",
+    "probe ROC AUC": "roc auc",
+    "probe AP": "average precision",
+    "probe accuracy": "accuracy",
+    "probe precision": "precision",
+    "probe recall": "recall",
+    "K-means F1": "black cat f1",
+    "K-means accuracy": "black cat accuracy",
+    "K-means precision": "black cat precision",
+    "K-means recall": "black cat recall",
+    "K-means ARI": "ari",
+    "K-means AMI": "ami",
+    "K-means purity": "purity",
+    "K-means entropy": "entropy",
+    "best-cluster F1": "best cluster f1",
+    "K-means (features) F1": "black cat f1",
+    "HDBSCAN F1": "black cat f1",
+    "HDBSCAN ARI": "ari",
+}
+AND_RULE = "p(black) x p(cat)"
+# p(black) > 0.5 and p(cat) > 0.5 give p(black) x p(cat) > 0.25 at best: a threshold that
+# needs no black-cat label.
+AND_THRESHOLD = 0.25
+
+
+def metrics_table(
+    metrics: dict,
+    columns=(
+        "probe F1",
+        "probe ROC AUC",
+        "probe AP",
+        "K-means F1",
+        "K-means ARI",
+        "best-cluster F1",
+        "K-means purity",
+        "K-means entropy",
+    ),
+):
+    """One row per model (and the AND rule, and the reference values): the chosen metrics."""
     import pandas as pd
 
     from .fusion import MODELS
@@ -295,24 +478,12 @@ def metrics_table(metrics: dict, method: str = "K-means (UMAP)"):
     rows = {}
     for name in sorted(metrics["models"], key=lambda n: list(MODELS).index(n)):
         result = metrics["models"][name]
-        rows[name] = {
-            f"F1 {method}": result[method]["black cat f1"],
-            "F1 K-means (features)": result["K-means (features)"]["black cat f1"],
-            "F1 HDBSCAN (UMAP)": result["HDBSCAN (UMAP)"]["black cat f1"],
-            "F1 linear probe": result["linear probe"]["f1"],
-            f"purity {method}": result[method]["purity"],
-            f"entropy {method} (bits)": result[method]["entropy"],
-        }
+        rows[name] = {c: result[METRICS[c][0]][_FROM_VIEW[c]] for c in columns}
     for name, result in metrics["score models"].items():
-        rows[name] = {
-            "F1 linear probe": np.nan,
-            f"F1 {method}": np.nan,
-            "F1 threshold 0.25": result["f1"],
-            "ROC AUC": result["roc auc"],
-        }
+        rows[name] = {c: result[_FROM_VIEW[c]] for c in columns if c.startswith("probe")}
     for name, f1 in metrics["references"].items():
-        rows[f"reference: {name}"] = {f"F1 {method}": f1}
-    return pd.DataFrame(rows).T
+        rows[f"reference: {name}"] = {"K-means F1" if "clusters" in name else "probe F1": f1}
+    return pd.DataFrame(rows).T[list(columns)]
 
 
 def long_metrics(results: dict[int, dict]):
@@ -322,65 +493,211 @@ def long_metrics(results: dict[int, dict]):
     rows = []
     for seed, metrics in results.items():
         for model, result in metrics["models"].items():
-            for method in ("K-means (UMAP)", "K-means (features)", "HDBSCAN (UMAP)"):
-                rows.append((seed, model, f"F1 {method}", result[method]["black cat f1"]))
-            rows.append((seed, model, "purity K-means (UMAP)", result["K-means (UMAP)"]["purity"]))
-            rows.append((seed, model, "F1 linear probe", result["linear probe"]["f1"]))
+            for metric, (view, _) in METRICS.items():
+                rows.append((seed, model, metric, result[view][_FROM_VIEW[metric]]))
+            for n, values in result.get("label efficiency", {}).items():
+                rows.append((seed, model, f"probe F1 @ {n}", values["f1"]))
+                rows.append((seed, model, f"probe ROC AUC @ {n}", values["roc auc"]))
         for model, result in metrics["score models"].items():
-            rows.append((seed, model, "F1 threshold 0.25", result["f1"]))
-            rows.append((seed, model, "ROC AUC", result["roc auc"]))
+            for metric in METRICS:
+                if metric.startswith("probe"):
+                    rows.append((seed, model, metric, result[_FROM_VIEW[metric]]))
         for name, value in metrics["references"].items():
-            rows.append((seed, f"reference: {name}", "F1 K-means (UMAP)", value))
+            metric = "K-means F1" if "clusters" in name else "probe F1"
+            rows.append((seed, f"reference: {name}", metric, value))
     return pd.DataFrame(rows, columns=["seed", "model", "metric", "value"])
+
+
+def _t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """Mean and half-width of Student's t interval."""
+    from scipy import stats
+
+    n = len(values)
+    mean = float(np.mean(values))
+    if n < 2:
+        return mean, float("nan")
+    return mean, float(
+        stats.t.ppf((1 + confidence) / 2, n - 1) * np.std(values, ddof=1) / np.sqrt(n)
+    )
 
 
 def mean_ci(frame, confidence: float = 0.95):
     """Mean and half-width of the t-interval of `value` per model and metric."""
-    from scipy import stats
-
-    def summarise(values):
-        n = len(values)
-        mean = float(values.mean())
-        half = (
-            float(stats.t.ppf((1 + confidence) / 2, n - 1) * values.std(ddof=1) / np.sqrt(n))
-            if n > 1
-            else float("nan")
-        )
-        return {"mean": mean, "ci95": half, "seeds": n}
-
     import pandas as pd
 
-    rows = [
-        {"model": model, "metric": metric, **summarise(group["value"])}
-        for (model, metric), group in frame.groupby(["model", "metric"], sort=False)
-    ]
+    rows = []
+    for (model, metric), group in frame.groupby(["model", "metric"], sort=False):
+        mean, half = _t_interval(group["value"].to_numpy(dtype=float), confidence)
+        rows.append(
+            {"model": model, "metric": metric, "mean": mean, "ci95": half, "seeds": len(group)}
+        )
     return pd.DataFrame(rows)
 
 
-def comparison(summary, metric: str, model: str = "generated F(cat CNN)") -> list[dict]:
-    """For each other model: does `model` beat it on `metric` beyond both intervals?"""
-    part = summary[summary["metric"] == metric].set_index("model")
-    if model not in part.index:
-        return []
-    mine = part.loc[model]
-    out = []
-    for other, row in part.iterrows():
-        if other == model:
-            continue
-        low, high = mine["mean"] - mine["ci95"], mine["mean"] + mine["ci95"]
-        other_low, other_high = row["mean"] - row["ci95"], row["mean"] + row["ci95"]
-        verdict = (
-            "better" if low > other_high else "worse" if high < other_low else "not distinguishable"
-        )
-        out.append(
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of p-values (controls the family-wise error rate)."""
+    order = np.argsort(p_values)
+    m = len(p_values)
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted.tolist()
+
+
+def paired_differences(
+    frame, model: str, metric: str, rivals: list[str] | None = None, confidence: float = 0.95
+):
+    """`model` minus each rival on `metric`, seed by seed (all models share a seed's data):
+    the mean difference, its t-interval over seeds, the paired t-test's p-value, Holm-adjusted
+    over the rivals, and the verdict from the adjusted p-value (below 0.05: better or worse;
+    else not distinguishable). Never from two intervals overlapping."""
+    import pandas as pd
+    from scipy import stats
+
+    part = frame[frame["metric"] == metric].pivot(index="seed", columns="model", values="value")
+    if model not in part:
+        return pd.DataFrame()
+    rivals = [
+        r
+        for r in (rivals or part.columns)
+        if r != model and r in part and not r.startswith("reference")
+    ]
+    rows = []
+    for rival in rivals:
+        diff = (part[model] - part[rival]).dropna().to_numpy(dtype=float)
+        mean, half = _t_interval(diff, confidence)
+        if len(diff) > 1 and np.ptp(diff) > 1e-12:  # a constant difference has no spread
+            p = float(stats.ttest_1samp(diff, 0.0).pvalue)
+        else:
+            p = 1.0 if len(diff) < 2 or mean == 0 else 0.0
+        rows.append(
             {
-                "rival": other,
-                "rival mean": row["mean"],
-                "generated mean": mine["mean"],
-                "verdict": verdict,
+                "rival": rival,
+                "difference": mean,
+                "ci95": half,
+                "low": mean - half,
+                "high": mean + half,
+                "p": p,
+                "seeds": len(diff),
             }
         )
-    return out
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["p (Holm)"] = holm(table["p"].tolist())
+    table["verdict"] = [
+        ("better" if d > 0 else "worse") if p < 0.05 else "not distinguishable"
+        for d, p in zip(table["difference"], table["p (Holm)"], strict=True)
+    ]
+    return table.set_index("rival")
+
+
+def detectable_difference(frame, model: str, metric: str, power: float = 0.8) -> float:
+    """The smallest true mean difference that a paired t-test over these seeds would find with
+    `power` at the 5% level, from the median seed-to-seed spread of `model`'s differences
+    against the others: (t_0.975 + t_power) * sd / sqrt(n)."""
+    from scipy import stats
+
+    part = frame[frame["metric"] == metric].pivot(index="seed", columns="model", values="value")
+    n = len(part)
+    if model not in part or n < 2:
+        return float("nan")
+    spreads = [
+        float(np.std(part[model] - part[r], ddof=1))
+        for r in part
+        if r != model and not r.startswith("reference")
+    ]
+    sd = float(np.median(spreads))
+    return float((stats.t.ppf(0.975, n - 1) + stats.t.ppf(power, n - 1)) * sd / np.sqrt(n))
+
+
+def bootstrap_difference(
+    score_a: np.ndarray,
+    score_b: np.ndarray,
+    truth: np.ndarray,
+    metric: str = "f1",
+    resamples: int = 1000,
+    seed: int = 0,
+):
+    """Within one seed: the difference of two models' probe metric on the same evaluated images
+    (`score` > 0 is a yes for F1; AUC uses the scores), and its 95% percentile interval over
+    bootstrap resamples of those images. The spread of the images, not of the training."""
+    from .machine import derive_seed
+
+    rng = np.random.default_rng(derive_seed(seed, "bootstrap"))
+
+    def value(a, b, t):
+        if metric == "f1":
+            return binary_scores(a > 0, t)["f1"] - binary_scores(b > 0, t)["f1"]
+        return ranking_scores(a, t)["roc auc"] - ranking_scores(b, t)["roc auc"]
+
+    point = value(score_a, score_b, truth)
+    draws = []
+    for _ in range(resamples):
+        i = rng.integers(len(truth), size=len(truth))
+        draws.append(value(score_a[i], score_b[i], truth[i]))
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return float(point), float(low), float(high)
+
+
+# The generated CNNs, and the metrics their verdicts are read from.
+GENERATED = ("generated F(cat CNN)", "generated G(black CNN)")
+VERDICT_METRICS = ("probe F1", "probe ROC AUC", "probe AP", "K-means F1", "K-means ARI")
+
+
+def comparisons(frame, model: str, metrics=VERDICT_METRICS) -> dict:
+    """metric -> `paired_differences` of `model` against every rival."""
+    return {metric: paired_differences(frame, model, metric) for metric in metrics}
+
+
+def verdict_counts(tables: dict) -> dict[str, dict[str, int]]:
+    """metric -> {verdict: number of rivals}."""
+    return {
+        metric: {
+            verdict: int((table["verdict"] == verdict).sum()) if len(table) else 0
+            for verdict in ("better", "worse", "not distinguishable")
+        }
+        for metric, table in tables.items()
+    }
+
+
+def verdict_table(tables: dict):
+    """Rivals x metrics: the verdict with the difference and its interval, as text."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            metric: {
+                rival: f"{row['verdict']} ({row['difference']:+.3f}, "
+                f"[{row['low']:+.3f}, {row['high']:+.3f}])"
+                for rival, row in table.iterrows()
+            }
+            for metric, table in tables.items()
+        }
+    ).fillna("")
+
+
+def bootstrap_table(metrics_artifact, model: str, metric: str = "f1", resamples: int = 1000):
+    """Within the run of `metrics_artifact`: `model` minus each rival on the probe's `metric`
+    (f1 or roc auc) on the same evaluated images, with a 95% bootstrap interval over them."""
+    import pandas as pd
+
+    tensors = metrics_artifact.tensors("embeddings")
+    truth = tensors["truth"].numpy() == BLACK_CAT
+    seed = metrics_artifact.json("metrics")["seed"]
+    mine = tensors[f"probe {model}"].numpy()
+    rows = {}
+    for key in tensors:
+        if key.startswith("probe ") and key != f"probe {model}":
+            point, low, high = bootstrap_difference(
+                mine, tensors[key].numpy(), truth, metric, resamples, seed
+            )
+            rows[key.removeprefix("probe ")] = {"difference": point, "low": low, "high": high}
+    table = pd.DataFrame(rows).T
+    table["width"] = table["high"] - table["low"]
+    return table
 
 
 def contingency_frame(clusters: np.ndarray, groups: np.ndarray, group_names):
@@ -394,35 +711,36 @@ def contingency_frame(clusters: np.ndarray, groups: np.ndarray, group_names):
     return frame
 
 
-def results_table(summary):
+def results_table(
+    summary,
+    metrics=(
+        "probe F1",
+        "probe ROC AUC",
+        "probe AP",
+        "probe accuracy",
+        "probe precision",
+        "probe recall",
+        "K-means F1",
+        "K-means ARI",
+        "K-means AMI",
+        "best-cluster F1",
+        "K-means purity",
+        "K-means entropy",
+    ),
+):
     """Models x metrics, each cell 'mean ± ci95'."""
-    cells = summary.assign(
-        cell=[
-            f"{m:.3f} ± {c:.3f}" if c == c else f"{m:.3f}"
-            for m, c in zip(summary["mean"], summary["ci95"], strict=True)
-        ]
-    )
     from .fusion import MODELS
 
-    table = cells.pivot(index="model", columns="metric", values="cell").fillna("")
-    known = list(MODELS) + [m for m in dict.fromkeys(summary["model"]) if m not in MODELS]
-    return table.loc[[m for m in known if m in table.index]]
-
-
-def verdict_counts(rows: list[dict]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
-    return counts
-
-
-def verdict_table(verdicts: dict[str, list[dict]]):
-    """Rivals x metrics: better / worse / not distinguishable (for the generated CNN)."""
-    import pandas as pd
-
-    return pd.DataFrame(
-        {metric: {r["rival"]: r["verdict"] for r in rows} for metric, rows in verdicts.items()}
+    part = summary[summary["metric"].isin(metrics)]
+    cells = part.assign(
+        cell=[
+            f"{m:.3f} ± {c:.3f}" if c == c else (f"{m:.3f}" if m == m else "")
+            for m, c in zip(part["mean"], part["ci95"], strict=True)
+        ]
     )
+    table = cells.pivot(index="model", columns="metric", values="cell").fillna("")
+    known = list(MODELS) + [m for m in dict.fromkeys(part["model"]) if m not in MODELS]
+    return table.loc[[m for m in known if m in table.index], [m for m in metrics if m in table]]
 
 
 def noise_table(metrics: dict):

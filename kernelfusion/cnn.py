@@ -9,7 +9,7 @@ from torch import nn
 
 from . import training
 from .config import CNNConfig, Config, resolve_device, stage_key
-from .machine import seed_everything
+from .machine import generator, init_seed, seed_everything
 from .store import Artifact, StageWriter, Store
 
 CONV_LAYERS = ("conv1", "conv2")
@@ -67,7 +67,7 @@ def _train_one(domain, cfg: Config, datasets, device, progress):
     images = datasets[domain]
     train, val = images.part("train"), images.part("val")
     x, y = train.images.to(device), train.labels.to(device)
-    gen = torch.Generator().manual_seed(cfg.seed * 7919 + DOMAINS.index(domain))
+    gen = generator(cfg.seed, "source CNN batches", domain)
     plan = training.plan_batches(
         train.labels,
         torch.arange(len(train)),
@@ -79,7 +79,7 @@ def _train_one(domain, cfg: Config, datasets, device, progress):
     weights = (
         training.class_weights(train.labels) if cfg.cnn.imbalance == "weighted" else torch.ones(2)
     )
-    model = build(cfg.cnn, cfg.data.image_size, cfg.cnn.init_seed)
+    model = build(cfg.cnn, cfg.data.image_size, init_seed(cfg))
     per_epoch = len(plan) // cfg.cnn.epochs
     history = []
 
@@ -162,7 +162,7 @@ def train_sources(cfg: Config, datasets, store: Store, *, force=False, progress=
             states[domain], histories[domain] = _train_one(domain, cfg, datasets, device, progress)
             writer.save_tensors(f"{domain}_cnn", states[domain])
         writer.save_tensors(
-            "init_cnn", build(cfg.cnn, cfg.data.image_size, cfg.cnn.init_seed).state_dict()
+            "init_cnn", build(cfg.cnn, cfg.data.image_size, init_seed(cfg)).state_dict()
         )
         writer.save_json("report", _report(states, histories, cfg, datasets, device))
         writer.save_json(
@@ -170,13 +170,13 @@ def train_sources(cfg: Config, datasets, store: Store, *, force=False, progress=
             {
                 "what": "the two source CNNs: black vs random, cat vs random",
                 "architecture": "conv5x5-relu-maxpool2 x2, linear head",
-                "shared initialisation seed": cfg.cnn.init_seed,
+                "shared initialisation seed": init_seed(cfg),
                 "imbalance handling": cfg.cnn.imbalance,
                 "trained on": "train split of the data stage",
             },
         )
 
-    key = stage_key(cfg, "cnn", version=1)
+    key = stage_key(cfg, "cnn", version=2)  # 2: seeds from derive_seed
     artifact = store.stage("sources", key, build_stage, inputs=[datasets.artifact], force=force)
     return SourceCNNs(
         black=load_state(cfg, artifact.tensors("black_cnn")),

@@ -24,6 +24,7 @@ from torch import nn
 
 from .cnn import CONV_LAYERS
 from .config import Config, GanConfig, resolve_device, stage_key
+from .machine import derive_seed
 from .progress import bar as progress_bar
 from .store import StageWriter, Store, atomic_write_bytes
 from .training import DivergedError
@@ -423,6 +424,7 @@ class KernelGan:
     reference: torch.Tensor  # layer-1 filters whose order layer 2's input channels follow
     index: dict[str, dict[str, torch.Tensor]]  # domain -> layer -> (model, step, filter)
     artifact: object = None
+    zoo_artifact: object = None  # the zoo it learned from (its whole models, for controls)
 
     def translate(self, layer: str, kernels: torch.Tensor, direction: str) -> torch.Tensor:
         return self.layers[layer].translate(kernels, direction)
@@ -463,7 +465,7 @@ def train(cfg: Config, zoo: Zoo, store: Store, *, force=False, progress=True) ->
 
     def build(writer: StageWriter) -> None:
         history = {}
-        for i, layer in enumerate(CONV_LAYERS):
+        for layer in CONV_LAYERS:
             black, _ = normalise(kernels["black"][layer])
             cat, _ = normalise(kernels["cat"][layer])
             gan = train_layer(
@@ -471,7 +473,7 @@ def train(cfg: Config, zoo: Zoo, store: Store, *, force=False, progress=True) ->
                 black,
                 cat,
                 kernels["black"][layer].shape[1],
-                cfg.seed * 7 + i,
+                derive_seed(cfg.seed, "cyclegan", layer),
                 device,
                 writer.checkpoints / layer,
                 stage=f"CycleGAN {layer}",
@@ -481,7 +483,7 @@ def train(cfg: Config, zoo: Zoo, store: Store, *, force=False, progress=True) ->
             history[layer] = gan.history
         writer.save_json("history", history)
 
-    key = stage_key(cfg, "gan", version=1)
+    key = stage_key(cfg, "gan", version=2)  # 2: seeds from derive_seed
     artifact = store.stage("cyclegan", key, build, inputs=[zoo.artifact], force=force)
     history = artifact.json("history")
     layers = {}
@@ -494,7 +496,7 @@ def train(cfg: Config, zoo: Zoo, store: Store, *, force=False, progress=True) ->
             net.eval()
         layers[layer] = LayerGan(nets, history[layer], channels)
     index = {d: dict(zoo[d].index) for d in ("black", "cat")}
-    return KernelGan(layers, kernels, reference, index, artifact)
+    return KernelGan(layers, kernels, reference, index, artifact, zoo.artifact)
 
 
 # --- did it learn? -----------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from . import synthetic
 from .config import Config, DataConfig
+from .machine import derive_seed, generator
 from .progress import bar as progress_bar
 from .store import Artifact, StageWriter, Store, display_path
 
@@ -39,7 +40,7 @@ FOLDER_LAYOUT = {
     "eval": ("black_cat", "other_cat", "black_noncat", "other"),
 }
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-GENERATOR_VERSION = 3  # bump when the stage's files change (3: skipped.json), to rebuild caches
+GENERATOR_VERSION = 4  # bump when the stage's files change (3: skipped.json; 4: own seeds)
 
 # Oxford-IIIT Pet: the 12 cat breeds are the cats; Bombay is the black cat; the dog breeds whose
 # coat is black (Newfoundland, Scottish terrier) are the black non-cats.
@@ -232,47 +233,14 @@ def _black_cat_share(data: DataConfig) -> float:
     return 0.2 if data.black_cats_in_training else 0.0
 
 
-def recipes(data: DataConfig, gen: torch.Generator) -> dict[str, _Recipe]:
-    """What each image of each set shows (object kind, colour, label, group), before drawing."""
-    black_shape = synthetic.SHAPES
-    out = {}
-    # black/random: label 1 = a black object (a black cat only if leakage is switched on).
-    n = data.black_count
-    kinds = torch.where(
-        torch.rand(n, generator=gen) < _black_cat_share(data),
-        synthetic.CAT,
-        _pick(black_shape, n, gen),
-    )
-    colours = torch.zeros(n, dtype=torch.int64)
-    r_kinds, r_colours = _random_images(data.black_random_count, gen)
-    out["black"] = _Recipe(
-        torch.cat([kinds, r_kinds]),
-        torch.cat([colours, r_colours]),
-        torch.cat([torch.ones(n), torch.zeros(len(r_kinds))]).long(),
-        None,
-    )
-    # cat/random: label 1 = a cat whose coat is not black (unless leakage is switched on).
-    n = data.cat_count
-    colours = torch.where(
-        torch.rand(n, generator=gen) < _black_cat_share(data),
-        synthetic.BLACK,
-        _pick(synthetic.CAT_COATS[1:], n, gen),
-    )
-    r_kinds, r_colours = _random_images(data.cat_random_count, gen)
-    out["cat"] = _Recipe(
-        torch.cat([torch.full((n,), synthetic.CAT), r_kinds]),
-        torch.cat([colours, r_colours]),
-        torch.cat([torch.ones(n), torch.zeros(len(r_kinds))]).long(),
-        None,
-    )
-    # evaluation: the four groups, equally many; brown is as common as any other coat.
-    m = data.eval_per_group
+def _group_recipe(m: int, gen: torch.Generator) -> _Recipe:
+    """`m` images of each of the four groups; brown is as common as any other coat."""
     o_kinds, o_colours = _random_images(m, gen)
     kinds = torch.cat(
         [
             torch.full((m,), synthetic.CAT),
             torch.full((m,), synthetic.CAT),
-            _pick(black_shape, m, gen),
+            _pick(synthetic.SHAPES, m, gen),
             o_kinds,
         ]
     )
@@ -285,10 +253,52 @@ def recipes(data: DataConfig, gen: torch.Generator) -> dict[str, _Recipe]:
         ]
     )
     groups = torch.arange(4).repeat_interleave(m)
-    out["eval"] = _Recipe(kinds, colours, groups.clone(), groups)
+    return _Recipe(kinds, colours, groups.clone(), groups)
+
+
+RECIPES = ("black", "cat", "labelled", "evaluated")  # each drawn from its own generator
+
+
+def recipes(data: DataConfig, gens: dict[str, torch.Generator]) -> dict[str, _Recipe]:
+    """What each image shows (object kind, colour, label, group), before drawing: the black and
+    cat training sets, and the evaluation set's labelled and evaluated parts (one generator
+    each, so changing one count leaves the other parts' images as they were)."""
+    out = {}
+    # black/random: label 1 = a black object (a black cat only if leakage is switched on).
+    gen, n = gens["black"], data.black_count
+    kinds = torch.where(
+        torch.rand(n, generator=gen) < _black_cat_share(data),
+        synthetic.CAT,
+        _pick(synthetic.SHAPES, n, gen),
+    )
+    colours = torch.zeros(n, dtype=torch.int64)
+    r_kinds, r_colours = _random_images(data.black_random_count, gen)
+    out["black"] = _Recipe(
+        torch.cat([kinds, r_kinds]),
+        torch.cat([colours, r_colours]),
+        torch.cat([torch.ones(n), torch.zeros(len(r_kinds))]).long(),
+        None,
+    )
+    # cat/random: label 1 = a cat whose coat is not black (unless leakage is switched on).
+    gen, n = gens["cat"], data.cat_count
+    colours = torch.where(
+        torch.rand(n, generator=gen) < _black_cat_share(data),
+        synthetic.BLACK,
+        _pick(synthetic.CAT_COATS[1:], n, gen),
+    )
+    r_kinds, r_colours = _random_images(data.cat_random_count, gen)
+    out["cat"] = _Recipe(
+        torch.cat([torch.full((n,), synthetic.CAT), r_kinds]),
+        torch.cat([colours, r_colours]),
+        torch.cat([torch.ones(n), torch.zeros(len(r_kinds))]).long(),
+        None,
+    )
     for recipe in out.values():
-        if recipe.groups is None:
-            recipe.groups = ground_truth_groups(recipe.kinds, recipe.colours)
+        recipe.groups = ground_truth_groups(recipe.kinds, recipe.colours)
+    # evaluation: the labelled part (the probe and the oracle learn from it) and the part every
+    # metric is computed on, never mixed.
+    out["labelled"] = _group_recipe(data.labelled_per_group, gens["labelled"])
+    out["evaluated"] = _group_recipe(data.eval_per_group, gens["evaluated"])
     return out
 
 
@@ -304,15 +314,17 @@ def ground_truth_groups(kinds: torch.Tensor, colours: torch.Tensor) -> torch.Ten
 
 
 def make_synthetic(cfg: Config, progress: bool = True) -> Sets:
-    """Draw the three sets from `cfg.seed`, in batches of `data.batch_size` (bounded memory)."""
+    """Draw the three sets from `cfg.seed`, in batches of `data.batch_size` (bounded memory).
+    The evaluation set's labelled part has split code 0 (train) and its evaluated part 2
+    (test): the probe and the oracle see only the first, every metric only the second."""
     data = cfg.data
-    gen = torch.Generator().manual_seed(cfg.seed)
     photos = synthetic.load_photos(data.image_size)
-    plans = recipes(data, gen)
+    plans = recipes(data, {name: generator(cfg.seed, "recipe", name) for name in RECIPES})
     total = sum(len(p.kinds) for p in plans.values())
     bar = progress_bar(total=total, desc="drawing images", unit="img", progress=progress)
-    sets = {}
-    for set_index, (name, plan) in enumerate(plans.items()):
+    parts = {}
+    for name, plan in plans.items():
+        gen = generator(cfg.seed, "draw", name)
         order = torch.randperm(len(plan.kinds), generator=gen)
         kinds, colours = plan.kinds[order], plan.colours[order]
         images, fractions = [], []
@@ -325,19 +337,30 @@ def make_synthetic(cfg: Config, progress: bool = True) -> Sets:
             )
             bar.update(len(kinds[chunk]))
         labels = plan.labels[order]
-        sets[name] = ImageSet(
+        if name in ("labelled", "evaluated"):
+            split = torch.full_like(labels, 0 if name == "labelled" else SPLITS.index("test"))
+        else:
+            seed = derive_seed(cfg.seed, "split", name)
+            split = split_labels(labels, data.val_fraction, data.test_fraction, seed)
+        parts[name] = ImageSet(
             images=torch.cat(images),
             labels=labels,
             groups=plan.groups[order],
             kinds=kinds,
             colours=colours,
             dark_fraction=torch.cat(fractions),
-            split=split_labels(
-                labels, data.val_fraction, data.test_fraction, cfg.seed * 1000 + set_index
-            ),
+            split=split,
         )
     bar.close()
-    return Sets(sets)
+    evaluation = ImageSet(
+        **{
+            f.name: torch.cat(
+                [getattr(parts["labelled"], f.name), getattr(parts["evaluated"], f.name)]
+            )
+            for f in dataclasses.fields(ImageSet)
+        }
+    )
+    return Sets({"black": parts["black"], "cat": parts["cat"], "eval": evaluation})
 
 
 # --- folders of real images -------------------------------------------------------------------
@@ -424,7 +447,7 @@ def read_folder(cfg: Config, progress: bool = True) -> Sets:
     sets: dict[str, ImageSet] = {}
     skipped: list[str] = []
     total = 0
-    for set_index, name in enumerate(SETS):
+    for name in SETS:
         images, labels = [], []
         for label, class_folder in enumerate(FOLDER_LAYOUT[name]):
             decoded, bad = read_class_folder(
@@ -444,7 +467,7 @@ def read_folder(cfg: Config, progress: bool = True) -> Sets:
             colours=unknown,
             dark_fraction=centre_dark_fraction(images, data.dark_luminance),
             split=split_labels(
-                labels, data.val_fraction, data.test_fraction, cfg.seed * 1000 + set_index
+                labels, data.val_fraction, data.test_fraction, derive_seed(cfg.seed, "split", name)
             ),
         )
     return Sets(sets, skipped)
@@ -512,19 +535,17 @@ def read_oxford_pets(cfg: Config, progress: bool = True) -> Sets:
     groups[black_dog], groups[is_cat & ~black_cat], groups[black_cat] = 2, 1, 0
     fraction = synthetic.dark_fraction(images, masks, data.dark_luminance)
     # Each image goes to one set only: a third of every group is held out for evaluation.
-    gen = torch.Generator().manual_seed(cfg.seed)
-    held_out = torch.rand(len(groups), generator=gen) < 1 / 3
-    train_black = (
-        ~held_out & (black_dog | (groups == 3)) & (~black_cat | cfg.data.black_cats_in_training)
-    )
-    train_cat = ~held_out & ((groups == 1) | (groups == 3))
+    held_out = torch.rand(len(groups), generator=generator(cfg.seed, "oxford held-out")) < 1 / 3
+    # Black cats are evaluated only, unless leakage is switched on: then the ones not held out
+    # join both training sets, labelled black in one and cat in the other, as in `recipes`.
+    leak = black_cat & cfg.data.black_cats_in_training
+    train_black = ~held_out & (black_dog | (groups == 3) | leak)
+    train_cat = ~held_out & ((groups == 1) | (groups == 3) | leak)
     sets = {}
-    for set_index, (name, member, label) in enumerate(
-        (
-            ("black", train_black, black_dog.long()),
-            ("cat", train_cat, is_cat.long()),
-            ("eval", held_out, groups),
-        )
+    for name, member, label in (
+        ("black", train_black, (black_dog | black_cat).long()),
+        ("cat", train_cat, is_cat.long()),
+        ("eval", held_out, groups),
     ):
         index = member.nonzero().flatten()
         kinds = torch.where(is_cat, synthetic.CAT, -1)[index]
@@ -536,7 +557,10 @@ def read_oxford_pets(cfg: Config, progress: bool = True) -> Sets:
             colours=torch.full((len(index),), -1),
             dark_fraction=fraction[index],
             split=split_labels(
-                label[index], data.val_fraction, data.test_fraction, cfg.seed * 1000 + set_index
+                label[index],
+                data.val_fraction,
+                data.test_fraction,
+                derive_seed(cfg.seed, "split", name),
             ),
         )
     return Sets(sets, skipped)
@@ -562,6 +586,8 @@ def check_sizes(sets: dict[str, ImageSet], cfg: Config) -> None:
         images = sets[name]
         for label, class_name in enumerate(CLASS_NAMES[name]):
             n = [int(((images.labels == label) & (images.split == c)).sum()) for c in range(3)]
+            if name == "eval":  # labelled (train) and evaluated (val + test) parts
+                n = [n[0], n[1] + n[2]]
             if min(n) == 0:
                 short.append(f"{name}/{FOLDER_LAYOUT[name][label]} ({class_name}): {sum(n)}")
     if short:

@@ -22,6 +22,7 @@ from .cnn import CONV_LAYERS, SmallCNN, SourceCNNs, build, load_state, positive_
 from .config import Config, resolve_device, stage_key
 from .cyclegan import KernelGan, matching_permutation
 from .data import Datasets
+from .machine import derive_seed, generator, init_seed
 from .store import StageWriter, Store
 
 # (name, how it was made); the order is the order of every table and plot.
@@ -34,10 +35,16 @@ MODELS = {
     "cat CNN, black-zoo filters": "cat CNN with each filter replaced by a random black-zoo filter",
     "random CNN": "the shared initialisation, untrained",
     "weight average": "element-wise mean of the black and the cat CNN",
+    "aligned merge": "cat CNN's channels matched to the black CNN's by activation correlation "
+    "on unlabelled images (Git Re-Basin / ZipIt! style), then averaged",
+    "nearest zoo model": "the zoo model (either domain) nearest to F(cat CNN) in weight space, "
+    "channels matched: a memorisation control",
     "task arithmetic": "init + (black - init) + (cat - init), scaled by fusion.task_scale",
     "concatenated features": "features of the cat CNN and of the black CNN side by side",
     "oracle (supervised)": "a CNN trained on black-cat labels: the upper bound",
 }
+MERGE_IMAGES = 2000  # unlabelled images to correlate channels on: plenty for 16 channels
+
 SCORE_MODELS = {"p(black) x p(cat)": "the product of the two classifiers: 'black AND cat'"}
 
 
@@ -113,6 +120,63 @@ def combine(a: SmallCNN, b: SmallCNN, init: SmallCNN, scale: float | None) -> Sm
     return _from_state(a, state)
 
 
+@torch.no_grad()
+def _channel_match(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """perm such that channel perm[i] of activations `b` (N, C, H, W) best correlates with
+    channel i of `a` (Hungarian on the correlation matrix)."""
+    from scipy.optimize import linear_sum_assignment
+
+    def standardised(x):
+        x = x.transpose(0, 1).flatten(1).double()
+        return (x - x.mean(1, keepdim=True)) / x.std(1, keepdim=True).clamp(min=1e-8)
+
+    corr = standardised(a) @ standardised(b).T / a.shape[0] / a[0, 0].numel()
+    _, cols = linear_sum_assignment(-corr.numpy())
+    return torch.as_tensor(cols)
+
+
+@torch.no_grad()
+def aligned_merge(a: SmallCNN, b: SmallCNN, images: torch.Tensor) -> SmallCNN:
+    """The average of `a` and `b` after permuting `b`'s hidden channels to `a`'s: layer-1
+    channels by the correlation of their activations on `images` (unlabelled), layer 2's input
+    channels the same way, then layer-2 channels likewise, and the head's input features with
+    them (Ainsworth et al., 2023, activation matching; Stoica et al., 2024)."""
+    x = images.float().div(255)
+    sa, sb = _conv_state(a), _conv_state(b)
+    perm1 = _channel_match(torch.relu(a.conv1(x)), torch.relu(b.conv1(x)))
+    sb["conv1.weight"], sb["conv1.bias"] = sb["conv1.weight"][perm1], sb["conv1.bias"][perm1]
+    sb["conv2.weight"] = sb["conv2.weight"][:, perm1]
+    b1 = _from_state(b, sb)
+    hidden_a, hidden_b = a.pool(torch.relu(a.conv1(x))), b1.pool(torch.relu(b1.conv1(x)))
+    perm2 = _channel_match(torch.relu(a.conv2(hidden_a)), torch.relu(b1.conv2(hidden_b)))
+    sb["conv2.weight"], sb["conv2.bias"] = sb["conv2.weight"][perm2], sb["conv2.bias"][perm2]
+    head = sb["head.weight"]  # (classes, C2 * h * w), features flattened channel-major
+    sb["head.weight"] = head.view(head.shape[0], len(perm2), -1)[:, perm2].flatten(1)
+    return _from_state(a, {k: (sa[k] + sb[k]) / 2 for k in sa})
+
+
+@torch.no_grad()
+def nearest_zoo_model(cfg: Config, target: SmallCNN, zoo_artifact) -> tuple[SmallCNN, dict]:
+    """The final zoo model (of either domain) nearest to `target` in conv weights, each zoo
+    model's layer-1 filters matched to `target`'s (and layer 2's inputs with them); with its
+    domain, index and distance relative to the target's norm."""
+    best = None
+    for domain in ("black", "cat"):
+        params = zoo_artifact.tensors(f"{domain}_models")
+        for k in range(len(params["conv1.weight"])):
+            state = {name: value[k] for name, value in params.items()}
+            perm = matching_permutation(state["conv1.weight"], target.conv1.weight.detach())
+            aligned = torch.cat(
+                [state["conv1.weight"][perm].flatten(), state["conv2.weight"][:, perm].flatten()]
+            )
+            mine = torch.cat([target.conv1.weight.flatten(), target.conv2.weight.flatten()])
+            distance = float((aligned - mine).norm() / mine.norm())
+            if best is None or distance < best[0]:
+                best = (distance, domain, k, state)
+    distance, domain, k, state = best
+    return load_state(cfg, state), {"domain": domain, "model": k, "relative distance": distance}
+
+
 def black_cat_labels(groups: torch.Tensor) -> torch.Tensor:
     return (groups == 0).long()
 
@@ -122,7 +186,7 @@ def train_oracle(cfg: Config, datasets: Datasets, device: str, progress: bool) -
     what no label-free method should be expected to beat."""
     labelled = datasets.eval.part("train")
     labels = black_cat_labels(labelled.groups)
-    gen = torch.Generator().manual_seed(cfg.seed * 31 + 7)
+    gen = generator(cfg.seed, "oracle batches")
     plan = training.plan_batches(
         labels,
         torch.arange(len(labels)),
@@ -132,7 +196,7 @@ def train_oracle(cfg: Config, datasets: Datasets, device: str, progress: bool) -
         gen,
     )
     weights = training.class_weights(labels) if cfg.cnn.imbalance == "weighted" else torch.ones(2)
-    model = build(cfg.cnn, cfg.data.image_size, cfg.cnn.init_seed)
+    model = build(cfg.cnn, cfg.data.image_size, init_seed(cfg))
     result = training.train_stacked(
         [model],
         labelled.images.to(device),
@@ -162,21 +226,33 @@ def build_models(
     datasets: Datasets,
     device: str,
     progress: bool = True,
-) -> dict[str, SmallCNN]:
-    """All single-CNN models of MODELS (the concatenated features are assembled on load)."""
+) -> tuple[dict[str, SmallCNN], dict]:
+    """All single-CNN models of MODELS (the concatenated features are assembled on load), and
+    notes on how some were made (the nearest zoo model's distance, for its card)."""
     from_f = generated(sources.cat, gan, "cat->black")
-    return {
+    unlabelled = torch.cat([datasets.black.part("train").images, datasets.cat.part("train").images])
+    unlabelled = unlabelled[torch.randperm(len(unlabelled), generator=generator(cfg.seed, "merge"))]
+    nearest, found = nearest_zoo_model(cfg, from_f, gan.zoo_artifact)
+    # the same search for the cat CNN itself: how far apart trained models are at all
+    _, baseline = nearest_zoo_model(cfg, sources.cat, gan.zoo_artifact)
+    notes = {"nearest zoo model": {**found, "cat CNN's own nearest": baseline}}
+    models = {
         "generated F(cat CNN)": from_f,
         "generated G(black CNN)": generated(sources.black, gan, "black->cat"),
         "cat CNN (source unchanged)": sources.cat,
         "black CNN": sources.black,
-        "cat CNN + noise": with_noise(sources.cat, from_f, cfg.seed + 11),
-        "cat CNN, black-zoo filters": other_zoo_filters(sources.cat, gan, "black", cfg.seed + 13),
+        "cat CNN + noise": with_noise(sources.cat, from_f, derive_seed(cfg.seed, "noise control")),
+        "cat CNN, black-zoo filters": other_zoo_filters(
+            sources.cat, gan, "black", derive_seed(cfg.seed, "other-zoo control")
+        ),
         "random CNN": sources.init,
         "weight average": combine(sources.black, sources.cat, sources.init, None),
+        "aligned merge": aligned_merge(sources.black, sources.cat, unlabelled[:MERGE_IMAGES]),
+        "nearest zoo model": nearest,
         "task arithmetic": combine(sources.black, sources.cat, sources.init, cfg.fusion.task_scale),
         "oracle (supervised)": train_oracle(cfg, datasets, device, progress),
     }
+    return models, notes
 
 
 def make(
@@ -193,13 +269,15 @@ def make(
     device = resolve_device(cfg.device)
 
     def build_stage(writer: StageWriter) -> None:
-        for name, model in build_models(cfg, sources, gan, datasets, device, progress).items():
+        models, notes = build_models(cfg, sources, gan, datasets, device, progress)
+        for name, model in models.items():
             writer.save_tensors(
                 _file(name), {k: v.contiguous() for k, v in model.state_dict().items()}
             )
         cards = {
             name: {
                 "what": what,
+                **notes.get(name, {}),
                 "inputs": {
                     a.manifest["stage"]: a.key_hash for a in (sources.artifact, gan.artifact)
                 },
@@ -208,7 +286,7 @@ def make(
         }
         writer.save_json("cards", cards)
 
-    key = stage_key(cfg, "fusion", "cnn", version=1)
+    key = stage_key(cfg, "fusion", "cnn", version=2)  # 2: seeds from derive_seed
     artifact = store.stage(
         "fusion",
         key,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import random
@@ -11,6 +12,27 @@ import torch
 
 from .config import Config, resolve_device
 from .store import package_versions
+
+
+def derive_seed(seed: int, *names: object) -> int:
+    """The seed of one random choice of a run: a hash of the run's `cfg.seed` and the choice's
+    names, e.g. `derive_seed(cfg.seed, "zoo model", "cat", 3)`. Distinct names never share a
+    generator (as `seed + 11` and `seed + 13` did across seeds) and the value fits every
+    library's seed type (NumPy's RandomState needs < 2**32)."""
+    text = "/".join(str(part) for part in (seed, *names))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") % (2**31 - 1)
+
+
+def generator(seed: int, *names: object) -> torch.Generator:
+    """A torch generator seeded with `derive_seed(seed, *names)`."""
+    return torch.Generator().manual_seed(derive_seed(seed, *names))
+
+
+def init_seed(cfg: Config) -> int:
+    """The seed of the shared initialisation of the source CNNs (and the oracle and the random
+    CNN): it varies with `cfg.seed`, so repeating the pipeline repeats the initialisation too;
+    `cnn.init_seed` picks another family of them."""
+    return derive_seed(cfg.seed, "shared initialisation", cfg.cnn.init_seed)
 
 
 def seed_everything(seed: int) -> torch.Generator:

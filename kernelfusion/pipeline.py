@@ -7,7 +7,6 @@ import dataclasses
 from . import analysis, cnn, cyclegan, data, fusion, zoo
 from .config import Config
 from .store import Artifact, Store
-from .store import open as open_store
 
 
 def run(cfg: Config, store: Store, progress: bool = True) -> Artifact:
@@ -26,9 +25,22 @@ def seeds(cfg: Config) -> list[int]:
 
 
 def run_seeds(cfg: Config, root=None, progress: bool = True) -> dict[int, dict]:
-    """The metrics file of the pipeline run at each seed (each in its own run folder)."""
-    results = {}
-    for seed in seeds(cfg):
-        seeded = dataclasses.replace(cfg, seed=seed)
-        results[seed] = run(seeded, open_store(seeded, root), progress).json("metrics")
-    return results
+    """The metrics file of the pipeline run at each seed (each in its own run folder), the
+    seeds not yet cached run `analysis.workers` at a time (on the Ray cluster at
+    `analysis.ray_address` when one is given)."""
+    import json
+    from pathlib import Path
+
+    from . import sweep
+
+    configs = [dataclasses.replace(cfg, seed=seed) for seed in seeds(cfg)]
+    address = cfg.analysis.ray_address or None
+    results = sweep.run_configs(
+        configs,
+        [{"seed": c.seed} for c in configs],
+        backend="ray" if address else "local",
+        workers=min(cfg.analysis.workers, len(configs)),
+        root=root,
+        address=address,
+    )
+    return {r["overrides"]["seed"]: json.loads(Path(r["metrics"]).read_text()) for r in results}

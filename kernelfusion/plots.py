@@ -467,29 +467,116 @@ def show_umap_explorer(fig: go.Figure, images: torch.Tensor) -> None:
     show(fig, post_script=THUMBNAIL_SCRIPT % json.dumps(thumbnails(images)))
 
 
-def results_plot(summary, metrics: list[str]):
-    """Mean and 95% interval per model, one panel per metric, reference values dashed."""
-    import matplotlib.pyplot as plt
+def results_plot(summary, metrics: list[str], title: str = "") -> go.Figure:
+    """Mean and 95% interval per model, one panel per metric, reference values dashed; hover a
+    point for the mean, the interval and the number of seeds."""
+    from plotly.subplots import make_subplots
 
-    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 5.2), sharey=True)
-    for ax, metric in zip(np.atleast_1d(axes), metrics, strict=True):
-        part = summary[summary["metric"] == metric]
-        models = part[~part["model"].str.startswith("reference")]
-        y = np.arange(len(models))
-        ax.errorbar(models["mean"], y, xerr=models["ci95"].fillna(0), fmt="o", capsize=3)
-        for _, row in part[part["model"].str.startswith("reference")].iterrows():
-            ax.axvline(row["mean"], linestyle="--", color="grey", linewidth=1)
-            ax.text(
-                row["mean"],
-                len(models) - 0.4,
-                row["model"].replace("reference: ", ""),
-                rotation=90,
-                fontsize=7,
-                va="top",
-                ha="right",
+    from .fusion import MODELS
+
+    fig = make_subplots(rows=1, cols=len(metrics), shared_yaxes=True, subplot_titles=metrics)
+    order = [m for m in [*MODELS, "p(black) x p(cat)"] if m in set(summary["model"])]
+    for col, metric in enumerate(metrics, 1):
+        part = summary[summary["metric"] == metric].set_index("model")
+        models = [m for m in order if m in part.index]
+        rows = part.loc[models]
+        fig.add_trace(
+            go.Scatter(
+                x=rows["mean"],
+                y=models,
+                mode="markers",
+                marker={"size": 8},
+                error_x={"type": "data", "array": rows["ci95"].fillna(0)},
+                customdata=np.stack([rows["ci95"], rows["seeds"]], 1),
+                hovertemplate="%{y}<br>mean %{x:.3f} ± %{customdata[0]:.3f}"
+                " (95% interval, %{customdata[1]} seeds)<extra></extra>",
+                showlegend=False,
+            ),
+            row=1,
+            col=col,
+        )
+        for name, row in part[part.index.str.startswith("reference")].iterrows():
+            fig.add_vline(
+                x=row["mean"],
+                line_dash="dash",
+                line_color="grey",
+                row=1,
+                col=col,
+                annotation_text=name.replace("reference: ", ""),
+                annotation_textangle=-90,
+                annotation_font_size=9,
             )
-        ax.set_yticks(y, models["model"])
-        ax.invert_yaxis()
-        ax.set(title=metric, xlabel="black-cat F1", xlim=(0, 1))
-    fig.tight_layout()
+        fig.update_xaxes(range=[0, 1], row=1, col=col)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(
+        height=140 + 28 * len(order), title=title, margin={"l": 10, "r": 10, "t": 60, "b": 10}
+    )
+    return fig
+
+
+def differences_plot(tables: dict[str, object], title: str = "") -> go.Figure:
+    """Paired differences (model minus rival, mean and 95% interval over seeds), one panel per
+    metric, a line at zero; hover gives the interval, the Holm-adjusted p-value and the
+    verdict. `tables`: metric -> the table of `analysis.paired_differences`."""
+    from plotly.subplots import make_subplots
+
+    metrics = [m for m, t in tables.items() if len(t)]
+    fig = make_subplots(rows=1, cols=len(metrics), shared_yaxes=True, subplot_titles=metrics)
+    colours = {"better": "#2a9d8f", "worse": "#e76f51", "not distinguishable": "#6c757d"}
+    for col, metric in enumerate(metrics, 1):
+        table = tables[metric]
+        for verdict, colour in colours.items():
+            part = table[table["verdict"] == verdict]
+            fig.add_trace(
+                go.Scatter(
+                    x=part["difference"],
+                    y=list(part.index),
+                    mode="markers",
+                    name=verdict,
+                    legendgroup=verdict,
+                    showlegend=col == 1,
+                    marker={"color": colour, "size": 8},
+                    error_x={"type": "data", "array": part["ci95"].fillna(0)},
+                    customdata=np.stack([part["low"], part["high"], part["p (Holm)"]], 1)
+                    if len(part)
+                    else None,
+                    hovertemplate="%{y}: %{x:+.3f} [%{customdata[0]:+.3f}, %{customdata[1]:+.3f}]"
+                    "<br>p (Holm) %{customdata[2]:.3g}<extra>" + verdict + "</extra>",
+                ),
+                row=1,
+                col=col,
+            )
+        fig.add_vline(x=0, line_color="black", line_width=1, row=1, col=col)
+    fig.update_yaxes(autorange="reversed")
+    n = max((len(t) for t in tables.values()), default=1)
+    fig.update_layout(height=160 + 28 * n, title=title, margin={"l": 10, "r": 10, "t": 70, "b": 10})
+    return fig
+
+
+def label_efficiency_plot(summary, models: list[str], metric: str = "probe F1") -> go.Figure:
+    """Probe `metric` against labelled images per group (log axis), mean and 95% interval over
+    seeds, one line per model."""
+    part = summary[summary["metric"].str.startswith(f"{metric} @ ")]
+    fig = go.Figure()
+    for model in models:
+        rows = part[part["model"] == model].copy()
+        if rows.empty:
+            continue
+        rows["n"] = rows["metric"].str.split("@ ").str[1].astype(int)
+        rows = rows.sort_values("n")
+        fig.add_trace(
+            go.Scatter(
+                x=rows["n"],
+                y=rows["mean"],
+                mode="lines+markers",
+                name=model,
+                error_y={"type": "data", "array": rows["ci95"].fillna(0)},
+                customdata=np.stack([rows["ci95"], rows["seeds"]], 1),
+                hovertemplate=model + ": %{y:.3f} ± %{customdata[0]:.3f} with %{x} labels per"
+                " group (%{customdata[1]} seeds)<extra></extra>",
+            )
+        )
+    fig.update_xaxes(type="log", title="labelled images per group")
+    fig.update_yaxes(title=f"black-cat {metric}")
+    fig.update_layout(height=460, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig

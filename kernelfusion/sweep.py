@@ -25,42 +25,47 @@ def grid(spec: dict[str, list[Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def run_one(preset: str, overrides: dict[str, Any], root: str | None, threads: int) -> dict:
+def run_one(cfg: config.Config, overrides: dict[str, Any], root: str | None, threads: int) -> dict:
     """One pipeline run (reusing its cached stages); where its metrics file is."""
     import torch
 
     from . import pipeline, store
 
     torch.set_num_threads(threads)  # several runs share the machine's cores
-    cfg = config.load(preset, overrides)
     artifact = pipeline.run(cfg, store.open(cfg, root), progress=False)
     return {
-        "preset": preset,
+        "preset": cfg.preset,
         "overrides": overrides,
         "run": cfg.run_name,
         "metrics": str(artifact.path("metrics.json")),
     }
 
 
-def sweep(
-    preset: str,
-    spec: dict[str, list[Any]],
+def run_configs(
+    configs: list[config.Config],
+    labels: list[dict[str, Any]] | None = None,
     *,
     backend: str = "local",
     workers: int = 2,
     root: str | Path | None = None,
     address: str | None = None,
 ) -> list[dict]:
-    """Run the pipeline for every combination in `spec`. `backend`: "local" (a process pool
-    of `workers`) or "ray" (a Ray cluster at `address`, or a local one started here)."""
-    combos = grid(spec)
-    for overrides in combos:  # refuse a bad grid before any run starts
-        config.load(preset, overrides)
+    """Run the pipeline for each config, `workers` at a time: in a local process pool (each
+    with its share of the cores as torch threads) or on a Ray cluster at `address` (or a local
+    one started here). `labels` (e.g. each run's overrides) are passed through to the results."""
+    labels = labels if labels is not None else [{} for _ in configs]
     root = str(root) if root is not None else None
     threads = max(1, (os.cpu_count() or 1) // workers)
     if backend == "local":
+        if workers == 1:
+            return [
+                run_one(c, o, root, torch_threads()) for c, o in zip(configs, labels, strict=True)
+            ]
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(run_one, preset, o, root, threads) for o in combos]
+            futures = [
+                pool.submit(run_one, c, o, root, threads)
+                for c, o in zip(configs, labels, strict=True)
+            ]
             return [f.result() for f in futures]
     if backend == "ray":
         import ray
@@ -75,11 +80,37 @@ def sweep(
             )
         try:
             remote = ray.remote(num_cpus=1)(run_one)
-            return ray.get([remote.remote(preset, o, root, threads) for o in combos])
+            return ray.get(
+                [remote.remote(c, o, root, threads) for c, o in zip(configs, labels, strict=True)]
+            )
         finally:
             if started_here:
                 ray.shutdown()
     raise config.ConfigError(f"unknown sweep backend {backend!r}: choose local or ray")
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def sweep(
+    preset: str,
+    spec: dict[str, list[Any]],
+    *,
+    backend: str = "local",
+    workers: int = 2,
+    root: str | Path | None = None,
+    address: str | None = None,
+) -> list[dict]:
+    """Run the pipeline for every combination in `spec`. `backend`: "local" (a process pool
+    of `workers`) or "ray" (a Ray cluster at `address`, or a local one started here)."""
+    combos = grid(spec)
+    configs = [config.load(preset, o) for o in combos]  # refuse a bad grid before any run
+    return run_configs(
+        configs, combos, backend=backend, workers=workers, root=root, address=address
+    )
 
 
 def summary(results: list[dict], metric: str = "F1 linear probe"):

@@ -16,7 +16,7 @@ import torch
 from . import training
 from .cnn import CONV_LAYERS, DOMAINS, build
 from .config import Config, resolve_device, stage_key
-from .machine import seed_everything
+from .machine import derive_seed, generator, seed_everything
 from .store import Artifact, StageWriter, Store
 
 
@@ -76,8 +76,7 @@ def _train_domain(domain: str, cfg: Config, datasets, device: str, progress: boo
     """Train the zoo of one domain; return its stacked result and per-model val accuracy."""
     images = datasets[domain]
     train, val = images.part("train"), images.part("val")
-    d = DOMAINS.index(domain)
-    gen = torch.Generator().manual_seed(cfg.seed * 104729 + 17 * d + 1)
+    gen = generator(cfg.seed, "zoo subsets", domain)
     size = max(2, round(len(train) * cfg.zoo.subset_fraction))
     plans, weights = [], []
     for _ in range(cfg.zoo.models):
@@ -92,7 +91,7 @@ def _train_domain(domain: str, cfg: Config, datasets, device: str, progress: boo
             if cfg.cnn.imbalance == "weighted"
             else torch.ones(2)
         )
-    seeds = [cfg.seed * 1_000_003 + 10_007 * d + k for k in range(cfg.zoo.models)]
+    seeds = [derive_seed(cfg.seed, "zoo model", domain, k) for k in range(cfg.zoo.models)]
     models = [build(cfg.cnn, cfg.data.image_size, s) for s in seeds]
     plans = torch.stack(plans)
     steps = plans.shape[1]
@@ -121,7 +120,9 @@ def train_zoo(cfg: Config, datasets, store: Store, *, force=False, progress=True
         summary = {}
         for domain in DOMAINS:
             result, accuracy, steps = _train_domain(domain, cfg, datasets, device, progress)
-            sets, available = extract_kernel_sets(result.snapshots, cfg.zoo.kernel_sets, cfg.seed)
+            sets, available = extract_kernel_sets(
+                result.snapshots, cfg.zoo.kernel_sets, derive_seed(cfg.seed, "kernel sets")
+            )
             tensors = {f"{layer}": sets.kernels[layer] for layer in CONV_LAYERS}
             tensors |= {f"{layer}_index": sets.index[layer] for layer in CONV_LAYERS}
             writer.save_tensors(domain, tensors)
@@ -147,7 +148,7 @@ def train_zoo(cfg: Config, datasets, store: Store, *, force=False, progress=True
             }
         writer.save_json("summary", summary)
 
-    key = stage_key(cfg, "cnn", "zoo", version=2)  # 2: layer-1 snapshots saved too
+    key = stage_key(cfg, "cnn", "zoo", version=3)  # 2: layer-1 snapshots; 3: derive_seed
     artifact = store.stage("zoo", key, build_stage, inputs=[datasets.artifact], force=force)
     return load(artifact)
 

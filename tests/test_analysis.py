@@ -16,10 +16,12 @@ def test_purity_entropy_and_hungarian_on_a_hand_checked_example():
     h0 = -(0.75 * np.log2(0.75) + 0.25 * np.log2(0.25))
     assert analysis.cluster_entropy(table) == pytest.approx((h0 + 1.0) / 2)
     assert analysis.hungarian(table) == {0: 0, 1: 2}
-    metrics = analysis.cluster_metrics(clusters, groups)
+    metrics = analysis.matched_cluster_metrics(clusters, groups, clusters, groups)
     assert metrics["black cat precision"] == pytest.approx(0.75)
     assert metrics["black cat recall"] == pytest.approx(1.0)
     assert metrics["black cat f1"] == pytest.approx(2 * 0.75 / 1.75)
+    assert metrics["best cluster f1"] == pytest.approx(2 * 0.75 / 1.75)
+    assert 0 < metrics["ari"] < 1 and 0 < metrics["ami"] < 1
 
 
 def test_hungarian_is_one_to_one_not_majority_vote():
@@ -29,10 +31,27 @@ def test_hungarian_is_one_to_one_not_majority_vote():
     assert sorted(mapping.values()) == [0, 1] and mapping == {0: 0, 1: 1}
 
 
+def test_clusters_are_matched_on_the_labelled_images_not_on_the_scored_ones():
+    """On the labelled images cluster 1 holds the black cats; on the evaluated images cluster
+    0 does. Matching on the scored images would call cluster 0 'black cat' and score F1 = 1."""
+    lab_clusters, lab_groups = np.array([0, 0, 1, 1]), np.array([2, 2, 0, 0])
+    ev_clusters, ev_groups = np.array([0, 0, 1, 1]), np.array([0, 0, 2, 2])
+    metrics = analysis.matched_cluster_metrics(lab_clusters, lab_groups, ev_clusters, ev_groups)
+    assert metrics["black cat f1"] == 0.0 and metrics["best cluster f1"] == 1.0
+    assert metrics["ari"] == pytest.approx(1.0)  # the clusters do split the groups
+
+
+def test_random_clusters_score_chance_and_no_more():
+    groups = np.repeat(np.arange(4), 250)
+    ref = analysis.random_clusters_reference(groups, groups, k=4, seed=0)
+    assert ref["black cat f1"] == pytest.approx(0.25, abs=0.04)  # precision = recall = 1/4
+    assert abs(ref["ari"]) < 0.01
+
+
 def test_noise_points_are_left_out_and_counted():
     clusters = np.array([-1, -1, 0, 0, 1, 1])
     groups = np.array([0, 1, 0, 0, 2, 2])
-    metrics = analysis.cluster_metrics(clusters, groups)
+    metrics = analysis.matched_cluster_metrics(clusters, groups, clusters, groups)
     assert metrics["noise"] == pytest.approx(2 / 6) and metrics["clusters"] == 2
     assert metrics["purity"] == 1.0 and metrics["black cat recall"] == pytest.approx(2 / 3)
 
@@ -51,48 +70,98 @@ def test_linear_probe_finds_a_separable_group_and_centroid_cosine():
     x = rng.normal(size=(200, 5))
     x[groups == 0, 0] += 6
     scores = analysis.linear_probe(x[::2], groups[::2], x[1::2], groups[1::2])
-    assert scores["f1"] > 0.95
+    assert scores["f1"] > 0.95 and scores["roc auc"] > 0.99 and scores["average precision"] > 0.95
+    noise = analysis.linear_probe(x[::2, 1:], groups[::2], x[1::2, 1:], groups[1::2])
+    assert noise["roc auc"] < 0.8  # the same probe on the uninformative columns
     cos = analysis.centroid_cosine(np.abs(x), groups)
     assert cos.shape == (4, 4) and np.allclose(np.diag(cos), 1)
 
 
-def test_mean_ci_and_verdicts():
-    frame = analysis.long_metrics(
-        {
-            seed: {
-                "models": {
-                    name: {
-                        m: {"black cat f1": f1, "purity": 0.5}
-                        for m in ("K-means (UMAP)", "K-means (features)", "HDBSCAN (UMAP)")
-                    }
-                    | {"linear probe": {"f1": f1}}
-                    for name, f1 in (
-                        ("generated F(cat CNN)", 0.8 + 0.01 * seed),
-                        ("random CNN", 0.2 + 0.01 * seed),
-                    )
-                },
-                "score models": {},
-                "references": {"all positive": 0.4},
-            }
-            for seed in range(3)
-        }
+def test_label_efficiency_improves_with_labels_on_a_hard_group():
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(4), 400)
+    x = rng.normal(size=(1600, 30))
+    x[groups == 0, :3] += 0.8
+    curve = analysis.label_efficiency(
+        x[::2], groups[::2], x[1::2], groups[1::2], (2, 100), c=1.0, seed=0
     )
-    summary = analysis.mean_ci(frame)
-    row = summary[(summary.model == "random CNN") & (summary.metric == "F1 linear probe")]
-    assert row["mean"].item() == pytest.approx(0.21) and row["seeds"].item() == 3
-    assert row["ci95"].item() == pytest.approx(4.302653 * 0.01 / np.sqrt(3), rel=1e-4)
-    verdicts = analysis.comparison(summary, "F1 linear probe")
-    assert verdicts == [
-        {
-            "rival": "random CNN",
-            "rival mean": pytest.approx(0.21),
-            "generated mean": pytest.approx(0.81),
-            "verdict": "better",
+    assert list(curve) == ["2", "100"] and curve["100"]["roc auc"] > curve["2"]["roc auc"]
+
+
+def _seeded_metrics(values: dict[str, list[float]]) -> dict[int, dict]:
+    """Metrics files whose every view of a model holds the same number, seed by seed."""
+    views = {view for view, _ in analysis.METRICS.values()}
+    keys = set(analysis._FROM_VIEW.values())
+    return {
+        seed: {
+            "models": {
+                name: {view: {k: v[seed] for k in keys} for view in views}
+                for name, v in values.items()
+            },
+            "score models": {},
+            "references": {"all positive": 0.4},
         }
-    ]
+        for seed in range(len(next(iter(values.values()))))
+    }
 
 
-def test_results_chapter_reads_its_numbers_from_the_metrics_files(tmp_path):
+def test_mean_ci_and_paired_differences_with_holm():
+    gen = [0.80, 0.82, 0.81, 0.85, 0.79]
+    values = {
+        "generated F(cat CNN)": gen,
+        "random CNN": [v - 0.3 for v in gen],  # far worse, seed by seed
+        "cat CNN (source unchanged)": [
+            v - d for v, d in zip(gen, [0.01, -0.01, 0.02, -0.02, 0], strict=True)
+        ],
+    }
+    frame = analysis.long_metrics(_seeded_metrics(values))
+    summary = analysis.mean_ci(frame)
+    row = summary[(summary.model == "random CNN") & (summary.metric == "probe F1")]
+    assert row["mean"].item() == pytest.approx(np.mean(gen) - 0.3) and row["seeds"].item() == 5
+    assert row["ci95"].item() == pytest.approx(2.776445 * np.std(gen, ddof=1) / np.sqrt(5))
+    table = analysis.paired_differences(frame, "generated F(cat CNN)", "probe F1")
+    # the two intervals overlap widely, but the paired difference is exactly 0.3 every seed
+    assert table.loc["random CNN", "difference"] == pytest.approx(0.3)
+    assert table.loc["random CNN", "verdict"] == "better"
+    assert table.loc["cat CNN (source unchanged)", "verdict"] == "not distinguishable"
+    mde = analysis.detectable_difference(frame, "generated F(cat CNN)", "probe F1")
+    assert 0 < mde < 0.1
+
+
+def test_holm_adjustment_by_hand():
+    assert analysis.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_bootstrap_difference_within_a_seed():
+    rng = np.random.default_rng(0)
+    truth = np.repeat([True, False], 500)
+    good = np.where(truth, 1.0, -1.0) + rng.normal(0, 0.8, 1000)
+    poor = np.where(truth, 1.0, -1.0) + rng.normal(0, 3.0, 1000)
+    point, low, high = analysis.bootstrap_difference(good, poor, truth, "f1", resamples=200)
+    assert 0 < low < point < high
+    same = analysis.bootstrap_difference(good, good, truth, "roc auc", resamples=50)
+    assert same == (0.0, 0.0, 0.0)
+
+
+def test_no_chapter_types_a_result_in_its_prose():
+    """Decimals and percentages in a chapter's prose must come from glue, never be typed."""
+    import re
+
+    import nbformat
+
+    from kernelfusion import book
+
+    for name in book.chapters():
+        notebook = nbformat.read(book.PROJECT / f"{name}.ipynb", 4)
+        for cell in notebook.cells:
+            if cell.cell_type == "markdown":
+                text = re.sub(r"\{glue:[a-z]*\}`[^`]*`", "", cell.source)
+                text = re.sub(r"`[^`]*`", "", text)  # code: config keys, file names
+                text = re.sub(r"\b(95|80|5)%", "", text)  # the method's levels, not results
+                assert not re.search(r"\b\d+\.\d+\b|\d+\s?%", text), (name, cell.source)
+
+
+def test_results_chapter_reads_its_numbers_from_the_metrics_files():
     """The results chapter's table changes when (and only when) a metrics file changes."""
     import nbformat
 
@@ -101,24 +170,9 @@ def test_results_chapter_reads_its_numbers_from_the_metrics_files(tmp_path):
     source = nbformat.read(book.PROJECT / "notebooks" / "07_results.ipynb", 4)
     code = "\n".join(c.source for c in source.cells if c.cell_type == "code")
     assert "run_seeds" in code and "long_metrics" in code
-    import re
-
-    for cell in source.cells:  # no result typed in the prose: decimals come from glue only
-        if cell.cell_type == "markdown":
-            assert not re.search(r"\b0\.\d", cell.source), cell.source
-    metrics = {
-        "models": {
-            "random CNN": {
-                m: {"black cat f1": 0.3, "purity": 0.4}
-                for m in ("K-means (UMAP)", "K-means (features)", "HDBSCAN (UMAP)")
-            }
-            | {"linear probe": {"f1": 0.6}}
-        },
-        "score models": {},
-        "references": {"all positive": 0.4},
-    }
-    first = analysis.mean_ci(analysis.long_metrics({0: json.loads(json.dumps(metrics))}))
-    metrics["models"]["random CNN"]["linear probe"]["f1"] = 0.9
-    second = analysis.mean_ci(analysis.long_metrics({0: metrics}))
-    pick = first.metric == "F1 linear probe"
+    metrics = _seeded_metrics({"random CNN": [0.6]})
+    first = analysis.mean_ci(analysis.long_metrics(json.loads(json.dumps(metrics))))
+    metrics[0]["models"]["random CNN"]["linear probe"]["f1"] = 0.9
+    second = analysis.mean_ci(analysis.long_metrics(metrics))
+    pick = (first.metric == "probe F1") & (first.model == "random CNN")
     assert first[pick]["mean"].item() == 0.6 and second[pick]["mean"].item() == 0.9
