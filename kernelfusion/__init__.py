@@ -1,6 +1,15 @@
 """kernelfusion: generate a CNN for black cats by translating the kernels of two other CNNs."""
 
-from . import (
+import os as _os
+
+from .store import default_root as _default_root
+
+# numba's compiled code (umap, pynndescent) is cached on disk in the runs folder, shared by
+# every chapter's kernel and every worker: only the first process pays the compilation (set
+# before numba is first imported, which reads it once).
+_os.environ.setdefault("NUMBA_CACHE_DIR", str(_default_root() / "numba-cache"))
+
+from . import (  # noqa: E402 - after the numba setting above
     analysis,
     cnn,
     config,

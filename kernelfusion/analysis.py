@@ -9,22 +9,46 @@ import torch
 
 
 def umap_embedding(
-    x: torch.Tensor | np.ndarray, seed: int, n_neighbors: int = 15, min_dist: float = 0.1
+    x: torch.Tensor | np.ndarray,
+    seed: int,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    epochs: int | None = None,
 ) -> np.ndarray:
     """A 2-D UMAP of the rows of `x` (umap-learn), reproducible for a given seed."""
-    with warnings.catch_warnings():  # umap imports tqdm.auto, which warns in a kernel
-        warnings.simplefilter("ignore")
-        import umap
-
+    umap = _umap()
     data = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     reducer = umap.UMAP(
         n_components=2,
         n_neighbors=min(n_neighbors, len(data) - 1),
         min_dist=min_dist,
+        n_epochs=epochs,
         random_state=seed,
         n_jobs=1,
     )
     return reducer.fit_transform(data.astype(np.float32))
+
+
+def _umap():
+    """umap-learn, with its numba functions compiled once and cached on disk
+    (`NUMBA_CACHE_DIR`): umap leaves caching off, so every new process compiled them again,
+    about 8 s each on the project's CPU. `Dispatcher.enable_caching` is numba's own switch,
+    the one `@njit(cache=True)` sets."""
+    with warnings.catch_warnings():  # umap imports tqdm.auto, which warns in a kernel
+        warnings.simplefilter("ignore")
+        import umap
+        import umap.layouts
+        import umap.spectral
+        import umap.umap_
+        import umap.utils
+    from numba.core.caching import NullCache
+    from numba.core.registry import CPUDispatcher
+
+    for module in (umap.umap_, umap.layouts, umap.utils, umap.spectral):
+        for function in vars(module).values():
+            if isinstance(function, CPUDispatcher) and isinstance(function._cache, NullCache):
+                function.enable_caching()
+    return umap
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -168,8 +192,12 @@ def probe_scores(train_x, train_groups, test_x, c: float = 1.0) -> np.ndarray:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    # liblinear: the same L2-regularised logistic regression (its intercept regularised too,
+    # a negligible difference on standardised features), 6x faster than lbfgs here (measured:
+    # 0.19 s vs 1.14 s on 1,280 x 1,024 features, the same accuracy to 0.004).
     probe = make_pipeline(
-        StandardScaler(), LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
+        StandardScaler(),
+        LogisticRegression(C=c, solver="liblinear", max_iter=3000, class_weight="balanced"),
     )
     probe.fit(train_x, train_groups == BLACK_CAT)
     return probe.decision_function(test_x)
@@ -317,6 +345,7 @@ def _metrics_for(x_lab, g_lab, x_eval, g_eval, sample, cfg):
         derive_seed(cfg.seed, "umap"),
         cfg.analysis.umap_neighbors,
         cfg.analysis.umap_min_dist,
+        cfg.analysis.umap_epochs,
     )
     clusterings = cluster_all(joint, embedding, cfg.analysis, derive_seed(cfg.seed, "k-means"))
     n = len(lab)
@@ -327,10 +356,15 @@ def _metrics_for(x_lab, g_lab, x_eval, g_eval, sample, cfg):
     score = probe_scores(x_lab, g_lab, x_eval, cfg.analysis.probe_c)
     truth = g_eval == BLACK_CAT
     result["linear probe"] = {**binary_scores(score > 0, truth), **ranking_scores(score, truth)}
-    sizes = tuple(n for n in LABEL_SIZES if n <= np.bincount(g_lab, minlength=4).min())
+    available = int(np.bincount(g_lab, minlength=GROUP_COUNT).min())
+    sizes = tuple(n for n in LABEL_SIZES if n < available)
     result["label efficiency"] = label_efficiency(
         x_lab, g_lab, x_eval, g_eval, sizes, cfg.analysis.probe_c, cfg.seed
     )
+    # the last point, every labelled image, is the probe above (not trained twice)
+    result["label efficiency"][str(available)] = {
+        k: result["linear probe"][k] for k in ("f1", "roc auc")
+    }
     result["centroid cosine"] = centroid_cosine(x_eval, g_eval).tolist()
     return result, embedding[n:], clusterings["K-means (UMAP)"][n:], score
 

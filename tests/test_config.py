@@ -94,4 +94,9 @@ def test_every_valid_key_is_a_field():
     keys = config.valid_keys()
     assert "data.image_size" in keys and "seed" in keys and "preset" not in keys
     assert len(keys) == len(set(keys))
-    assert all(dataclasses.is_dataclass(config.Config().data) for _ in [0])
+    defaults = config.Config()
+    for key in keys:  # each key is settable, to its own default, without changing the config
+        section, _, name = key.rpartition(".")
+        value = getattr(getattr(defaults, section) if section else defaults, name)
+        assert config.load("default", {key: value}) == config.load("default"), key
+    assert dataclasses.is_dataclass(defaults.data)

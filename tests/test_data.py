@@ -20,7 +20,8 @@ def test_synthetic_sets_have_the_configured_make_up(smoke_sets):
     d = cfg.data
     assert torch.bincount(sets.black.labels).tolist() == [d.black_random_count, d.black_count]
     assert torch.bincount(sets.cat.labels).tolist() == [d.cat_random_count, d.cat_count]
-    assert torch.bincount(sets.eval.groups).tolist() == [d.eval_per_group] * 4
+    per_group = d.eval_per_group + d.labelled_per_group
+    assert torch.bincount(sets.eval.groups).tolist() == [per_group] * 4
     for name in data.SETS:
         images = sets[name].images
         assert images.dtype == torch.uint8 and images.shape[1:] == (3, d.image_size, d.image_size)
@@ -36,7 +37,8 @@ def test_no_black_cat_in_training_sets_by_default(smoke_sets):
 
 def test_leakage_switch_lets_black_cats_in():
     cfg = config.load("smoke", {"data.black_cats_in_training": True, "data.cat_count": 300})
-    plans = data.recipes(cfg.data, torch.Generator().manual_seed(0))
+    gens = {name: torch.Generator().manual_seed(i) for i, name in enumerate(data.RECIPES)}
+    plans = data.recipes(cfg.data, gens)
     assert (data.ground_truth_groups(plans["cat"].kinds, plans["cat"].colours) == 0).sum() > 20
 
 
@@ -45,7 +47,8 @@ def test_ground_truth_is_exact_and_the_colour_rule_agrees(smoke_sets):
     ev = sets.eval
     assert torch.equal(data.ground_truth_groups(ev.kinds, ev.colours), ev.groups)
     report = data.black_rule_agreement(ev, cfg.data.dark_fraction)
-    assert report["agreement"] >= 0.98 and report["black by truth"] == 2 * cfg.data.eval_per_group
+    per_group = cfg.data.eval_per_group + cfg.data.labelled_per_group
+    assert report["agreement"] >= 0.98 and report["black by truth"] == 2 * per_group
     brown_cats = (ev.colours == 1) & (ev.kinds == synthetic.CAT)
     assert (ev.dark_fraction[(ev.groups == 0)] > 0.5).all()
     if brown_cats.any():
@@ -227,3 +230,44 @@ def test_oxford_pets_missing_is_a_clear_error(tmp_path):
     cfg = config.load("smoke", {"data.source": "oxford_pets", "data.root": str(tmp_path)})
     with pytest.raises(DataError, match="Oxford-IIIT Pet not found.*download=True"):
         data.read_oxford_pets(cfg, progress=False)
+
+
+def test_evaluation_images_do_not_move_when_a_training_count_changes():
+    base = config.load("smoke")
+    more = config.load("smoke", {"data.black_count": 90, "data.cat_random_count": 40})
+    a, b = data.make_synthetic(base, progress=False), data.make_synthetic(more, progress=False)
+    assert len(b["black"]) != len(a["black"])
+    assert torch.equal(a["eval"].images, b["eval"].images)
+    fewer_labels = config.load("smoke", {"data.labelled_per_group": 12})
+    c = data.make_synthetic(fewer_labels, progress=False)
+    scored = a["eval"].images[a["eval"].split != 0]
+    assert torch.equal(scored, c["eval"].images[c["eval"].split != 0])
+
+
+def test_labelled_and_evaluated_parts_are_apart_and_sized():
+    cfg = config.load("smoke")
+    ev = data.make_synthetic(cfg, progress=False)["eval"]
+    labelled, evaluated = (ev.split == 0), (ev.split != 0)
+    assert torch.bincount(ev.groups[labelled]).tolist() == [cfg.data.labelled_per_group] * 4
+    assert torch.bincount(ev.groups[evaluated]).tolist() == [cfg.data.eval_per_group] * 4
+    flat = ev.images.flatten(1)
+    for row in flat[labelled][:10]:
+        assert not (flat[evaluated] == row).all(1).any()  # no scored image is also labelled
+
+
+def test_oxford_leakage_switch_puts_black_cats_in_both_training_sets(tmp_path):
+    root = _oxford_layout(tmp_path, per_breed=9)
+    on = config.load(
+        "smoke",
+        {"data.source": "oxford_pets", "data.root": str(root), "data.black_cats_in_training": True},
+    )
+    off = config.load("smoke", {"data.source": "oxford_pets", "data.root": str(root)})
+    leaky, clean = (
+        data.read_oxford_pets(on, progress=False),
+        data.read_oxford_pets(off, progress=False),
+    )
+    for name, label in (("black", 1), ("cat", 1)):
+        assert not (clean[name].groups == 0).any()
+        cats = leaky[name].groups == 0
+        assert cats.any() and (leaky[name].labels[cats] == label).all()
+    assert torch.equal(leaky["eval"].images, clean["eval"].images)

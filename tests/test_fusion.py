@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from kernelfusion import cnn, config, fusion
@@ -83,3 +84,73 @@ def test_other_zoo_control_draws_real_zoo_filters():
     pool = gan.kernels["black"]["conv1"].flatten(1)
     for row in out.conv1.weight.detach().flatten(1):
         assert (pool == row).all(1).any()
+
+
+def _permuted(model, perm1, perm2):
+    """The same function as `model` with its hidden channels in another order."""
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["conv1.weight"], state["conv1.bias"] = (
+        state["conv1.weight"][perm1],
+        state["conv1.bias"][perm1],
+    )
+    state["conv2.weight"] = state["conv2.weight"][:, perm1][perm2]
+    state["conv2.bias"] = state["conv2.bias"][perm2]
+    head = state["head.weight"]
+    state["head.weight"] = head.view(head.shape[0], len(perm2), -1)[:, perm2].flatten(1)
+    out = _model()
+    out.load_state_dict(state)
+    return out
+
+
+def test_aligned_merge_undoes_a_channel_permutation():
+    """Merging a CNN with a channel-shuffled copy of itself gives the CNN back; plain averaging
+    does not."""
+    torch.manual_seed(0)
+    a = _model(4)
+    b = _permuted(a, torch.tensor([2, 0, 3, 1]), torch.randperm(a.conv2.out_channels))
+    x = torch.rand(6, 3, 24, 24)
+    torch.testing.assert_close(b(x), a(x))  # the same function, other channel order
+    images = torch.randint(0, 256, (64, 3, 24, 24), dtype=torch.uint8)
+    merged = fusion.aligned_merge(a, b, images)
+    for key, value in a.state_dict().items():
+        torch.testing.assert_close(merged.state_dict()[key], value)
+    plain = fusion.combine(a, b, a, None)
+    assert not torch.allclose(plain.conv1.weight, a.conv1.weight)
+
+
+class _ZooArtifact:
+    """A zoo artifact's `<domain>_models` tensors: stacked state dicts of its final models."""
+
+    def __init__(self, black, cat):
+        self.models = {"black": black, "cat": cat}
+
+    def tensors(self, name):
+        models = self.models[name.removesuffix("_models")]
+        return {k: torch.stack([m.state_dict()[k] for m in models]) for k in models[0].state_dict()}
+
+
+def test_nearest_zoo_model_finds_a_channel_shuffled_copy():
+    cfg = config.load("smoke")
+    target = _model(9)
+    copy = _permuted(target, torch.tensor([1, 0, 3, 2]), torch.arange(target.conv2.out_channels))
+    zoo = _ZooArtifact([_model(1), _model(2)], [_model(3), copy, _model(5)])
+    nearest, found = fusion.nearest_zoo_model(cfg, target, zoo)
+    assert (found["domain"], found["model"]) == ("cat", 1)
+    assert found["relative distance"] == pytest.approx(0.0, abs=1e-6)
+    torch.testing.assert_close(nearest.conv1.weight, copy.conv1.weight)
+
+
+def test_the_oracle_never_sees_a_scored_image(tmp_path):
+    """Replacing every evaluated image by noise leaves the oracle's weights unchanged."""
+    from kernelfusion import data, store
+
+    cfg = config.load("smoke", {"cnn.epochs": 1})
+    datasets = data.prepare(cfg, store.open(cfg, tmp_path), progress=False)
+    first = fusion.train_oracle(cfg, datasets, "cpu", progress=False)
+    scored = datasets.eval.split != 0
+    datasets.eval.images[scored] = torch.randint(
+        0, 256, datasets.eval.images[scored].shape, dtype=torch.uint8
+    )
+    second = fusion.train_oracle(cfg, datasets, "cpu", progress=False)
+    for key, value in first.state_dict().items():
+        assert torch.equal(second.state_dict()[key], value), key
