@@ -9,6 +9,8 @@ import time
 
 import torch
 
+from kernelfusion import training
+
 from .common import table
 
 BATCH, STEPS = 32, 12
@@ -51,7 +53,7 @@ def _peak_mib() -> float:
 
 
 def _measure(k: int, mode: str, device: str, image: int, channels, queue) -> None:
-    from kernelfusion import cnn, config, training
+    from kernelfusion import cnn, config
 
     cfg = config.load("default", {"cnn.channels1": channels[0], "cnn.channels2": channels[1]}).cnn
     gen = torch.Generator().manual_seed(0)
@@ -64,6 +66,11 @@ def _measure(k: int, mode: str, device: str, image: int, channels, queue) -> Non
     def train_all():
         if mode == "vectorized":
             training.train_stacked(models, images, labels, plans, weights, cfg, progress=False)
+        elif mode == "rule":  # what the zoo stage does: stacks of the device's size
+            size = training.stack_size(device, k)
+            training.train_in_stacks(
+                models, plans, weights, size, images=images, labels=labels, cfg=cfg, progress=False
+            )
         else:
             for i in range(k):
                 training.train_stacked(
@@ -99,6 +106,7 @@ def measure(k: int, mode: str, device: str, image: int, channels) -> tuple[float
 def _row(name: str, image: int, channels, k: int, device: str, peak: float) -> dict:
     loop_s, loop_mem = measure(k, "loop", device, image, channels)
     vec_s, vec_mem = measure(k, "vectorized", device, image, channels)
+    rule_s, _ = measure(k, "rule", device, image, channels)
     achieved = step_flops(k, image, channels) * STEPS / vec_s
     return {
         "CNN": f"{name} ({image}px, {channels[0]}/{channels[1]} ch)",
@@ -106,6 +114,8 @@ def _row(name: str, image: int, channels, k: int, device: str, peak: float) -> d
         "loop model-steps/s": k * STEPS / loop_s,
         "vectorized model-steps/s": k * STEPS / vec_s,
         "speed-up": loop_s / vec_s,
+        "zoo rule stack": training.stack_size(device, k),
+        "zoo rule vs loop": loop_s / rule_s,
         "loop peak MiB": loop_mem,
         "vectorized peak MiB": vec_mem,
         "GFLOP/s": achieved / 1e9,

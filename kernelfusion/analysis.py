@@ -698,14 +698,15 @@ def verdict_counts(tables: dict) -> dict[str, dict[str, int]]:
 
 
 def verdict_table(tables: dict):
-    """Rivals x metrics: the verdict with the difference and its interval, as text."""
+    """Rivals x metrics: the verdict, the difference with its (uncorrected) 95% interval, and
+    the Holm-adjusted p-value the verdict is read from, as text."""
     import pandas as pd
 
     return pd.DataFrame(
         {
             metric: {
-                rival: f"{row['verdict']} ({row['difference']:+.3f}, "
-                f"[{row['low']:+.3f}, {row['high']:+.3f}])"
+                rival: f"{row['verdict']}: {row['difference']:+.3f} "
+                f"[{row['low']:+.3f}, {row['high']:+.3f}], p (Holm) {row['p (Holm)']:.2g}"
                 for rival, row in table.iterrows()
             }
             for metric, table in tables.items()

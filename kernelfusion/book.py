@@ -13,8 +13,9 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,38 @@ class BookResult:
     index_html: Path
     chapter_seconds: dict[str, float]
     build_seconds: float
+    chapter_peak_mib: dict[str, float] = field(default_factory=dict)
+
+
+class PeakMemory:
+    """The peak resident memory (MiB) of this process's descendants (a chapter's kernel and any
+    worker it starts), sampled every `interval` seconds on a thread while in the `with`."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval, self.peak = interval, 0.0
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.wait(self.interval):
+            total = 0
+            for child in me.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except psutil.Error:  # ended between listing and reading
+                    pass
+            self.peak = max(self.peak, total / 2**20)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def toc_files(project: Path = PROJECT) -> list[str]:
@@ -96,14 +129,16 @@ def execute(
     only: str | None = None,
     project: Path = PROJECT,
     log=print,
-) -> dict[str, float]:
-    """Run each chapter with papermill into `source`; stop at the first failing one."""
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Run each chapter with papermill into `source`; stop at the first failing one. Returns
+    each chapter's seconds and the peak memory (MiB) of its kernel and workers."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     config_module.load(preset, overrides)  # fail before starting any kernel
     names = _select(chapters(project), only)
     seconds: dict[str, float] = {}
+    peaks: dict[str, float] = {}
     os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would litter the book's pages
     for number, name in enumerate(names, 1):
         output = source / f"{name}.ipynb"
@@ -112,15 +147,16 @@ def execute(
         log(f"[{number}/{len(names)}] {Path(name).name} ...", end=" ", flush=True)
         started = time.time()
         try:
-            papermill.execute_notebook(
-                str(project / f"{name}.ipynb"),
-                str(partial),
-                parameters={"preset": preset, "overrides": overrides},
-                kernel_name="python3",
-                cwd=str(project / "notebooks"),
-                progress_bar=False,
-                log_output=False,
-            )
+            with PeakMemory() as memory:
+                papermill.execute_notebook(
+                    str(project / f"{name}.ipynb"),
+                    str(partial),
+                    parameters={"preset": preset, "overrides": overrides},
+                    kernel_name="python3",
+                    cwd=str(project / "notebooks"),
+                    progress_bar=False,
+                    log_output=False,
+                )
         except PapermillExecutionError as error:
             log("failed")
             raise BookError(
@@ -130,8 +166,9 @@ def execute(
             ) from None
         os.replace(partial, output)
         seconds[Path(name).name] = round(time.time() - started, 2)
+        peaks[Path(name).name] = round(memory.peak, 1)
         log(f"{seconds[Path(name).name]:.1f} s")
-    return seconds
+    return seconds, peaks
 
 
 def drop_unexecuted(source: Path, project: Path = PROJECT) -> list[str]:
@@ -198,7 +235,7 @@ def make_book(
     overrides = dict(overrides or {})
     source = out / "source"
     stage_sources(source, project)
-    chapter_seconds = execute(preset, overrides, source, only=only, project=project, log=log)
+    chapter_seconds, peaks = execute(preset, overrides, source, only=only, project=project, log=log)
     skipped = drop_unexecuted(source, project)
     if skipped:
         log(
@@ -210,6 +247,11 @@ def make_book(
     index = build(source, out)
     build_seconds = round(time.time() - started, 2)
     log(f"{build_seconds:.1f} s")
-    timings = {"preset": preset, "chapters": chapter_seconds, "build": build_seconds}
+    timings = {
+        "preset": preset,
+        "chapters": chapter_seconds,
+        "peak MiB": peaks,
+        "build": build_seconds,
+    }
     (out / "timings.json").write_text(json.dumps(timings, indent=1))
-    return BookResult(index, chapter_seconds, build_seconds)
+    return BookResult(index, chapter_seconds, build_seconds, peaks)

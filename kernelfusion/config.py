@@ -67,6 +67,7 @@ class ZooConfig:
     snapshots: int = 3  # per model, evenly spaced over the second half of training
     subset_fraction: float = 0.8  # each model trains on its own random subset of the data
     kernel_sets: int = 0  # kernel sets kept per layer and domain (0 = all); paper: 4,498
+    stack: int = 0  # models trained as one vectorized stack; 0: the device's fastest (training)
 
 
 @dataclass
@@ -250,6 +251,7 @@ def _checks(cfg: Config) -> list[tuple[str, bool, str]]:
         ("zoo.snapshots", 1 <= cfg.zoo.snapshots, "at least 1"),
         ("zoo.subset_fraction", 0 < cfg.zoo.subset_fraction <= 1, "in (0, 1]"),
         ("zoo.kernel_sets", cfg.zoo.kernel_sets >= 0, "0 (all) or a positive count"),
+        ("zoo.stack", cfg.zoo.stack >= 0, "0 (automatic) or a positive count"),
         ("gan.hidden", cfg.gan.hidden >= 1, "at least 1"),
         ("gan.depth", cfg.gan.depth >= 2, "at least 2"),
         ("gan.steps", cfg.gan.steps >= 1, "at least 1"),

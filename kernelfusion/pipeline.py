@@ -6,7 +6,8 @@ import dataclasses
 
 from . import analysis, cnn, cyclegan, data, fusion, zoo
 from .config import Config
-from .store import Artifact, Store
+from .store import Artifact, NotCached, Store
+from .store import open as open_store
 
 
 def run(cfg: Config, store: Store, progress: bool = True) -> Artifact:
@@ -33,14 +34,24 @@ def run_seeds(cfg: Config, root=None, progress: bool = True) -> dict[int, dict]:
 
     from . import sweep
 
-    configs = [dataclasses.replace(cfg, seed=seed) for seed in seeds(cfg)]
-    address = cfg.analysis.ray_address or None
-    results = sweep.run_configs(
-        configs,
-        [{"seed": c.seed} for c in configs],
-        backend="ray" if address else "local",
-        workers=min(cfg.analysis.workers, len(configs)),
-        root=root,
-        address=address,
-    )
-    return {r["overrides"]["seed"]: json.loads(Path(r["metrics"]).read_text()) for r in results}
+    results, missing = {}, []
+    for seed in seeds(cfg):  # what is cached is read here, at once; the rest goes to workers
+        seeded = dataclasses.replace(cfg, seed=seed)
+        try:
+            results[seed] = run(seeded, open_store(seeded, root, build=False), False).json(
+                "metrics"
+            )
+        except NotCached:
+            missing.append(seeded)
+    if missing:
+        address = cfg.analysis.ray_address or None
+        for result in sweep.run_configs(
+            missing,
+            [{"seed": c.seed} for c in missing],
+            backend="ray" if address else "local",
+            workers=min(cfg.analysis.workers, len(missing)),
+            root=root,
+            address=address,
+        ):
+            results[result["overrides"]["seed"]] = json.loads(Path(result["metrics"]).read_text())
+    return dict(sorted(results.items()))

@@ -40,6 +40,10 @@ class ArtifactError(RuntimeError):
     """An artifact that is missing, corrupt, or was made from another config."""
 
 
+class NotCached(ArtifactError):
+    """A stage asked of a store opened with `build=False` that has no sealed artifact for it."""
+
+
 def safe_name(name: str) -> str:
     """Return `name` if it is a plain file or folder name; refuse anything that could escape."""
     if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
@@ -149,6 +153,7 @@ class Store:
     root: Path
     cfg: Config
     timings: dict[str, float] = field(default_factory=dict)
+    build: bool = True  # False: only reuse sealed stages, raise NotCached for any other
 
     @property
     def run_dir(self) -> Path:
@@ -195,6 +200,8 @@ class Store:
                 return artifact
             except ArtifactError as error:
                 log.warning("recomputing stage %r: %s", stage, error)
+        if not self.build:
+            raise NotCached(f"stage {stage!r} of {self.cfg.run_name} is not cached")
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.tmp"
         tmp.mkdir()
@@ -383,6 +390,9 @@ def default_root() -> Path:
     return Path.cwd() / "runs"
 
 
-def open(cfg: Config, root: str | Path | None = None) -> Store:  # noqa: A001 - mirrors kf.store.open
-    """Return the store of `cfg`'s run folder under `root` (see `default_root`)."""
-    return Store(Path(root) if root is not None else default_root(), cfg)
+def open(  # noqa: A001 - mirrors kf.store.open
+    cfg: Config, root: str | Path | None = None, *, build: bool = True
+) -> Store:
+    """Return the store of `cfg`'s run folder under `root` (see `default_root`); with
+    `build=False` it only reuses what is cached."""
+    return Store(Path(root) if root is not None else default_root(), cfg, build=build)

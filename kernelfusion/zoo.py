@@ -95,13 +95,14 @@ def _train_domain(domain: str, cfg: Config, datasets, device: str, progress: boo
     models = [build(cfg.cnn, cfg.data.image_size, s) for s in seeds]
     plans = torch.stack(plans)
     steps = plans.shape[1]
-    result = training.train_stacked(
+    result = training.train_in_stacks(
         models,
-        train.images.to(device),
-        train.labels.to(device),
         plans,
         torch.stack(weights),
-        cfg.cnn,
+        training.stack_size(device, len(models), cfg.zoo.stack),
+        images=train.images.to(device),
+        labels=train.labels.to(device),
+        cfg=cfg.cnn,
         snapshot_steps=training.snapshot_schedule(steps, cfg.zoo.snapshots),
         stage=f"{domain} zoo",
         progress=progress,

@@ -117,6 +117,9 @@ def test_nan_losses_stop_training_with_step_and_term():
         cyclegan.train_layer(cfg, black, cat, 3, 0, "cpu", stage="CycleGAN conv1", progress=False)
 
 
+CYCLE_BOUND = 0.5  # of the spacing of real kernels; measured at the smoke preset: see below
+
+
 def test_stage_trains_both_layers_reuses_and_evaluates(tmp_path):
     cfg = config.load("smoke")
     run = store.open(cfg, tmp_path)
@@ -134,7 +137,10 @@ def test_stage_trains_both_layers_reuses_and_evaluates(tmp_path):
     )
     results = cyclegan.evaluate(gan)
     assert results["conv1"]["share classified cat: real cat"] >= 0.5
-    assert 0 <= results["conv2"]["cycle L1 black->cat->black"] < 2
+    for layer in ("conv1", "conv2"):  # the cycle returns nearer than another real kernel is
+        black, _ = cyclegan.normalise(gan.kernels["black"][layer])
+        spacing = float((black - black.roll(1, 0)).abs().mean())
+        assert results[layer]["cycle L1 black->cat->black"] < CYCLE_BOUND * spacing, layer
 
 
 def test_damaged_checkpoint_is_not_trusted(tmp_path):
