@@ -101,7 +101,7 @@ def _sweep(args) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     table = sweep.summary(results)
-    print(table.pivot_table(index="model", columns=list(spec), values="F1 linear probe"))
+    print(table.pivot_table(index="model", columns=list(spec), values="probe F1"))
     for result in results:
         print(f"{result['run']}: {result['metrics']}")
     return 0

@@ -113,7 +113,7 @@ def sweep(
     )
 
 
-def summary(results: list[dict], metric: str = "F1 linear probe"):
+def summary(results: list[dict], metric: str = "probe F1"):
     """One row per run and model: the sweep's overrides and `metric` from its metrics file."""
     import json
 

@@ -57,8 +57,8 @@ def _bad_files(folder, stem: str) -> list[str]:
 
 
 def _drawn(per_class: int, seed: int = 7):
-    """Photographs to write to disk: the generator's composites at 64 px, `per_class` of each
-    class and group (the pixels are real photo crops with drawn objects on them)."""
+    """Photographs to write to disk: the generator's composites at 64 px, `per_class` (>= 3) of
+    each class and group (the pixels are real photo crops with drawn objects on them)."""
     from kernelfusion import config, data
 
     n = per_class
@@ -71,7 +71,8 @@ def _drawn(per_class: int, seed: int = 7):
             "data.black_random_count": n,
             "data.cat_count": n,
             "data.cat_random_count": n,
-            "data.eval_per_group": n,
+            "data.eval_per_group": n - 2,  # and 2 labelled: n of each group in all
+            "data.labelled_per_group": 2,
         },
     )
     return data.make_synthetic(cfg, progress=False)

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kernelfusion import cnn, config, data, store, training
+from kernelfusion import cnn, config, data, machine, store, training
 
 
 def test_shapes_and_features_are_the_flattened_second_block():
@@ -149,7 +149,7 @@ def smoke_run(tmp_path_factory):
 def test_source_cnns_share_init_report_metrics_and_round_trip(smoke_run):
     cfg, run, datasets = smoke_run
     sources = cnn.train_sources(cfg, datasets, run, progress=False)
-    init = cnn.build(cfg.cnn, cfg.data.image_size, cfg.cnn.init_seed)
+    init = cnn.build(cfg.cnn, cfg.data.image_size, machine.init_seed(cfg))
     assert torch.equal(sources.init.conv1.weight, init.conv1.weight)
     assert not torch.equal(sources.black.conv1.weight, sources.cat.conv1.weight)
     report = sources.report
