@@ -9,6 +9,16 @@ from .store import default_root as _default_root
 # before numba is first imported, which reads it once).
 _os.environ.setdefault("NUMBA_CACHE_DIR", str(_default_root() / "numba-cache"))
 
+if _os.environ.get("KERNELFUSION_BOOK"):  # a chapter executed for the book (kernelfusion.book)
+    import warnings as _warnings
+
+    def _book_warning(message, category, filename, lineno, line=None) -> str:
+        """A warning as a reader of the book should see it: without the build machine's file
+        paths (the package's, or the kernel's temporary cell files)."""
+        return f"{category.__name__}: {message}\n"
+
+    _warnings.formatwarning = _book_warning
+
 from . import (  # noqa: E402 - after the numba setting above
     analysis,
     cnn,

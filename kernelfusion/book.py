@@ -102,6 +102,28 @@ def _select(names: list[str], only: str | None) -> list[str]:
     return chosen
 
 
+def _ipc_kernel_manager():
+    """A kernel manager whose kernels talk over local Unix sockets (IPC) in a temporary folder,
+    not over TCP on localhost: no port is opened, and ipykernel has no reason to print its
+    'running over TCP without encryption' warning once per chapter."""
+    import tempfile
+    import uuid
+
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class IpcKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _default_transport(self) -> str:
+            return "ipc"
+
+        @default("ip")
+        def _default_ip(self) -> str:
+            return str(Path(tempfile.gettempdir()) / f"kernelfusion-{uuid.uuid4().hex[:12]}")
+
+    return IpcKernelManager
+
+
 def stage_sources(source: Path, project: Path = PROJECT) -> None:
     """Copy the book's configuration, hand-written pages and plotly.js into `source`."""
     source.mkdir(parents=True, exist_ok=True)
@@ -140,6 +162,7 @@ def execute(
     seconds: dict[str, float] = {}
     peaks: dict[str, float] = {}
     os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would litter the book's pages
+    os.environ["KERNELFUSION_BOOK"] = "1"  # warnings printed without file paths
     for number, name in enumerate(names, 1):
         output = source / f"{name}.ipynb"
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -156,6 +179,7 @@ def execute(
                     cwd=str(project / "notebooks"),
                     progress_bar=False,
                     log_output=False,
+                    kernel_manager_class=_ipc_kernel_manager(),
                 )
         except PapermillExecutionError as error:
             log("failed")
@@ -164,11 +188,31 @@ def execute(
                 f"({error.ename}: {error.evalue}).\nCell source:\n{error.source}\n"
                 f"The executed notebook, with the traceback, is {partial}"
             ) from None
+        tidy_executed(partial, project)
         os.replace(partial, output)
         seconds[Path(name).name] = round(time.time() - started, 2)
         peaks[Path(name).name] = round(memory.peak, 1)
         log(f"{seconds[Path(name).name]:.1f} s")
     return seconds, peaks
+
+
+def tidy_executed(path: Path, project: Path = PROJECT) -> None:
+    """Make an executed chapter fit for readers: only papermill's injected parameters are shown
+    (the notebook's own `parameters` cell, the defaults it replaced, gets Jupyter Book's
+    `remove-cell` tag), and papermill's record of the input and output paths is made relative
+    to the project, so no page carries the build machine's folders."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    record = notebook.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if record.get(key):
+            record[key] = f"notebooks/{Path(record[key]).name.removeprefix('.partial.')}"
+    for cell in notebook.cells:
+        tags = cell.metadata.get("tags", [])
+        if "parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    nbformat.write(notebook, path)
 
 
 def drop_unexecuted(source: Path, project: Path = PROJECT) -> list[str]:

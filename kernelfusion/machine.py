@@ -6,6 +6,7 @@ import hashlib
 import os
 import platform
 import random
+import time
 
 import numpy as np
 import torch
@@ -46,6 +47,35 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def commit() -> str:
+    """The project's git commit (short), with `+changes` when the work tree differs from it;
+    `unknown` outside a git checkout."""
+    import subprocess
+    from pathlib import Path
+
+    checkout = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=checkout,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=checkout,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
+
+
 def report(cfg: Config) -> dict[str, str]:
     """A flat table of the facts a reader needs to reproduce this run's numbers."""
     device = resolve_device(cfg.device)
@@ -62,5 +92,7 @@ def report(cfg: Config) -> dict[str, str]:
     }
     if device.startswith("cuda"):
         facts["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    facts["commit"] = commit()
+    facts["built"] = time.strftime("%Y-%m-%d %H:%M %Z")
     facts.update({f"{name} version": version for name, version in package_versions().items()})
     return facts

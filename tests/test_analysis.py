@@ -176,3 +176,18 @@ def test_results_chapter_reads_its_numbers_from_the_metrics_files():
     second = analysis.mean_ci(analysis.long_metrics(metrics))
     pick = (first.metric == "probe F1") & (first.model == "random CNN")
     assert first[pick]["mean"].item() == 0.6 and second[pick]["mean"].item() == 0.9
+
+
+def test_original_protocol_on_two_blobs():
+    """Black cats in one blob, everything else in the other: 2-means finds them, the cluster
+    with most black cats is called black cat, accuracy 1; the best state is never worse."""
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(4), 50)
+    embedding = rng.normal(size=(200, 2)) * 0.1
+    embedding[groups == 0] += 5
+    result = analysis.original_protocol(embedding, groups, seed=0)
+    assert result["accuracy"] == 1.0 and result["f1"] == 1.0
+    assert result["best accuracy"] >= result["accuracy"]
+    assert result["purity"] == pytest.approx(1.0 * 50 / 200 + 50 / 200)  # blob 2 holds 3 groups
+    mixed = analysis.original_protocol(rng.normal(size=(200, 2)), groups, seed=0)
+    assert mixed["accuracy"] < 0.75  # no structure: below calling nothing a black cat

@@ -184,3 +184,22 @@ def test_plotly_figure_draws_and_is_interactive_offline(built):
         browser.close()
     assert problems == []
     assert remote == []
+
+
+@pytest.mark.slow
+def test_one_parameters_block_per_chapter_and_no_path_of_the_build_machine(built):
+    """Only papermill's injected parameters are shown, and no page (nor a downloadable source)
+    carries the folders of the machine that built it."""
+    html = built.index_html.parent
+    # the build folder (the runs folder is inside it), the checkout, the kernels' cell files
+    build_folders = [str(html.parent.parent), str(book.PROJECT), "/tmp/ipykernel"]
+    for name in book.chapters():
+        page = (html / f"{name}.html").read_text()
+        assert page.count("tag_injected-parameters") == 1, name
+        assert "tag_parameters" not in page, name
+    for path in html.rglob("*"):
+        if path.suffix in (".html", ".ipynb", ".txt", ".md"):
+            text = path.read_text(errors="ignore")
+            assert not [f for f in build_folders if f in text], path
+    setup = (html / "notebooks" / "00_setup.html").read_text()
+    assert "commit" in setup and "built" in setup
