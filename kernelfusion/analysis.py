@@ -803,6 +803,69 @@ def bootstrap_table(metrics_artifact, model: str, metric: str = "f1", resamples:
     return table
 
 
+# Rivals that need no black-cat label (the oracle and the reference values are left out).
+LABEL_FREE = (
+    "cat CNN (source unchanged)",
+    "black CNN",
+    "cat CNN + noise",
+    "cat CNN, black-zoo filters",
+    "random CNN",
+    "weight average",
+    "aligned merge",
+    "nearest zoo model",
+    "task arithmetic",
+    "concatenated features",
+    "p(black) x p(cat)",
+)
+
+
+# The original write-up's own figures (Patel and Jain, CS 271; its repository's notebooks):
+# cited, not measured here.
+ORIGINAL_CLAIM = {"accuracy": 0.88, "photographs": 89, "black cats": 34}
+
+
+def separability_words(accuracy: float) -> str:
+    """How a domain classifier's balanced accuracy reads (one half is chance)."""
+    if accuracy < 0.6:
+        return "barely differ"
+    return "differ somewhat" if accuracy < 0.75 else "differ clearly"
+
+
+def dependence_words(cosine: float) -> str:
+    """How a translation's mean cosine with its input reads."""
+    return "depend little on their input" if abs(cosine) < 0.3 else "keep much of their input"
+
+
+def headline(frame, summary, model: str = "generated F(cat CNN)", metric: str = "probe F1"):
+    """The book's verdict on `model` by `metric`, as words and numbers to glue: the rivals it
+    is better and worse than (Holm-adjusted paired tests), the best label-free rival, and its
+    difference with the unchanged cat CNN, with a direction word computed from the sign."""
+    table = paired_differences(frame, model, metric)
+    part = summary[summary["metric"] == metric].set_index("model")["mean"]
+    label_free = part[[m for m in LABEL_FREE if m in part.index and m != model]]
+    best = label_free.idxmax()
+    source = table.loc["cat CNN (source unchanged)"]
+
+    def names(verdict):
+        chosen = [r for r in table.index if table.loc[r, "verdict"] == verdict]
+        return ", ".join(f"*{r}*" for r in chosen) if chosen else "none"
+
+    return {
+        "mean": float(part[model]),
+        "better than": names("better"),
+        "worse than": names("worse"),
+        "not distinguishable": int((table["verdict"] == "not distinguishable").sum()),
+        "rivals": len(table),
+        "best label-free rival": best,
+        "best label-free mean": float(label_free[best]),
+        "best rival is ahead": bool(label_free[best] > part[model]),
+        "vs source": float(source["difference"]),
+        "vs source word": "above" if source["difference"] > 0 else "below",
+        "vs source verdict": source["verdict"],
+        "detectable": detectable_difference(frame, model, metric),
+    }
+
+
 def contingency_frame(clusters: np.ndarray, groups: np.ndarray, group_names):
     """Clusters x groups counts as a table (noise, if any, as its own row)."""
     import pandas as pd
