@@ -7,7 +7,7 @@ DEVICE ?= auto
 ONLY ?=
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: book test lint browser bench clean
+.PHONY: book pdf test lint browser bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ $(VENV)/.installed: pyproject.toml
 
 book: $(VENV)/.installed
 	$(PY) -m kernelfusion book --preset $(PRESET) --device $(DEVICE) $(if $(ONLY),--only $(ONLY),)
+
+# The built book as one PDF (book/_build/book.pdf), printed by headless Chromium.
+pdf: $(VENV)/.installed browser
+	$(PY) -m kernelfusion pdf
 
 # Debian's chromium for the browser test (root, or sudo where there is one).
 browser:

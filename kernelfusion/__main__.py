@@ -54,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--backend", default="local", choices=("local", "ray"))
     sweep.add_argument("--workers", type=int, default=2)
     sweep.add_argument("--address", default=None, help="a Ray cluster's address (ray backend)")
+    pdf = commands.add_parser("pdf", help="print the built book to one PDF (headless Chromium)")
+    pdf.add_argument(
+        "--out",
+        default=str(book.PROJECT / "book" / "_build"),
+        help="build folder of the book (the PDF is written there as book.pdf)",
+    )
     cache = commands.add_parser("cache", help="list the cached stages by size, or prune them")
     cache.add_argument("--root", default=None, help="runs folder (default: $KERNELFUSION_RUNS)")
     cache.add_argument(
@@ -72,6 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         return _sweep(args)
     if args.command == "cache":
         return _cache(args)
+    if args.command == "pdf":
+        try:
+            print(f"pdf written: {book.make_pdf(args.out)}")
+        except book.BookError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        return 0
 
     try:
         overrides = dict(parse_override(item) for item in args.set)

@@ -401,6 +401,18 @@ def _metrics_for(x_lab, g_lab, x_eval, g_eval, sample, cfg):
     return result, embedding[n:], clusterings["K-means (UMAP)"][n:], score
 
 
+def weights_hash(model) -> str:
+    """sha256 of a model's weights (of both, for a pair of CNNs), in a fixed order."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for part in model if isinstance(model, tuple) else (model,):
+        for key, value in sorted(part.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def evaluate_models(cfg, datasets, sources, models, store, *, force=False, progress=True):
     """Features of every model on the evaluation set, probed and clustered; saved as the
     `metrics` stage (metrics.json; embeddings and per-image probe scores) that chapters 6 and
@@ -418,14 +430,34 @@ def evaluate_models(cfg, datasets, sources, models, store, *, force=False, progr
         sample = cluster_sample(g_lab, g_eval, cfg, cfg.seed)
         metrics, tensors = {}, {}
         for name in progress_bar(models.cnns, desc="probing and clustering", progress=progress):
-            x = fusion.features(models.cnns[name], datasets.eval.images, device).numpy()
-            result, embedding, clusters, score = _metrics_for(
-                x[labelled], g_lab, x[evaluated], g_eval, sample, cfg
+            model = models.cnns[name]
+
+            def build_model(model_writer, model=model) -> None:
+                x = fusion.features(model, datasets.eval.images, device).numpy()
+                result, embedding, clusters, score = _metrics_for(
+                    x[labelled], g_lab, x[evaluated], g_eval, sample, cfg
+                )
+                model_writer.save_json("result", result)
+                model_writer.save_tensors(
+                    "views",
+                    {
+                        "embedding": torch.as_tensor(embedding).float(),
+                        "clusters": torch.as_tensor(clusters),
+                        "score": torch.as_tensor(score).float(),
+                    },
+                )
+
+            # One stage per model, keyed by its weights: a change upstream (a GAN setting)
+            # recomputes only the models whose weights it changed.
+            key = stage_key(cfg, "analysis", version=3) | {"weights": weights_hash(model)}
+            part = store.stage(
+                f"metrics-{fusion.file_name(name)}", key, build_model, inputs=[datasets.artifact]
             )
-            metrics[name] = result
-            tensors[f"model {name}"] = torch.as_tensor(embedding).float()
-            tensors[f"model {name} :: clusters"] = torch.as_tensor(clusters)
-            tensors[f"probe {name}"] = torch.as_tensor(score).float()
+            metrics[name] = part.json("result")
+            views = part.tensors("views")
+            tensors[f"model {name}"] = views["embedding"]
+            tensors[f"model {name} :: clusters"] = views["clusters"]
+            tensors[f"probe {name}"] = views["score"]
         score = fusion.product_score(sources, datasets.eval.images, device).numpy()[evaluated]
         truth = g_eval == BLACK_CAT
         scores = {

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -168,6 +169,11 @@ def execute(
         output.parent.mkdir(parents=True, exist_ok=True)
         partial = output.with_name(f".partial.{output.name}")
         log(f"[{number}/{len(names)}] {Path(name).name} ...", end=" ", flush=True)
+        key = chapter_key(project / f"{name}.ipynb", preset, overrides)
+        if executed_key(output) == key:  # the same chapter, config and code: its pages stand
+            seconds[Path(name).name], peaks[Path(name).name] = 0.0, 0.0
+            log("unchanged")
+            continue
         started = time.time()
         try:
             with PeakMemory() as memory:
@@ -188,7 +194,7 @@ def execute(
                 f"({error.ename}: {error.evalue}).\nCell source:\n{error.source}\n"
                 f"The executed notebook, with the traceback, is {partial}"
             ) from None
-        tidy_executed(partial, project)
+        tidy_executed(partial, project, key)
         os.replace(partial, output)
         seconds[Path(name).name] = round(time.time() - started, 2)
         peaks[Path(name).name] = round(memory.peak, 1)
@@ -196,7 +202,30 @@ def execute(
     return seconds, peaks
 
 
-def tidy_executed(path: Path, project: Path = PROJECT) -> None:
+def chapter_key(notebook: Path, preset: str, overrides: dict[str, Any]) -> str:
+    """What an executed chapter depends on: its source, the preset and overrides, the
+    package's code and the versions of the libraries it records. The stages are functions of
+    these, so a chapter whose key is unchanged would print the same pages again."""
+    import hashlib
+
+    from .store import package_versions
+
+    digest = hashlib.sha256(notebook.read_bytes())
+    digest.update(json.dumps([preset, overrides, package_versions()], sort_keys=True).encode())
+    for path in sorted((PROJECT / "kernelfusion").glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def executed_key(path: Path) -> str | None:
+    """The chapter key recorded in an executed chapter, if there is one."""
+    try:
+        return json.loads(path.read_text())["metadata"]["kernelfusion"]["chapter key"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def tidy_executed(path: Path, project: Path = PROJECT, key: str | None = None) -> None:
     """Make an executed chapter fit for readers: only papermill's injected parameters are shown
     (the notebook's own `parameters` cell, the defaults it replaced, gets Jupyter Book's
     `remove-cell` tag), and papermill's record of the input and output paths is made relative
@@ -204,6 +233,8 @@ def tidy_executed(path: Path, project: Path = PROJECT) -> None:
     import nbformat
 
     notebook = nbformat.read(path, as_version=4)
+    if key is not None:
+        notebook.metadata["kernelfusion"] = {"chapter key": key}
     record = notebook.metadata.get("papermill", {})
     for key in ("input_path", "output_path"):
         if record.get(key):
@@ -263,6 +294,66 @@ def build(source: Path, out: Path) -> Path:
     if not index.is_file():
         raise BookError(f"jupyter-book build finished but {index} is missing")
     return index
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's, as `make browser` installs it
+# Flags for a headless Chromium on a machine with no network (see the browser tests).
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+def make_pdf(out: Path | str = PROJECT / "book" / "_build", chromium: str = CHROMIUM) -> Path:
+    """Print every page of the built book (in reading order) to PDF with headless Chromium,
+    after its scripts ran (plotly draws its figures), and join them into `out/book.pdf` with a
+    bookmark per page. Needs no LaTeX and no network."""
+    from pypdf import PdfReader, PdfWriter
+
+    out = Path(out).resolve()
+    html = out / "_build" / "html"
+    if not (html / "index.html").is_file():
+        raise BookError(f"no built book in {out}: run `make book` (or kernelfusion book) first")
+    if not Path(chromium).exists():
+        raise BookError(f"Chromium not found at {chromium}: run `make browser`")
+    writer = PdfWriter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for number, name in enumerate(toc_files(), 1):
+            page, pdf = html / f"{name}.html", Path(tmp) / f"{number:02d}.pdf"
+            command = [
+                chromium,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={tmp}/profile",
+                "--no-pdf-header-footer",
+                "--run-all-compositor-stages-before-draw",
+                "--virtual-time-budget=20000",  # ms of page time for plotly to draw
+                f"--print-to-pdf={pdf}",
+                page.as_uri(),
+            ]
+            result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+            if result.returncode != 0 or not pdf.is_file():
+                raise BookError(f"Chromium could not print {page.name}: {result.stderr[-2000:]}")
+            first = len(writer.pages)
+            writer.append(PdfReader(pdf))
+            writer.add_outline_item(_title(page), first)
+        target = out / "book.pdf"
+        writer.write(target)
+    return target
+
+
+def _title(page: Path) -> str:
+    """The first heading of a built page, for the PDF's bookmarks."""
+    import re
+
+    match = re.search(r"<h1[^>]*>(.*?)</h1>", page.read_text(), re.S)
+    text = re.sub(r"<[^>]+>", "", match.group(1)) if match else page.stem
+    return " ".join(text.replace("#", "").split())
 
 
 def make_book(

@@ -272,7 +272,7 @@ def make(
         models, notes = build_models(cfg, sources, gan, datasets, device, progress)
         for name, model in models.items():
             writer.save_tensors(
-                _file(name), {k: v.contiguous() for k, v in model.state_dict().items()}
+                file_name(name), {k: v.contiguous() for k, v in model.state_dict().items()}
             )
         cards = {
             name: {
@@ -295,7 +295,7 @@ def make(
         inputs=[datasets.artifact, sources.artifact, gan.artifact],
     )
     cnns: dict = {
-        name: load_state(cfg, artifact.tensors(_file(name)))
+        name: load_state(cfg, artifact.tensors(file_name(name)))
         for name in MODELS
         if name != "concatenated features"
     }
@@ -303,7 +303,7 @@ def make(
     return Models({n: cnns[n] for n in MODELS}, artifact.json("cards"), artifact)
 
 
-def _file(name: str) -> str:
+def file_name(name: str) -> str:
     return "model_" + "".join(c if c.isalnum() else "_" for c in name).strip("_")
 
 

@@ -203,3 +203,34 @@ def test_one_parameters_block_per_chapter_and_no_path_of_the_build_machine(built
             assert not [f for f in build_folders if f in text], path
     setup = (html / "notebooks" / "00_setup.html").read_text()
     assert "commit" in setup and "built" in setup
+
+
+@pytest.mark.slow
+def test_pdf_has_every_chapter_title_and_no_blank_page(built):
+    """`make pdf`: one PDF of the whole book, a bookmark and the title of every page in it,
+    and no page without text (a figure that failed to draw leaves a blank page)."""
+    from pypdf import PdfReader
+
+    html = built.index_html.parent
+    pdf = book.make_pdf(html.parent.parent, CHROMIUM)
+    reader = PdfReader(pdf)
+    text = " ".join(" ".join(page.extract_text().split()) for page in reader.pages)
+    titles = [book._title(html / f"{name}.html") for name in book.toc_files()]
+    for title in titles:
+        assert title in text, title
+    assert [item.title for item in reader.outline] == titles
+    blank = [i for i, page in enumerate(reader.pages) if not page.extract_text().strip()]
+    assert blank == [], f"blank pages: {blank}"
+
+
+@pytest.mark.slow
+def test_rebuild_with_nothing_changed_reexecutes_no_chapter(built, monkeypatch):
+    out = built.index_html.parent.parent.parent
+    monkeypatch.setenv("KERNELFUSION_RUNS", str(out / "runs"))
+    again = book.make_book("smoke", {}, out, log=lambda *a, **k: None)
+    assert set(again.chapter_seconds.values()) == {0.0}
+    assert again.index_html.is_file()
+    first = book.chapters()[0]
+    key = book.executed_key(out / "source" / f"{first}.ipynb")
+    assert key == book.chapter_key(book.PROJECT / f"{first}.ipynb", "smoke", {})
+    assert key != book.chapter_key(book.PROJECT / f"{first}.ipynb", "smoke", {"seed": 1})
