@@ -341,7 +341,7 @@ def make_pdf(out: Path | str = PROJECT / "book" / "_build", chromium: str = CHRO
                 raise BookError(f"Chromium could not print {page.name}: {result.stderr[-2000:]}")
             first = len(writer.pages)
             writer.append(PdfReader(pdf))
-            writer.add_outline_item(_title(page), first)
+            writer.add_outline_item(title=_title(page), page_number=first)
         target = out / "book.pdf"
         writer.write(target)
     return target

@@ -64,7 +64,7 @@ def test_arms_share_their_upstream_stages_and_the_cache_command_lists_and_prunes
     root, _ = local_runs
     rows = store.cached(root)
     per_stage = {}
-    for row in rows:
+    for row in rows:  # (the per-model score stages, metrics-*, are shared likewise)
         per_stage.setdefault(row["stage"], []).append(len(row["runs"]))
     assert per_stage["data"] == [2, 2] and per_stage["sources"] == [2, 2]
     assert sorted(per_stage["zoo"]) == [1, 1, 1, 1] and len(per_stage["metrics"]) == 4
@@ -74,13 +74,8 @@ def test_arms_share_their_upstream_stages_and_the_cache_command_lists_and_prunes
     copy = root.parent / "pruned"
     shutil.copytree(root, copy, symlinks=True)
     assert cli.main(["cache", "--root", str(copy), "--stage", "metrics"]) == 0
-    assert {r["stage"] for r in store.cached(copy)} == {
-        "data",
-        "sources",
-        "zoo",
-        "cyclegan",
-        "fusion",
-    }
+    left = {r["stage"] for r in store.cached(copy) if not r["stage"].startswith("metrics-")}
+    assert left == {"data", "sources", "zoo", "cyclegan", "fusion"}  # per-model scores stay
     assert not list(copy.glob("smoke-*/metrics")) and list(copy.glob("smoke-*/zoo"))
     (copy / config.load("smoke", {"seed": 0, "zoo.models": 2}).run_name).rename(copy / "gone")
     shutil.rmtree(copy / "gone")
