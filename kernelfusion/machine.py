@@ -53,24 +53,15 @@ def commit() -> str:
     import subprocess
     from pathlib import Path
 
-    checkout = Path(__file__).resolve().parent.parent
+    def git(*args: str) -> str:
+        checkout = Path(__file__).resolve().parent.parent
+        command = ["git", *args]
+        return subprocess.run(
+            command, cwd=checkout, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=checkout,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=checkout,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
+        head, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "-uno")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return head + ("+changes" if dirty else "")

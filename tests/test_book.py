@@ -9,16 +9,8 @@ import pytest
 
 from kernelfusion import book
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-BROWSER_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+CHROMIUM = shutil.which("chromium") or book.CHROMIUM
+BROWSER_ARGS = [flag for flag in book.CHROMIUM_FLAGS if flag != "--headless"]  # Playwright adds it
 
 
 @pytest.fixture(scope="module")
