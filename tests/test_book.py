@@ -230,3 +230,56 @@ def test_rebuild_with_nothing_changed_reexecutes_no_chapter(built, monkeypatch):
     key = book.executed_key(out / "source" / f"{first}.ipynb")
     assert key == book.chapter_key(book.PROJECT / f"{first}.ipynb", "smoke", {})
     assert key != book.chapter_key(book.PROJECT / f"{first}.ipynb", "smoke", {"seed": 1})
+
+
+def _glued(notebook: Path) -> dict[str, str]:
+    """The values an executed chapter glued, as the text the book shows."""
+    import json
+
+    values = {}
+    for cell in json.loads(notebook.read_text())["cells"]:
+        for output in cell.get("outputs", []):
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name:
+                data = output["data"]
+                text = data.get("application/papermill.record/text/plain") or data.get(
+                    "application/papermill.record/text/markdown", ""
+                )
+                values[name] = "".join(text)
+    return values
+
+
+@pytest.mark.slow
+def test_glued_numbers_are_the_metrics_files_numbers(built):
+    """What chapters 6, 7 and 9 say in their prose is what the metrics files hold."""
+    import json
+
+    import numpy as np
+
+    from kernelfusion import config
+
+    out = built.index_html.parent.parent.parent
+    source = out / "source" / "notebooks"
+    metrics = {
+        seed: json.loads(
+            (
+                out
+                / "runs"
+                / config.load("smoke", {"seed": seed}).run_name
+                / "metrics"
+                / "metrics.json"
+            ).read_text()
+        )
+        for seed in range(config.load("smoke").analysis.seeds)
+    }
+    f1 = [m["models"]["generated F(cat CNN)"]["linear probe"]["f1"] for m in metrics.values()]
+    chapter6 = _glued(source / "06_clusters.ipynb")
+    assert float(chapter6["gen_probe"]) == round(f1[0], 2)
+    assert int(chapter6["n_evaluated"]) == metrics[0]["evaluated images"]
+    chapter7 = _glued(source / "07_results.ipynb")
+    assert int(chapter7["n_seeds"]) == len(metrics)
+    assert int(chapter7["n_labelled"]) == metrics[0]["labelled images"]
+    closing = _glued(source / "09_what_we_learned.ipynb")
+    assert float(closing["f1_mean"]) == pytest.approx(np.mean(f1))
+    page = (built.index_html.parent / "notebooks" / "09_what_we_learned.html").read_text()
+    assert f"{np.mean(f1):.3f}" in page
