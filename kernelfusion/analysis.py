@@ -797,21 +797,28 @@ def verdict_counts(tables: dict) -> dict[str, dict[str, int]]:
     }
 
 
-def verdict_table(tables: dict):
-    """Rivals x metrics: the verdict, the difference with its (uncorrected) 95% interval, and
-    the Holm-adjusted p-value the verdict is read from, as text."""
+VERDICT_MARKS = {"better": "better", "worse": "worse", "not distinguishable": "n.d."}
+
+
+def verdict_table(tables: dict, metrics=("probe F1", "probe ROC AUC", "K-means F1")):
+    """Rivals x (metric, [difference, 95% interval, p (Holm), verdict]): the difference with
+    its uncorrected interval over seeds, the Holm-adjusted p-value the verdict is read from,
+    and the verdict (n.d.: not distinguishable)."""
     import pandas as pd
 
-    return pd.DataFrame(
-        {
-            metric: {
-                rival: f"{row['verdict']}: {row['difference']:+.3f} "
-                f"[{row['low']:+.3f}, {row['high']:+.3f}], p (Holm) {row['p (Holm)']:.2g}"
-                for rival, row in table.iterrows()
-            }
-            for metric, table in tables.items()
-        }
-    ).fillna("")
+    columns = {}
+    for metric in metrics:
+        table = tables[metric]
+        if not len(table):
+            continue
+        columns[(metric, "difference")] = table["difference"].map("{:+.3f}".format)
+        columns[(metric, "95% interval")] = [
+            f"[{low:+.3f},\u00a0{high:+.3f}]"
+            for low, high in zip(table["low"], table["high"], strict=True)
+        ]
+        columns[(metric, "p (Holm)")] = table["p (Holm)"].map("{:.2g}".format)
+        columns[(metric, "verdict")] = table["verdict"].map(VERDICT_MARKS)
+    return pd.DataFrame(columns).fillna("")
 
 
 def bootstrap_table(metrics_artifact, model: str, metric: str = "f1", resamples: int = 1000):
@@ -932,7 +939,7 @@ def results_table(
     part = summary[summary["metric"].isin(metrics)]
     cells = part.assign(
         cell=[
-            f"{m:.3f} ± {c:.3f}" if c == c else (f"{m:.3f}" if m == m else "")
+            f"{m:.3f}\u00a0±\u00a0{c:.3f}" if c == c else (f"{m:.3f}" if m == m else "")
             for m, c in zip(part["mean"], part["ci95"], strict=True)
         ]
     )

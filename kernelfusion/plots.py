@@ -521,7 +521,13 @@ def differences_plot(tables: dict[str, object], title: str = "") -> go.Figure:
     from plotly.subplots import make_subplots
 
     metrics = [m for m, t in tables.items() if len(t)]
-    fig = make_subplots(rows=1, cols=len(metrics), shared_yaxes=True, subplot_titles=metrics)
+    fig = make_subplots(
+        rows=1,
+        cols=len(metrics),
+        shared_yaxes=True,
+        subplot_titles=metrics,
+        horizontal_spacing=0.04,
+    )
     colours = {"better": "#2a9d8f", "worse": "#e76f51", "not distinguishable": "#6c757d"}
     for col, metric in enumerate(metrics, 1):
         table = tables[metric]
@@ -549,7 +555,13 @@ def differences_plot(tables: dict[str, object], title: str = "") -> go.Figure:
         fig.add_vline(x=0, line_color="black", line_width=1, row=1, col=col)
     fig.update_yaxes(autorange="reversed")
     n = max((len(t) for t in tables.values()), default=1)
-    fig.update_layout(height=160 + 28 * n, title=title, margin={"l": 10, "r": 10, "t": 70, "b": 10})
+    fig.update_layout(
+        height=200 + 28 * n,
+        title=title,
+        margin={"l": 10, "r": 10, "t": 80, "b": 10},
+        legend={"orientation": "h", "y": -0.08, "x": 0},  # below: the panels keep the width
+    )
+    fig.update_annotations(font_size=11)
     return fig
 
 
