@@ -121,6 +121,32 @@ def test_stacked_training_equals_training_alone():
         torch.testing.assert_close(stacked.params[name][2], value, rtol=1e-4, atol=1e-6)
 
 
+def test_training_in_stacks_equals_one_stack_and_the_rule_per_device():
+    """The zoo's stacks of a few models give each model the weights one big stack gives it,
+    with the losses and snapshots in the same order."""
+    cfg = config.load("smoke").cnn
+    images = torch.randint(0, 255, (96, 3, 24, 24), dtype=torch.uint8)
+    labels = (torch.rand(96, generator=torch.Generator().manual_seed(2)) < 0.4).long()
+    gen = torch.Generator().manual_seed(3)
+    plans = torch.stack(
+        [training.plan_batches(labels, torch.arange(96), 1, 16, "weighted", gen) for _ in range(5)]
+    )
+    weights = training.class_weights(labels).expand(5, -1)
+    common = {"images": images, "labels": labels, "cfg": cfg, "snapshot_steps": (3, 6)}
+    one = training.train_in_stacks(
+        [cnn.build(cfg, 24, s) for s in range(5)], plans, weights, 5, progress=False, **common
+    )
+    parts = training.train_in_stacks(
+        [cnn.build(cfg, 24, s) for s in range(5)], plans, weights, 2, progress=False, **common
+    )
+    for name, value in one.params.items():
+        torch.testing.assert_close(parts.params[name], value, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(parts.losses, one.losses, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(parts.snapshots[6]["conv1.weight"], one.snapshots[6]["conv1.weight"])
+    assert training.stack_size("cpu", 32) == training.CPU_STACK
+    assert training.stack_size("cuda", 32) == 32 and training.stack_size("cpu", 32, 4) == 4
+
+
 def test_divergence_is_reported_with_stage_step_and_value():
     losses = torch.tensor([[0.5, 0.4, float("nan")], [0.5, 0.4, 0.3]])
     with pytest.raises(training.DivergedError, match="black zoo diverged.*model 0 at step 3.*nan"):
