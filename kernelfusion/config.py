@@ -74,7 +74,8 @@ class ZooConfig:
 class GanConfig:
     """The kernel-space CycleGAN; defaults are the reference's (Zhu et al., 2017)."""
 
-    arch: str = "mlp"  # mlp (on the flattened filter) | conv (over the 5x5 grid)
+    sample: str = "filter"  # filter (one filter) | layer (one model's whole layer, the original)
+    arch: str = "mlp"  # mlp (flattened) | conv (over the 5x5 grid) | conv3d (whole layers)
     hidden: int = 256
     depth: int = 3  # layers per network
     steps: int = 1500  # per conv layer
@@ -199,6 +200,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "zoo.kernel_sets": 4498,
         "gan.steps": 10000,
         "gan.decay_steps": 5000,
+        # the original's design: one sample is one zoo model's whole layer, a Conv3d network
+        "gan.sample": "layer",
+        "gan.arch": "conv3d",
         "gan.batch_size": 128,
         "analysis.seeds": 10,
         "analysis.cluster_points": 2000,
@@ -209,7 +213,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.source": ("synthetic", "folder", "oxford_pets"),
     "cnn.imbalance": ("weighted", "balanced", "none"),
-    "gan.arch": ("mlp", "conv"),
+    "gan.sample": ("filter", "layer"),
+    "gan.arch": ("mlp", "conv", "conv3d"),
 }
 
 
@@ -253,6 +258,11 @@ def _checks(cfg: Config) -> list[tuple[str, bool, str]]:
         ("zoo.kernel_sets", cfg.zoo.kernel_sets >= 0, "0 (all) or a positive count"),
         ("zoo.stack", cfg.zoo.stack >= 0, "0 (automatic) or a positive count"),
         ("gan.hidden", cfg.gan.hidden >= 1, "at least 1"),
+        (
+            "gan.arch",
+            (cfg.gan.arch == "conv3d") == (cfg.gan.sample == "layer") or cfg.gan.arch == "mlp",
+            "conv3d with gan.sample = layer, conv with filter, or mlp with either",
+        ),
         ("gan.depth", cfg.gan.depth >= 2, "at least 2"),
         ("gan.steps", cfg.gan.steps >= 1, "at least 1"),
         ("gan.decay_steps", 0 <= cfg.gan.decay_steps <= cfg.gan.steps, "between 0 and gan.steps"),

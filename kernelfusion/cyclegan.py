@@ -133,9 +133,40 @@ class ConvKernelNet(nn.Module):
         return self.tail(x).flatten(1) if self.generator else self.tail(x.flatten(1))
 
 
-def make_networks(cfg: GanConfig, channels: int, seed: int) -> dict[str, nn.Module]:
-    """G, F, D_A (judges cat kernels) and D_B (judges black kernels) for one layer."""
-    d = channels * 25
+class Conv3dKernelNet(nn.Module):
+    """The original project's network for whole layers: a 3-D conv net (3x3x3 kernels) over one
+    layer's (C_in, C_out, 5, 5) tensor, read as C_in channels over a C_out x 5 x 5 volume; a
+    generator maps it to the same shape, a discriminator pools it to one score. (The original's
+    generator ended in tanh; here, as for every network of this module, the output is linear:
+    the samples are normalised vectors, not images in [-1, 1].)"""
+
+    def __init__(self, shape: tuple[int, ...], hidden: int, generator: bool, depth: int):
+        super().__init__()
+        self.shape = tuple(shape)
+        layers: list[nn.Module] = []
+        width = self.shape[0]
+        for _ in range(depth - 1):
+            layers += [nn.Conv3d(width, hidden, 3, padding=1), nn.LeakyReLU(0.2)]
+            width = hidden
+        self.body = nn.Sequential(*layers)
+        self.tail = (
+            nn.Conv3d(width, self.shape[0], 3, padding=1)
+            if generator
+            else nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(width, 1))
+        )
+
+    def forward(self, vectors: torch.Tensor) -> torch.Tensor:
+        return self.tail(self.body(vectors.view(-1, *self.shape))).flatten(1)
+
+
+def make_networks(
+    cfg: GanConfig, channels: int | tuple[int, ...], seed: int
+) -> dict[str, nn.Module]:
+    """G, F, D_A (judges cat kernels) and D_B (judges black kernels) for one layer. `channels`
+    is a filter's C_in, or the shape of one sample: (C_in, 5, 5) for a filter, (C_in, C_out,
+    5, 5) for a whole layer (`gan.sample = "layer"`)."""
+    shape = (channels, 5, 5) if isinstance(channels, int) else tuple(channels)
+    d = int(np.prod(shape))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if cfg.arch == "mlp":
@@ -146,11 +177,17 @@ def make_networks(cfg: GanConfig, channels: int, seed: int) -> dict[str, nn.Modu
                 "D_A": _mlp([d, *hidden, 1]),
                 "D_B": _mlp([d, *hidden, 1]),
             }
+        if cfg.arch == "conv3d":
+            return {
+                name: Conv3dKernelNet(shape, cfg.hidden, name in ("G", "F"), cfg.depth)
+                for name in ("G", "F", "D_A", "D_B")
+            }
+        c = shape[0]
         return {
-            "G": ConvKernelNet(channels, cfg.hidden, channels, cfg.depth),
-            "F": ConvKernelNet(channels, cfg.hidden, channels, cfg.depth),
-            "D_A": ConvKernelNet(channels, cfg.hidden, 1, cfg.depth),
-            "D_B": ConvKernelNet(channels, cfg.hidden, 1, cfg.depth),
+            "G": ConvKernelNet(c, cfg.hidden, c, cfg.depth),
+            "F": ConvKernelNet(c, cfg.hidden, c, cfg.depth),
+            "D_A": ConvKernelNet(c, cfg.hidden, 1, cfg.depth),
+            "D_B": ConvKernelNet(c, cfg.hidden, 1, cfg.depth),
         }
 
 
@@ -209,7 +246,7 @@ class LayerGan:
 
     nets: dict[str, nn.Module]
     history: dict[str, list[float]]
-    channels: int
+    channels: int | tuple[int, ...]  # a filter's C_in, or one sample's shape
 
     @torch.no_grad()
     def translate(self, kernels: torch.Tensor, direction: str) -> torch.Tensor:
@@ -228,7 +265,7 @@ class _Trainer:
         cfg: GanConfig,
         black: torch.Tensor,
         cat: torch.Tensor,
-        channels: int,
+        channels: int | tuple[int, ...],
         seed: int,
         device: str,
     ):
@@ -370,7 +407,7 @@ def train_layer(
     cfg: GanConfig,
     black: torch.Tensor,
     cat: torch.Tensor,
-    channels: int,
+    channels: int | tuple[int, ...],
     seed: int,
     device: str,
     checkpoints: Path | None = None,
@@ -425,8 +462,17 @@ class KernelGan:
     index: dict[str, dict[str, torch.Tensor]]  # domain -> layer -> (model, step, filter)
     artifact: object = None
     zoo_artifact: object = None  # the zoo it learned from (its whole models, for controls)
+    sample: str = "filter"  # what one sample is: a filter, or a whole layer of one model
 
     def translate(self, layer: str, kernels: torch.Tensor, direction: str) -> torch.Tensor:
+        """Translate one model's conv weights (C_out, C_in, 5, 5): filter by filter, or (for
+        whole-layer samples) the layer as one (C_in, C_out, 5, 5) sample."""
+        if self.sample == "layer" and kernels.dim() == 4:
+            return (
+                self.layers[layer]
+                .translate(kernels.transpose(0, 1)[None], direction)[0]
+                .transpose(0, 1)
+            )
         return self.layers[layer].translate(kernels, direction)
 
 
@@ -444,10 +490,43 @@ def reference_filters(zoo: Zoo) -> torch.Tensor:
     return snapshots[max(snapshots)]
 
 
-def prepared_kernels(cfg: Config, zoo: Zoo) -> tuple[dict, torch.Tensor]:
-    """Kernel sets of both domains per layer, layer 2 aligned when `gan.align_layer2`."""
+def layer_samples(kernels: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whole layers from per-filter kernel sets: the filters of each (model, step) in filter
+    order, (C_out, C_in, 5, 5), given as the original did, permuted to (C_in, C_out, 5, 5).
+    A (model, step) missing some filters (a subset of kernel sets was kept) is left out.
+    Returns the samples and their (model, step, -1) index."""
+    groups: dict[tuple[int, int], dict[int, int]] = {}
+    for row, (model, step, filt) in enumerate(index.tolist()):
+        groups.setdefault((model, step), {})[filt] = row
+    c_out = max(len(g) for g in groups.values())
+    complete = sorted(key for key, g in groups.items() if len(g) == c_out)
+    samples = torch.stack(
+        [kernels[[groups[key][f] for f in range(c_out)]].transpose(0, 1) for key in complete]
+    )
+    return samples, torch.tensor([[m, s, -1] for m, s in complete])
+
+
+# What one sample of the CycleGAN is, for the book's prose (keys: `gan.sample`).
+SAMPLES = {
+    "filter": (
+        "**one sample is one filter** of one zoo model at one snapshot, C_in x 5 x 5: many "
+        "samples even from a small zoo, but a filter loses the layer it belongs to"
+    ),
+    "layer": (
+        "**one sample is one whole conv layer** of one zoo model at one snapshot, as in the "
+        "original project: the C_out filters together, permuted to C_in x C_out x 5 x 5; the "
+        "layer keeps its structure, but a zoo gives as many samples as models times snapshots"
+    ),
+}
+
+
+def prepared_kernels(cfg: Config, zoo: Zoo) -> tuple[dict, dict, torch.Tensor]:
+    """Samples of both domains per layer (filters, or whole layers with `gan.sample =
+    "layer"`), layer 2's input channels aligned when `gan.align_layer2`; their (model, step,
+    filter) index; and the reference layer-1 filters of the alignment."""
     reference = reference_filters(zoo)
     kernels = {d: {"conv1": zoo[d].kernels["conv1"]} for d in ("black", "cat")}
+    index = {d: dict(zoo[d].index) for d in ("black", "cat")}
     for domain in ("black", "cat"):
         k2 = zoo[domain].kernels["conv2"]
         if cfg.gan.align_layer2:
@@ -455,13 +534,18 @@ def prepared_kernels(cfg: Config, zoo: Zoo) -> tuple[dict, torch.Tensor]:
                 k2, zoo[domain].index["conv2"], conv1_snapshots(zoo.artifact, domain), reference
             )
         kernels[domain]["conv2"] = k2
-    return kernels, reference
+        if cfg.gan.sample == "layer":
+            for layer in CONV_LAYERS:
+                kernels[domain][layer], index[domain][layer] = layer_samples(
+                    kernels[domain][layer], index[domain][layer]
+                )
+    return kernels, index, reference
 
 
 def train(cfg: Config, zoo: Zoo, store: Store, *, force=False, progress=True) -> KernelGan:
     """Train (or reuse) one CycleGAN per conv layer on the zoo's kernel sets."""
     device = resolve_device(cfg.device)
-    kernels, reference = prepared_kernels(cfg, zoo)
+    kernels, index, reference = prepared_kernels(cfg, zoo)
 
     def build(writer: StageWriter) -> None:
         history = {}
@@ -472,7 +556,7 @@ def train(cfg: Config, zoo: Zoo, store: Store, *, force=False, progress=True) ->
                 cfg.gan,
                 black,
                 cat,
-                kernels["black"][layer].shape[1],
+                tuple(kernels["black"][layer].shape[1:]),
                 derive_seed(cfg.seed, "cyclegan", layer),
                 device,
                 writer.checkpoints / layer,
@@ -483,20 +567,19 @@ def train(cfg: Config, zoo: Zoo, store: Store, *, force=False, progress=True) ->
             history[layer] = gan.history
         writer.save_json("history", history)
 
-    key = stage_key(cfg, "gan", version=2)  # 2: seeds from derive_seed
+    key = stage_key(cfg, "gan", version=2)  # 2: seeds from derive_seed (gan.sample is in cfg.gan)
     artifact = store.stage("cyclegan", key, build, inputs=[zoo.artifact], force=force)
     history = artifact.json("history")
     layers = {}
     for layer in CONV_LAYERS:
-        channels = kernels["black"][layer].shape[1]
-        nets = make_networks(cfg.gan, channels, 0)
+        shape = tuple(kernels["black"][layer].shape[1:])
+        nets = make_networks(cfg.gan, shape, 0)
         state = artifact.tensors(f"{layer}_nets")
         load_nets(nets, state)
         for net in nets.values():
             net.eval()
-        layers[layer] = LayerGan(nets, history[layer], channels)
-    index = {d: dict(zoo[d].index) for d in ("black", "cat")}
-    return KernelGan(layers, kernels, reference, index, artifact, zoo.artifact)
+        layers[layer] = LayerGan(nets, history[layer], shape)
+    return KernelGan(layers, kernels, reference, index, artifact, zoo.artifact, cfg.gan.sample)
 
 
 # --- did it learn? -----------------------------------------------------------------------------
@@ -598,18 +681,25 @@ def alignment_effect(cfg: Config, zoo: Zoo) -> dict[str, dict[str, float]]:
 
 @torch.no_grad()
 def translation_examples(gan: KernelGan, count: int = 16) -> dict[str, torch.Tensor]:
-    """Layer-1 kernels (real scale): real black and cat, their translations and cycles."""
+    """Layer-1 kernels (real scale): real black and cat, their translations and cycles; for
+    whole-layer samples, the filters of the first layers, `count` in all."""
     black, cat = gan.kernels["black"]["conv1"][:count], gan.kernels["cat"]["conv1"][:count]
-    fake_cat = gan.translate("conv1", black, "black->cat")
-    fake_black = gan.translate("conv1", cat, "cat->black")
-    return {
+    layer = gan.layers["conv1"]
+
+    def filters(samples):  # (M, C_in, C_out, 5, 5) -> (M * C_out, C_in, 5, 5)
+        return samples.transpose(1, 2).flatten(0, 1)[:count] if samples.dim() == 5 else samples
+
+    fake_cat = layer.translate(black, "black->cat")
+    fake_black = layer.translate(cat, "cat->black")
+    examples = {
         "real black": black,
         "G(black)": fake_cat,
-        "F(G(black))": gan.translate("conv1", fake_cat, "cat->black"),
+        "F(G(black))": layer.translate(fake_cat, "cat->black"),
         "real cat": cat,
         "F(cat)": fake_black,
-        "G(F(cat))": gan.translate("conv1", fake_black, "black->cat"),
+        "G(F(cat))": layer.translate(fake_black, "black->cat"),
     }
+    return {name: filters(value) for name, value in examples.items()}
 
 
 def evaluation_table(results: dict[str, dict[str, float]]):

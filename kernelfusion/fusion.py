@@ -98,6 +98,9 @@ def other_zoo_filters(source: SmallCNN, gan: KernelGan, domain: str, seed: int) 
 
     def draw(layer, kernels):
         pool = gan.kernels[domain][layer]
+        if pool.dim() == 5:  # whole-layer samples: one real layer, as (C_out, C_in, 5, 5)
+            pick = pool[torch.randint(len(pool), (1,), generator=gen)][0]
+            return pick.transpose(0, 1).to(kernels.dtype)
         picks = pool[torch.randint(len(pool), (len(kernels),), generator=gen)]
         return picks.to(kernels.dtype)
 

@@ -160,3 +160,55 @@ def test_damaged_checkpoint_is_not_trusted(tmp_path):
     with pytest.warns(UserWarning, match="checkpoint .* is unreadable .* training from step 0"):
         again = cyclegan.train_layer(cfg, black, cat, 3, 0, "cpu", tmp_path / "b", progress=False)
     assert again.history == whole.history
+
+
+def test_whole_layer_samples_keep_each_models_filters_in_order():
+    """Per-filter kernel sets of 2 models x 2 steps x 3 filters become 4 layers of shape
+    (C_in, C_out, 5, 5); a (model, step) with a filter missing is left out."""
+    index = torch.tensor([[m, s, f] for m in range(2) for s in (5, 9) for f in range(3)])
+    kernels = torch.randn(len(index), 4, 5, 5)
+    samples, sample_index = cyclegan.layer_samples(kernels, index)
+    assert samples.shape == (4, 4, 3, 5, 5) and sample_index[:, 2].tolist() == [-1] * 4
+    assert torch.equal(samples[1][:, 2], kernels[5])  # model 0, step 9, filter 2
+    partial, partial_index = cyclegan.layer_samples(kernels[1:], index[1:])
+    assert len(partial) == 3 and partial_index[0, :2].tolist() == [0, 9]
+
+
+def test_conv3d_networks_translate_a_whole_layer_of_a_cnn():
+    cfg = config.load("smoke", {"gan.sample": "layer", "gan.arch": "conv3d"}).gan
+    shape = (4, 8, 5, 5)  # layer 2 of the smoke CNN, (C_in, C_out, 5, 5)
+    nets = cyclegan.make_networks(cfg, shape, seed=0)
+    x = torch.randn(3, 4 * 8 * 25)
+    assert nets["G"](x).shape == (3, 800) and nets["D_A"](x).shape == (3, 1)
+    layer = cyclegan.LayerGan(nets, {}, shape)
+    gan = cyclegan.KernelGan({"conv2": layer}, {}, torch.zeros(4, 3, 5, 5), {}, sample="layer")
+    weights = torch.randn(8, 4, 5, 5)  # a CNN's conv2.weight, (C_out, C_in, 5, 5)
+    assert gan.translate("conv2", weights, "cat->black").shape == weights.shape
+    nets["F"] = torch.nn.Identity()
+    torch.testing.assert_close(gan.translate("conv2", weights, "cat->black"), weights)
+    with pytest.raises(config.ConfigError, match="'gan.arch' is out of range.*conv3d"):
+        config.load("smoke", {"gan.arch": "conv3d"})
+
+
+@pytest.mark.slow
+def test_whole_layer_samples_run_the_pipeline_and_chapter_04(tmp_path, monkeypatch):
+    """`gan.sample = layer` with the original's Conv3d networks, end to end at the smoke preset
+    (a few GAN steps), and chapter 04 says what one sample is."""
+    from kernelfusion import book, pipeline
+
+    monkeypatch.setenv("KERNELFUSION_RUNS", str(tmp_path / "runs"))
+    overrides = {
+        "gan.sample": "layer",
+        "gan.arch": "conv3d",
+        "gan.hidden": 8,
+        "gan.steps": 12,
+        "gan.decay_steps": 6,
+        "gan.checkpoint_every": 6,
+        "gan.log_every": 3,
+    }
+    cfg = config.load("smoke", overrides)
+    metrics = pipeline.run(cfg, store.open(cfg), progress=False).json("metrics")
+    assert "generated F(cat CNN)" in metrics["models"]
+    result = book.make_book("smoke", overrides, tmp_path / "book", only="04", log=lambda *a, **k: 0)
+    page = (result.index_html.parent / "notebooks" / "04_cyclegan.html").read_text()
+    assert "one sample is one whole conv layer" in page and "conv3d" in page
