@@ -812,10 +812,13 @@ def verdict_table(tables: dict, metrics=("probe F1", "probe ROC AUC", "K-means F
         if not len(table):
             continue
         columns[(metric, "difference")] = table["difference"].map("{:+.3f}".format)
-        columns[(metric, "95% interval")] = [
-            f"[{low:+.3f},\u00a0{high:+.3f}]"
-            for low, high in zip(table["low"], table["high"], strict=True)
-        ]
+        columns[(metric, "95% interval")] = pd.Series(
+            [
+                f"[{low:+.3f},\u00a0{high:+.3f}]"
+                for low, high in zip(table["low"], table["high"], strict=True)
+            ],
+            index=table.index,
+        )
         columns[(metric, "p (Holm)")] = table["p (Holm)"].map("{:.2g}".format)
         columns[(metric, "verdict")] = table["verdict"].map(VERDICT_MARKS)
     return pd.DataFrame(columns).fillna("")

@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from kernelfusion import analysis
@@ -126,6 +127,20 @@ def test_mean_ci_and_paired_differences_with_holm():
     assert table.loc["cat CNN (source unchanged)", "verdict"] == "not distinguishable"
     mde = analysis.detectable_difference(frame, "generated F(cat CNN)", "probe F1")
     assert 0 < mde < 0.1
+
+
+def test_verdict_table_joins_metrics_with_different_rivals():
+    """The AND rule has a probe F1 but no K-means F1: the table still lines the rivals up."""
+    gen = [0.80, 0.82, 0.81]
+    frame = analysis.long_metrics(
+        _seeded_metrics({"generated F(cat CNN)": gen, "random CNN": [v - 0.1 for v in gen]})
+    )
+    extra = frame[frame.model == "random CNN"].assign(model="p(black) x p(cat)")
+    frame = pd.concat([frame, extra[extra.metric == "probe F1"]])
+    tables = analysis.comparisons(frame, "generated F(cat CNN)")
+    table = analysis.verdict_table(tables)
+    assert table.loc["p(black) x p(cat)", ("K-means F1", "verdict")] == ""
+    assert table.loc["random CNN", ("probe F1", "difference")] == "+0.100"
 
 
 def test_holm_adjustment_by_hand():
