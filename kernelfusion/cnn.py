@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import training
+from . import original, training
 from .config import CNNConfig, Config, resolve_device, stage_key
 from .machine import generator, init_seed, seed_everything
 from .store import Artifact, StageWriter, Store
@@ -18,12 +18,16 @@ CONV_LAYERS = ("conv1", "conv2")
 class SmallCNN(nn.Module):
     """`features(x)` is the flattened output of the second conv block; `head` classifies it."""
 
-    def __init__(self, channels1: int, channels2: int, image_size: int, classes: int = 2):
+    def __init__(
+        self, channels1: int, channels2: int, image_size: int, classes: int = 2, padding: int = 2
+    ):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, channels1, 5, padding=2)
-        self.conv2 = nn.Conv2d(channels1, channels2, 5, padding=2)
+        self.conv1 = nn.Conv2d(3, channels1, 5, padding=padding)
+        self.conv2 = nn.Conv2d(channels1, channels2, 5, padding=padding)
         self.pool = nn.MaxPool2d(2)
-        self.feature_size = channels2 * (image_size // 4) ** 2
+        side = (image_size + 2 * padding - 4) // 2  # after conv1 and pooling
+        side = (side + 2 * padding - 4) // 2  # after conv2 and pooling
+        self.feature_size = channels2 * side**2
         self.head = nn.Linear(self.feature_size, classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -40,7 +44,7 @@ def build(cfg: CNNConfig, image_size: int, seed: int, classes: int = 2) -> Small
     """A freshly initialised CNN; the same `seed` gives the same weights."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return SmallCNN(cfg.channels1, cfg.channels2, image_size, classes)
+        return SmallCNN(cfg.channels1, cfg.channels2, image_size, classes, cfg.padding)
 
 
 # --- the two source CNNs ----------------------------------------------------------------------
@@ -146,7 +150,9 @@ def _report(states, histories, cfg: Config, datasets, device) -> dict:
 
 
 def load_state(cfg: Config, state: dict[str, torch.Tensor]) -> SmallCNN:
-    model = SmallCNN(cfg.cnn.channels1, cfg.cnn.channels2, cfg.data.image_size)
+    model = SmallCNN(
+        cfg.cnn.channels1, cfg.cnn.channels2, cfg.data.image_size, padding=cfg.cnn.padding
+    )
     model.load_state_dict(state)
     return model.eval()
 
@@ -155,28 +161,48 @@ def train_sources(cfg: Config, datasets, store: Store, *, force=False, progress=
     """Train (or reuse) the black CNN and the cat CNN from one shared initialisation."""
     device = resolve_device(cfg.device)
 
+    published = cfg.zoo.source == "original"
+
     def build_stage(writer: StageWriter) -> None:
         seed_everything(cfg.seed)
         states, histories = {}, {}
         for domain in DOMAINS:
-            states[domain], histories[domain] = _train_one(domain, cfg, datasets, device, progress)
+            if published:  # the original's model, as its notebook chose it; no history here
+                states[domain] = original.read_model(cfg.zoo.root, domain, cfg.zoo.source_model)
+                histories[domain] = []
+            else:
+                states[domain], histories[domain] = _train_one(
+                    domain, cfg, datasets, device, progress
+                )
             writer.save_tensors(f"{domain}_cnn", states[domain])
         writer.save_tensors(
             "init_cnn", build(cfg.cnn, cfg.data.image_size, init_seed(cfg)).state_dict()
         )
         writer.save_json("report", _report(states, histories, cfg, datasets, device))
-        writer.save_json(
-            "card",
-            {
-                "what": "the two source CNNs: black vs random, cat vs random",
-                "architecture": "conv5x5-relu-maxpool2 x2, linear head",
-                "shared initialisation seed": init_seed(cfg),
-                "imbalance handling": cfg.cnn.imbalance,
-                "trained on": "train split of the data stage",
-            },
-        )
+        card = {
+            "what": "the two source CNNs: black vs random, cat vs random",
+            "architecture": f"conv5x5 (padding {cfg.cnn.padding})-relu-maxpool2 x2, linear head",
+            "shared initialisation seed": init_seed(cfg),
+            "imbalance handling": cfg.cnn.imbalance,
+            "trained on": "train split of the data stage",
+        }
+        if published:
+            card |= {
+                "trained on": "the original's own training photographs (not published)",
+                "read from": f"model {cfg.zoo.source_model} of each published zoo "
+                f"({original.REPOSITORY})",
+                "shared initialisation seed": "none: the original trained each model from its "
+                "own initialisation; the 'init' CNN here is a fresh one of this seed",
+            }
+        writer.save_json("card", card)
 
     key = stage_key(cfg, "cnn", version=2)  # 2: seeds from derive_seed
+    if published:
+        key |= {
+            "published": [
+                original.fingerprint_model(cfg.zoo.root, d, cfg.zoo.source_model) for d in DOMAINS
+            ]
+        }
     artifact = store.stage("sources", key, build_stage, inputs=[datasets.artifact], force=force)
     return SourceCNNs(
         black=load_state(cfg, artifact.tensors("black_cnn")),

@@ -23,8 +23,8 @@ class ConfigError(ValueError):
 class DataConfig:
     """Where the images come from and how many of each kind (seed: 1,745/81 and 29,843/562)."""
 
-    source: str = "synthetic"  # synthetic | folder | oxford_pets
-    root: str = ""  # data folder for `folder` and `oxford_pets`
+    source: str = "synthetic"  # synthetic | folder | oxford_pets | original
+    root: str = ""  # data folder (folder, oxford_pets); a clone of the original (original)
     image_size: int = 32
     black_count: int = 600  # black/random set: black images
     black_random_count: int = 120  # black/random set: random images
@@ -50,6 +50,9 @@ class CNNConfig:
 
     channels1: int = 8
     channels2: int = 16
+    # 'same' padding keeps every filter's whole 5x5 window on the image at the borders and the
+    # feature map at image_size / 4; the original used none (32 -> 28 -> 14 -> 10 -> 5)
+    padding: int = 2
     epochs: int = 30
     batch_size: int = 32
     lr: float = 2e-3
@@ -62,7 +65,13 @@ class CNNConfig:
 class ZooConfig:
     """Many CNNs per domain, trained together, whose filters become the kernel sets."""
 
-    models: int = 16  # per domain
+    source: str = "trained"  # trained here | original (the published zoo, read from zoo.root)
+    root: str = ""  # a clone of the original repository, for source = original
+    models: int = 16  # per domain (the black zoo's size when cat_models is set)
+    cat_models: int = 0  # the cat zoo's size; 0: zoo.models (the original had 2,749 and 1,749)
+    # source = original: the model number each source CNN is read as (the original's notebook
+    # made its generated CNN from model 1234)
+    source_model: int = 1234
     epochs: int = 6
     snapshots: int = 3  # per model, evenly spaced over the second half of training
     subset_fraction: float = 0.8  # each model trains on its own random subset of the data
@@ -180,9 +189,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # The embedded default data; the whole book in minutes on 2 CPU cores.
     "default": {},
-    # The seed's scale: 1,745 + 81 black/random and 29,843 + 562 cat/random images.
+    # The seed's scale: 1,745 + 81 black/random and 29,843 + 562 cat/random images, and the
+    # original's design: its CNN (6 and 16 channels, no padding, 32x32 images), 2,749 black and
+    # 1,749 cat models, one whole layer per model as one sample, a Conv3d translator.
     "paper": {
-        "data.image_size": 64,
+        "data.image_size": 32,
         "data.black_count": 1745,
         "data.black_random_count": 81,
         "data.cat_count": 29843,
@@ -190,14 +201,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data.eval_per_group": 2000,
         "data.labelled_per_group": 320,
         "data.batch_size": 512,
-        "cnn.channels1": 16,
-        "cnn.channels2": 32,
+        "cnn.channels1": 6,
+        "cnn.channels2": 16,
+        "cnn.padding": 0,
         "cnn.epochs": 20,
         "cnn.batch_size": 64,
-        "zoo.models": 64,
+        "zoo.models": 2749,
+        "zoo.cat_models": 1749,
         "zoo.epochs": 6,
-        "zoo.snapshots": 5,
-        "zoo.kernel_sets": 4498,
+        "zoo.snapshots": 1,  # the original kept each model's final weights
         "gan.steps": 10000,
         "gan.decay_steps": 5000,
         # the original's design: one sample is one zoo model's whole layer, a Conv3d network
@@ -208,10 +220,31 @@ PRESETS: dict[str, dict[str, Any]] = {
         "analysis.cluster_points": 2000,
         "analysis.cluster_labelled": 800,
     },
+    # The original's own artifacts, from a clone of its repository (data.root and zoo.root):
+    # its published zoo as the zoo and its model 1234 as each source CNN, its 89 test
+    # photographs as the evaluation set (half of them labelled for the probe and the oracle).
+    "original": {
+        "data.source": "original",
+        "data.val_fraction": 0.25,
+        "data.test_fraction": 0.25,
+        "cnn.channels1": 6,
+        "cnn.channels2": 16,
+        "cnn.padding": 0,
+        "zoo.source": "original",
+        "zoo.models": 2749,
+        "zoo.cat_models": 1749,
+        "zoo.snapshots": 1,
+        "gan.sample": "layer",
+        "gan.arch": "conv3d",
+        "analysis.kmeans_clusters": 2,  # 44 evaluated photographs: 2 clusters, as the original
+        "analysis.hdbscan_min_cluster_size": 5,
+        "analysis.dbscan_min_samples": 3,
+    },
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "data.source": ("synthetic", "folder", "oxford_pets"),
+    "data.source": ("synthetic", "folder", "oxford_pets", "original"),
+    "zoo.source": ("trained", "original"),
     "cnn.imbalance": ("weighted", "balanced", "none"),
     "gan.sample": ("filter", "layer"),
     "gan.arch": ("mlp", "conv", "conv3d"),
@@ -251,7 +284,21 @@ def _checks(cfg: Config) -> list[tuple[str, bool, str]]:
         ("cnn.lr", 0 < cfg.cnn.lr < 1, "in (0, 1)"),
         ("cnn.weight_decay", cfg.cnn.weight_decay >= 0, "non-negative"),
         ("cnn.init_seed", cfg.cnn.init_seed >= 0, "a non-negative integer"),
+        ("cnn.padding", 0 <= cfg.cnn.padding <= 2, "0, 1 or 2"),
+        (
+            "data.image_size",
+            (d.image_size + 2 * cfg.cnn.padding - 4) // 2 + 2 * cfg.cnn.padding - 4 >= 2,
+            "large enough for two 5x5 conv layers and pooling at cnn.padding",
+        ),
         ("zoo.models", cfg.zoo.models >= 1, "at least 1"),
+        ("zoo.cat_models", cfg.zoo.cat_models >= 0, "0 (as zoo.models) or a positive count"),
+        ("zoo.source_model", cfg.zoo.source_model >= 0, "a non-negative model number"),
+        (
+            "zoo.root",
+            cfg.zoo.source == "trained" or bool(cfg.zoo.root),
+            "a clone of the original repository when zoo.source is 'original' "
+            "(git clone https://github.com/Jain-Karan/mlusingml)",
+        ),
         ("zoo.epochs", cfg.zoo.epochs >= 1, "at least 1"),
         ("zoo.snapshots", 1 <= cfg.zoo.snapshots, "at least 1"),
         ("zoo.subset_fraction", 0 < cfg.zoo.subset_fraction <= 1, "in (0, 1]"),
@@ -369,7 +416,25 @@ def load(preset: str = "default", overrides: dict[str, Any] | None = None) -> Co
     for key, ok, what in _checks(cfg):
         if not ok:
             raise ConfigError(f"override {key!r} is out of range: it must be {what}")
+    if cfg.zoo.source == "original":
+        from .original import CNN_SETTINGS
+
+        for key, value in CNN_SETTINGS.items():
+            section, name = key.split(".")
+            if getattr(getattr(cfg, section), name) != value:
+                fix = ", ".join(f"{k}={v}" for k, v in CNN_SETTINGS.items())
+                raise ConfigError(
+                    f"override {key!r} must be {value} with zoo.source = 'original' (the "
+                    f"published models' shape): use --preset original, or set {fix}"
+                )
     return cfg
+
+
+def zoo_size(cfg: Config, domain: str) -> int:
+    """Models in one domain's zoo."""
+    if domain == "cat" and cfg.zoo.cat_models:
+        return cfg.zoo.cat_models
+    return cfg.zoo.models
 
 
 def stage_key(cfg: Config, *sections: str, version: int) -> dict[str, Any]:
@@ -420,6 +485,8 @@ def preset_sizes() -> list[dict[str, Any]]:
     """Training images per preset and set, as rows for a table or a bar chart."""
     rows = []
     for name in PRESETS:
+        if PRESETS[name].get("zoo.source") == "original":
+            continue  # its training sets are the default's; its zoo is read, not trained
         data = load(name).data
         for label, count in (
             ("black", data.black_count),

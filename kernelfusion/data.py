@@ -112,6 +112,21 @@ SOURCES = {
             "measured; the figures below split the images by evaluation group"
         ),
     },
+    "original": {
+        "label": "the original project's test photographs",
+        "what": (
+            "the 89 test photographs the original project published (34 black cats; 10 black "
+            "images, 4 black dogs, 5 white cats, 5 white dogs, 3 cars, 2 horses and 26 random "
+            "images), read from the user's clone of its repository and grouped by folder and "
+            "file name, so 'other cat' is only the 5 white cats; its training photographs were "
+            "not published, so the black and cat training sets are the synthetic composites"
+        ),
+        "where": "the central half of each photograph",
+        "truth": (
+            "the folder and file name of each photograph; the training sets' figures are of "
+            "the drawn composites, the evaluation set's of the photographs"
+        ),
+    },
 }
 
 
@@ -395,16 +410,14 @@ def _image_files(folder: Path) -> list[Path]:
     )
 
 
-def read_class_folder(folder: Path, size: int, min_images: int = 1, progress: bool = True):
-    """Decode every image in `folder`; return the images and the files that could not be read
-    (empty, truncated, not an image, or a decompression bomb), which are left out (`prepare`
-    warns about them, naming them)."""
-    if not folder.is_dir():
-        raise DataError(f"data folder '{folder}' does not exist: expected {folder}/*.jpg")
-    files = _image_files(folder)
+def decode_files(
+    files: list[Path], size: int, desc: str, progress: bool = True
+) -> tuple[list[torch.Tensor], list[Path]]:
+    """Decode each file (`decode_image`); return the images and the files that could not be
+    read (empty, truncated, not an image, or a decompression bomb), which are left out."""
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     images, skipped = [], []
-    for path in progress_bar(files, desc=f"decoding {folder.name}", unit="img", progress=progress):
+    for path in progress_bar(files, desc=desc, unit="img", progress=progress):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -418,6 +431,17 @@ def read_class_folder(folder: Path, size: int, min_images: int = 1, progress: bo
             SyntaxError,
         ):
             skipped.append(path)
+    return images, skipped
+
+
+def read_class_folder(folder: Path, size: int, min_images: int = 1, progress: bool = True):
+    """Decode every image in `folder`; return the images and the files that could not be read
+    (empty, truncated, not an image, or a decompression bomb), which are left out (`prepare`
+    warns about them, naming them)."""
+    if not folder.is_dir():
+        raise DataError(f"data folder '{folder}' does not exist: expected {folder}/*.jpg")
+    files = _image_files(folder)
+    images, skipped = decode_files(files, size, f"decoding {folder.name}", progress)
     if len(images) < min_images:
         raise DataError(
             f"class folder '{folder}' has {len(images)} readable image(s) of {len(files)} "
@@ -471,6 +495,48 @@ def read_folder(cfg: Config, progress: bool = True) -> Sets:
             ),
         )
     return Sets(sets, skipped)
+
+
+# --- the original project's test photographs -------------------------------------------------
+
+
+def read_original(cfg: Config, progress: bool = True) -> Sets:
+    """The original project's 89 test photographs (a clone of its repository at `data.root`,
+    see `kernelfusion.original`) as the evaluation set, grouped by folder and file name; its
+    labelled and evaluated parts split as a folder's are. Its training photographs were not
+    published, so the black and cat sets are drawn as the synthetic source draws them (only
+    the source CNNs and zoo trained here, and the aligned merge's matching, use them)."""
+    from . import original
+
+    files = original.photo_files(cfg.data.root)
+    root = Path(cfg.data.root)
+    drawn = dataclasses.replace(cfg.data, eval_per_group=1, labelled_per_group=2)
+    sets = make_synthetic(dataclasses.replace(cfg, data=drawn), progress)
+    images, skipped = decode_files(files, cfg.data.image_size, "decoding photos", progress)
+    readable = [p for p in files if p not in set(skipped)]
+    groups = torch.tensor([GROUPS.index(original.photo_group(p)) for p in readable])
+    if not images:
+        raise DataError(f"no photograph under '{root / original.PHOTOS}' could be read")
+    images = torch.stack(images)
+    unknown = torch.full_like(groups, -1)
+    evaluation = ImageSet(
+        images=images,
+        labels=groups,
+        groups=groups,
+        kinds=unknown,
+        colours=unknown,
+        dark_fraction=centre_dark_fraction(images, cfg.data.dark_luminance),
+        split=split_labels(
+            groups,
+            cfg.data.val_fraction,
+            cfg.data.test_fraction,
+            derive_seed(cfg.seed, "split", "eval"),
+        ),
+    )
+    return Sets(
+        {"black": sets["black"], "cat": sets["cat"], "eval": evaluation},
+        [p.relative_to(root).as_posix() for p in skipped],
+    )
 
 
 # --- Oxford-IIIT Pet --------------------------------------------------------------------------
@@ -612,6 +678,7 @@ def _build(cfg: Config, progress: bool):
             "synthetic": make_synthetic,
             "folder": read_folder,
             "oxford_pets": read_oxford_pets,
+            "original": read_original,
         }[cfg.data.source]
         sets = reader(cfg, progress=progress)
         check_sizes(sets, cfg)

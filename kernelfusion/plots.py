@@ -212,7 +212,18 @@ def training_curves(history: dict[str, list[dict]]):
     left.set(xlabel="epoch", ylabel="train loss (class-weighted)", title="training loss")
     right.set(xlabel="epoch", ylabel="balanced accuracy", title="validation", ylim=(0.4, 1.02))
     right.axhline(0.5, color="grey", linestyle=":", linewidth=1)
-    left.legend()
+    if not any(history.values()):  # source CNNs read from the original's published models
+        for ax in (left, right):
+            ax.text(
+                0.5,
+                0.5,
+                "read, not trained here:\nno training history",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+            )
+    else:
+        left.legend()
     fig.tight_layout()
     return fig
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from . import training
+from . import original, training
 from .cnn import CONV_LAYERS, DOMAINS, build
-from .config import Config, resolve_device, stage_key
+from .config import Config, resolve_device, stage_key, zoo_size
 from .machine import derive_seed, generator, seed_everything
 from .store import Artifact, StageWriter, Store
 
@@ -79,7 +79,7 @@ def _train_domain(domain: str, cfg: Config, datasets, device: str, progress: boo
     gen = generator(cfg.seed, "zoo subsets", domain)
     size = max(2, round(len(train) * cfg.zoo.subset_fraction))
     plans, weights = [], []
-    for _ in range(cfg.zoo.models):
+    for _ in range(zoo_size(cfg, domain)):
         members = torch.randperm(len(train), generator=gen)[:size]
         plans.append(
             training.plan_batches(
@@ -91,7 +91,7 @@ def _train_domain(domain: str, cfg: Config, datasets, device: str, progress: boo
             if cfg.cnn.imbalance == "weighted"
             else torch.ones(2)
         )
-    seeds = [derive_seed(cfg.seed, "zoo model", domain, k) for k in range(cfg.zoo.models)]
+    seeds = [derive_seed(cfg.seed, "zoo model", domain, k) for k in range(zoo_size(cfg, domain))]
     models = [build(cfg.cnn, cfg.data.image_size, s) for s in seeds]
     plans = torch.stack(plans)
     steps = plans.shape[1]
@@ -112,15 +112,39 @@ def _train_domain(domain: str, cfg: Config, datasets, device: str, progress: boo
     return result, accuracy, steps
 
 
+def _read_domain(domain: str, cfg: Config, datasets, progress: bool):
+    """One domain's zoo read from the original's published models (one snapshot each: the
+    final weights it published); accuracy on this book's val split of the domain's set."""
+    params, numbers = original.read_zoo(cfg.zoo.root, domain, zoo_size(cfg, domain), progress)
+    snapshot = {name: value for name, value in params.items() if name.endswith(".weight")}
+    result = training.StackResult(
+        params=params, snapshots={0: snapshot}, losses=torch.zeros(len(numbers), 0)
+    )
+    val = datasets[domain].part("val")
+    model = build(cfg.cnn, cfg.data.image_size, 0)
+    accuracy = []
+    for start in range(0, len(numbers), 64):  # 64 models at a time bound the activations
+        chunk = {name: value[start : start + 64] for name, value in params.items()}
+        logits = training.predict_stacked(model, chunk, val.images)
+        accuracy.append((logits.argmax(-1).cpu() == val.labels).float().mean(1))
+    return result, torch.cat(accuracy), numbers
+
+
 def train_zoo(cfg: Config, datasets, store: Store, *, force=False, progress=True) -> Zoo:
-    """Train (or reuse) both zoos and extract their kernel sets."""
+    """Train (or reuse) both zoos and extract their kernel sets; with `zoo.source =
+    "original"`, read the original's published models instead of training."""
     device = resolve_device(cfg.device)
+    published = cfg.zoo.source == "original"
 
     def build_stage(writer: StageWriter) -> None:
         seed_everything(cfg.seed)
         summary = {}
         for domain in DOMAINS:
-            result, accuracy, steps = _train_domain(domain, cfg, datasets, device, progress)
+            if published:
+                result, accuracy, numbers = _read_domain(domain, cfg, datasets, progress)
+                steps = 0
+            else:
+                result, accuracy, steps = _train_domain(domain, cfg, datasets, device, progress)
             sets, available = extract_kernel_sets(
                 result.snapshots, cfg.zoo.kernel_sets, derive_seed(cfg.seed, "kernel sets")
             )
@@ -139,17 +163,29 @@ def train_zoo(cfg: Config, datasets, store: Store, *, force=False, progress=True
                 },
             )
             summary[domain] = {
-                "models": cfg.zoo.models,
+                "models": len(accuracy),
                 "steps": steps,
                 "snapshot steps": sorted(result.snapshots),
                 "kernel sets available per layer": available,
                 "kernel sets kept": {layer: len(sets.kernels[layer]) for layer in CONV_LAYERS},
                 "val accuracy": accuracy.tolist(),
-                "final loss": result.losses[:, -max(1, steps // 10) :].mean(1).tolist(),
             }
+            if not published:
+                recent = result.losses[:, -max(1, steps // 10) :]
+                summary[domain]["final loss"] = recent.mean(1).tolist()
+            else:
+                summary[domain] |= {
+                    "read from": original.REPOSITORY,
+                    "model numbers": numbers,
+                    "val accuracy on": "this book's val split (not the original's data)",
+                }
         writer.save_json("summary", summary)
 
     key = stage_key(cfg, "cnn", "zoo", version=3)  # 2: layer-1 snapshots; 3: derive_seed
+    if published:
+        key |= {
+            "published": [original.fingerprint(cfg.zoo.root, d, zoo_size(cfg, d)) for d in DOMAINS]
+        }
     artifact = store.stage("zoo", key, build_stage, inputs=[datasets.artifact], force=force)
     return load(artifact)
 
@@ -253,7 +289,7 @@ def summary_table(zoo: Zoo):
     for domain, s in zoo.summary.items():
         rows[domain] = {
             "models": s["models"],
-            "training steps": s["steps"],
+            "training steps": s["steps"] or "(published)",
             "snapshots per model": len(s["snapshot steps"]),
             "kernel sets, layer 1": s["kernel sets kept"]["conv1"],
             "kernel sets, layer 2": s["kernel sets kept"]["conv2"],

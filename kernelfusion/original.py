@@ -1,0 +1,240 @@
+"""The original project's published artifacts, read from a user's clone of its repository.
+
+The original (GitHub `Jain-Karan/mlusingml`, no licence: nothing of it ships with this book, and
+nothing is downloaded at run time) published, besides its notebooks:
+
+    <root>/black_models/black_model_NNNN.pth   2,749 CNNs, black vs random
+    <root>/cat_models/cat_model_NNNN.pth       1,749 CNNs, cat vs random
+    <root>/GeneratedCNN_test/1/*               34 photographs of black cats
+    <root>/GeneratedCNN_test/0/*               55 others, named by what they show
+
+Each `.pth` is the state dict of its CNN: conv 3->6 and 6->16 (5x5, no padding), ReLU and 2x2
+max-pooling after each, one linear layer 400->2 (`fc1`), on 32x32 images normalised to [-1, 1]
+(mean 0.5, std 0.5 per channel). Its class 0 is the concept (torchvision's `ImageFolder` sorts
+the folder names, and its notebooks name the classes ('black', 'random') and ('cat', 'random')).
+
+`read_model` turns one into this book's `SmallCNN` (`cnn.padding = 0`, channels 6 and 16, image
+size 32) that computes the same function on [0, 1] images with class 1 the concept:
+
+    conv1(2x - 1) = (2 W1) * x + (b1 - sum W1)     (a valid convolution sees every tap)
+    head = fc1 with its two rows swapped
+
+Files are read with `torch.load(weights_only=True)` only, and anything that is not a dict of
+exactly the expected float tensors is refused, naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import warnings
+from pathlib import Path
+
+import torch
+
+from .progress import bar as progress_bar
+
+REPOSITORY = "https://github.com/Jain-Karan/mlusingml"
+# Models per domain in the published repository, and the one its notebook made its generated CNN
+# from (`model = 1234` in generatedCNN.ipynb).
+PUBLISHED_MODELS = {"black": 2749, "cat": 1749}
+NOTEBOOK_MODEL = 1234
+MODEL_FILES = {"black": ("black_models", "black_model_"), "cat": ("cat_models", "cat_model_")}
+SHAPES = {
+    "conv1.weight": (6, 3, 5, 5),
+    "conv1.bias": (6,),
+    "conv2.weight": (16, 6, 5, 5),
+    "conv2.bias": (16,),
+    "fc1.weight": (2, 400),
+    "fc1.bias": (2,),
+}
+# The CNN settings the published models need: see `check_config`.
+CNN_SETTINGS = {"data.image_size": 32, "cnn.channels1": 6, "cnn.channels2": 16, "cnn.padding": 0}
+PHOTOS = "GeneratedCNN_test"
+
+
+class OriginalError(ValueError):
+    """A clone of the original repository that cannot be read; the message names the fix."""
+
+
+def _model_folder(root: Path, domain: str) -> Path:
+    folder = root / MODEL_FILES[domain][0]
+    if not folder.is_dir():
+        raise OriginalError(
+            f"'{folder}' does not exist: zoo.root must be a clone of the original repository "
+            f"(git clone {REPOSITORY}), which holds {MODEL_FILES[domain][0]}/"
+            f"{MODEL_FILES[domain][1]}NNNN.pth"
+        )
+    return folder
+
+
+def model_files(root: str | Path, domain: str) -> dict[int, Path]:
+    """The clone's model files of one domain, by model number."""
+    folder = _model_folder(Path(root), domain)
+    pattern = re.compile(re.escape(MODEL_FILES[domain][1]) + r"(\d+)\.pth$")
+    found = {}
+    for path in folder.iterdir():
+        match = pattern.match(path.name)
+        if match:
+            found[int(match.group(1))] = path
+    if not found:
+        raise OriginalError(
+            f"'{folder}' holds no {MODEL_FILES[domain][1]}NNNN.pth file: is it a complete clone "
+            f"of {REPOSITORY}?"
+        )
+    return dict(sorted(found.items()))
+
+
+def load_state(path: Path) -> dict[str, torch.Tensor]:
+    """One published state dict, checked: plain tensors only (`weights_only=True`), exactly the
+    original CNN's keys and shapes, finite floats."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip and torch each raise their own kind
+        raise OriginalError(
+            f"'{path}' is not a plain state dict of tensors and is not loaded "
+            f"(torch.load with weights_only=True refused it: {type(error).__name__})"
+        ) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise OriginalError(f"'{path}' is not a dict of tensors: not an original CNN")
+    if set(state) != set(SHAPES):
+        raise OriginalError(
+            f"'{path}' has keys {sorted(state)}, the original CNN has {sorted(SHAPES)}"
+        )
+    for name, shape in SHAPES.items():
+        value = state[name]
+        if tuple(value.shape) != shape or not value.is_floating_point():
+            raise OriginalError(
+                f"'{path}': {name} is {value.dtype} {tuple(value.shape)}, the original CNN's is "
+                f"float {shape}"
+            )
+        if not torch.isfinite(value).all():
+            raise OriginalError(f"'{path}': {name} holds NaN or infinite values")
+    return {name: state[name].float() for name in SHAPES}
+
+
+def convert(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The original CNN's state dict as this book's `SmallCNN` state (see the module's notes):
+    the input normalisation folded into conv1, the head's rows swapped so class 1 is the
+    concept."""
+    w1 = state["conv1.weight"]
+    return {
+        "conv1.weight": 2 * w1,
+        "conv1.bias": state["conv1.bias"] - w1.sum((1, 2, 3)),
+        "conv2.weight": state["conv2.weight"].clone(),
+        "conv2.bias": state["conv2.bias"].clone(),
+        "head.weight": state["fc1.weight"][[1, 0]].clone(),
+        "head.bias": state["fc1.bias"][[1, 0]].clone(),
+    }
+
+
+def read_model(root: str | Path, domain: str, number: int) -> dict[str, torch.Tensor]:
+    """Model `number` of one domain, converted to a `SmallCNN` state."""
+    files = model_files(root, domain)
+    if number not in files:
+        raise OriginalError(
+            f"there is no {MODEL_FILES[domain][1]}{number:04}.pth in "
+            f"'{_model_folder(Path(root), domain)}' "
+            f"(it holds numbers {min(files)}-{max(files)}): set zoo.source_model to one of them"
+        )
+    return convert(load_state(files[number]))
+
+
+def read_zoo(
+    root: str | Path, domain: str, count: int, progress: bool = True
+) -> tuple[dict[str, torch.Tensor], list[int]]:
+    """The first `count` models of one domain (by number), converted and stacked: each tensor
+    (K, ...); and their numbers. Fewer models than asked: a warning, and all are read."""
+    files = model_files(root, domain)
+    numbers = list(files)[:count]
+    if len(numbers) < count:
+        warnings.warn(
+            f"the clone holds {len(files)} {domain} models, fewer than the {count} asked for: "
+            f"reading {len(files)} (the published repository has {PUBLISHED_MODELS[domain]})",
+            stacklevel=2,
+        )
+    states = [
+        convert(load_state(files[n]))
+        for n in progress_bar(
+            numbers, desc=f"reading {domain} models", unit="model", progress=progress
+        )
+    ]
+    stacked = {name: torch.stack([s[name] for s in states]) for name in states[0]}
+    return stacked, numbers
+
+
+def fingerprint(root: str | Path, domain: str, count: int) -> str:
+    """A hash of the bytes of the models `read_zoo` would read: the cache key of a zoo read
+    from a clone, so an edited or different clone is never mistaken for a cached one."""
+    digest = hashlib.sha256()
+    for number, path in list(model_files(root, domain).items())[:count]:
+        digest.update(f"{number}:".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:20]
+
+
+def fingerprint_model(root: str | Path, domain: str, number: int) -> str:
+    """A hash of one model file's bytes (the cache key of a source CNN read from a clone)."""
+    files = model_files(root, domain)
+    if number not in files:
+        read_model(root, domain, number)  # raises, naming the numbers there are
+    return hashlib.sha256(files[number].read_bytes()).hexdigest()[:20]
+
+
+# --- its test photographs ---------------------------------------------------------------------
+
+
+def photo_group(path: Path) -> str:
+    """The evaluation group of one of the original's test photographs: folder `1` holds black
+    cats; in folder `0` the file name says what a photo shows (`black (3).jpeg`,
+    `black_dog (1).jpg`, `white_cat (2).jpg`, `car (1).jpg`, `horse01-2.png`, `random (5).jpg`):
+    a name with 'cat' is another cat, one starting with 'black' a black non-cat, the rest other
+    images."""
+    if path.parent.name == "1":
+        return "black cat"
+    prefix = re.match(r"[A-Za-z_]*", path.stem).group(0).strip("_").lower()
+    if "cat" in prefix.split("_"):
+        return "other cat"
+    if prefix.startswith("black"):
+        return "black non-cat"
+    return "other image"
+
+
+def photo_files(root: str | Path) -> list[Path]:
+    folder = Path(root) / PHOTOS
+    if not (folder / "0").is_dir() or not (folder / "1").is_dir():
+        raise OriginalError(
+            f"'{folder}' with sub-folders 0/ and 1/ does not exist: data.root must be a clone "
+            f"of the original repository (git clone {REPOSITORY})"
+        )
+    from .data import IMAGE_SUFFIXES
+
+    return sorted(
+        p for p in folder.glob("[01]/*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+# --- what the chapters say about it -----------------------------------------------------------
+
+
+def provenance(cfg, stage: str) -> str:
+    """A note for the chapter of `stage` ("sources" or "zoo") when it was read from the
+    original's published models rather than trained here; "" otherwise."""
+    from .config import zoo_size
+
+    if cfg.zoo.source != "original":
+        return ""
+    if stage == "sources":
+        return (
+            f"**Read, not trained.** With `zoo.source = original` the two source CNNs are model "
+            f"{cfg.zoo.source_model} of the original's published black and cat zoos, as its "
+            "notebook chose them: trained on its own photographs, each from its own "
+            "initialisation (not a shared one), so there is no training history here, and the "
+            "test split below is this book's drawn images, which those CNNs never saw."
+        )
+    return (
+        f"**Read, not trained.** With `zoo.source = original` the zoo is the original's first "
+        f"{zoo_size(cfg, 'black')} black and {zoo_size(cfg, 'cat')} cat published models (at "
+        "most as many as the clone holds), one snapshot each (the final weights it published); "
+        "their accuracy is measured on this book's drawn validation images."
+    )
