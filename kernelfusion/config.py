@@ -236,6 +236,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "zoo.snapshots": 1,
         "gan.sample": "layer",
         "gan.arch": "conv3d",
+        "gan.hidden": 64,  # the original's Conv3d width; about 0.3 s a step on 2 CPU cores
         "analysis.kmeans_clusters": 2,  # 44 evaluated photographs: 2 clusters, as the original
         "analysis.hdbscan_min_cluster_size": 5,
         "analysis.dbscan_min_samples": 3,
