@@ -966,3 +966,118 @@ def noise_table(metrics: dict):
             for name, r in metrics["models"].items()
         }
     ).T
+
+
+# --- the original protocol across source models -------------------------------------------------
+
+SPREAD_KINDS = {  # short key -> display label
+    "source": "zoo cat CNN (unchanged)",
+    "generated": "generated F(zoo cat CNN)",
+    "noise": "zoo cat CNN + same-size noise",
+    "random": "random CNN",
+}
+
+
+def protocol_spread(cfg, datasets, gan, store, *, progress: bool = True):
+    """The original protocol (2-means on a UMAP of the evaluated images' features, the cluster
+    with most black cats called "black cat", `states` K-means random states) run as the
+    original ran it, on one source model at a time, for `analysis.protocol_models` cat models of
+    the zoo: each unchanged, translated by F, with noise of the translation's size, and a random
+    CNN per model. The original reported one source model (its number 1234); this is the spread
+    its number came from. Returns a long table: kind, model number, mean and best accuracy."""
+    import pandas as pd
+
+    from . import fusion
+    from .cnn import build, load_state
+    from .config import resolve_device, stage_key
+    from .machine import derive_seed, generator
+    from .progress import bar as progress_bar
+    from .training import unstack
+
+    device = resolve_device(cfg.device)
+
+    def build_stage(writer) -> None:
+        _, evaluated = evaluation_split(datasets.eval)
+        groups = datasets.eval.groups[evaluated].numpy()
+        rng = generator(cfg.seed, "protocol spread")
+        params = gan.zoo_artifact.tensors("cat_models")
+        numbers = gan.zoo_artifact.json("summary")["cat"].get("model numbers")
+        count = len(params["conv1.weight"])
+        chosen = torch.randperm(count, generator=rng)[: cfg.analysis.protocol_models].tolist()
+        images = datasets.eval.images[evaluated]
+        ev = np.sort(
+            np.random.default_rng(derive_seed(cfg.seed, "spread sample")).permutation(
+                len(groups)
+            )[: cfg.analysis.cluster_points]
+        )
+        rows = []
+        for k in progress_bar(chosen, desc="protocol per source model", progress=progress):
+            source = load_state(cfg, unstack(params, k))
+            translated = fusion.generated(source, gan, "cat->black")
+            models = {
+                "source": source,
+                "generated": translated,
+                "noise": fusion.with_noise(
+                    source, translated, derive_seed(cfg.seed, "spread noise", k)
+                ),
+                "random": build(
+                    cfg.cnn, cfg.data.image_size, derive_seed(cfg.seed, "spread random", k)
+                ),
+            }
+            for kind, model in models.items():
+                x = fusion.features(model, images[ev], device).numpy()
+                embedding = umap_embedding(
+                    x,
+                    derive_seed(cfg.seed, "spread umap", k, kind),
+                    cfg.analysis.umap_neighbors,
+                    cfg.analysis.umap_min_dist,
+                    cfg.analysis.umap_epochs,
+                )
+                result = original_protocol(embedding, groups[ev], derive_seed(cfg.seed, k, kind))
+                rows.append(
+                    {
+                        "kind": kind,
+                        "model": numbers[k] if numbers else k,
+                        "accuracy": result["accuracy"],
+                        "best accuracy": result["best accuracy"],
+                    }
+                )
+        writer.save_json(
+            "spread",
+            {
+                "rows": rows,
+                "call nothing": float(np.mean(groups[ev] != BLACK_CAT)),
+                "images": int(len(ev)),
+            },
+        )
+
+    key = stage_key(cfg, "analysis", version=1)
+    artifact = store.stage(
+        "protocol-spread", key, build_stage, inputs=[datasets.artifact, gan.artifact]
+    )
+    spread = artifact.json("spread")
+    frame = pd.DataFrame(spread["rows"])
+    frame["label"] = frame["kind"].map(SPREAD_KINDS)
+    frame.attrs |= {"call nothing": spread["call nothing"], "images": spread["images"]}
+    return frame
+
+
+def spread_summary(frame):
+    """Per kind: the median accuracy over source models, its 5-95% range, the best single
+    model's best state, and the share of models whose mean accuracy beats calling nothing a
+    black cat."""
+    import pandas as pd
+
+    rows = {}
+    for kind, label in SPREAD_KINDS.items():
+        part = frame[frame["kind"] == kind]
+        rows[label] = {
+            "median accuracy": float(part["accuracy"].median()),
+            "5% accuracy": float(part["accuracy"].quantile(0.05)),
+            "95% accuracy": float(part["accuracy"].quantile(0.95)),
+            "best model, best state": float(part["best accuracy"].max()),
+            "share above calling nothing": float(
+                (part["accuracy"] > frame.attrs["call nothing"]).mean()
+            ),
+        }
+    return pd.DataFrame(rows).T

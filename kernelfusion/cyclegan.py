@@ -24,7 +24,7 @@ from torch import nn
 
 from .cnn import CONV_LAYERS
 from .config import Config, GanConfig, resolve_device, stage_key
-from .machine import derive_seed
+from .machine import derive_seed, generator
 from .progress import bar as progress_bar
 from .store import StageWriter, Store, atomic_write_bytes
 from .training import DivergedError
@@ -650,12 +650,21 @@ def same_model(index: torch.Tensor) -> torch.Tensor:
     return index[:, 0, None] == index[None, :, 0]
 
 
-def alignment_effect(cfg: Config, zoo: Zoo) -> dict[str, dict[str, float]]:
+def alignment_effect(cfg: Config, zoo: Zoo, max_rows: int = 4000) -> dict[str, dict[str, float]]:
     """Layer-2 kernels before and after weight matching: how similar each kernel's nearest
-    neighbour in its own domain is, and how far apart the two domains are."""
+    neighbour in its own domain is, and how far apart the two domains are; on a seeded sample
+    of at most `max_rows` kernels per domain (the cosine matrix grows with the square)."""
     from . import analysis
 
     reference = reference_filters(zoo)
+    rows = {
+        d: torch.randperm(len(zoo[d].kernels["conv2"]), generator=generator(cfg.seed, "rows", d))[
+            :max_rows
+        ]
+        .sort()
+        .values
+        for d in ("black", "cat")
+    }
     out = {}
     for name, aligned in (("as trained", False), ("aligned", True)):
         vectors = {}
@@ -665,11 +674,12 @@ def alignment_effect(cfg: Config, zoo: Zoo) -> dict[str, dict[str, float]]:
                 k2 = align_layer2(
                     k2, zoo[domain].index["conv2"], conv1_snapshots(zoo.artifact, domain), reference
                 )
-            vectors[domain], _ = normalise(k2)
+            vectors[domain], _ = normalise(k2[rows[domain]])
         nearest = {}
         for d, v in vectors.items():
             cosine = v @ v.T
-            cosine[same_model(zoo[d].index["conv2"])] = -1  # neighbours from other models only
+            # neighbours from other models only
+            cosine[same_model(zoo[d].index["conv2"][rows[d]])] = -1
             nearest[d] = float(cosine.max(1).values.mean())
         out[name] = {
             "nearest cosine to another model, black": nearest["black"],

@@ -603,3 +603,27 @@ def label_efficiency_plot(summary, models: list[str], metric: str = "probe F1") 
     fig.update_yaxes(title=f"black-cat {metric}")
     fig.update_layout(height=460, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig
+
+
+def spread_plot(frame) -> go.Figure:
+    """The original protocol's accuracy for each source model, per kind (one point per model;
+    hover for its number and its best random state), with calling nothing a black cat dashed."""
+    import plotly.express as px
+
+    fig = px.strip(
+        frame,
+        x="accuracy",
+        y="label",
+        hover_data={"model": True, "best accuracy": ":.3f", "label": False},
+        labels={"label": "", "accuracy": "accuracy, mean over K-means random states"},
+    )
+    fig.add_vline(
+        x=frame.attrs["call nothing"],
+        line_dash="dash",
+        line_color="grey",
+        annotation_text="call nothing a black cat",
+        annotation_font_size=9,
+    )
+    fig.update_xaxes(range=[0, 1])
+    fig.update_layout(height=300, margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    return fig

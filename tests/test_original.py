@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from kernelfusion import cnn, config, data, original, pipeline, store
+from kernelfusion import analysis, cnn, config, cyclegan, data, original, pipeline, store
+from kernelfusion import zoo as zoo_module
 from kernelfusion.config import ConfigError
 from kernelfusion.original import OriginalError
 
@@ -154,6 +155,7 @@ def test_pipeline_runs_on_a_clone_of_the_original(tmp_path):
         "zoo.source_model": 3,
         "gan.arch": "conv3d",
         "analysis.kmeans_clusters": 2,
+        "analysis.protocol_models": 2,
     }
     cfg = config.load("original", overrides)
     runs = store.open(cfg, tmp_path / "runs")
@@ -169,3 +171,12 @@ def test_pipeline_runs_on_a_clone_of_the_original(tmp_path):
     for name, result in metrics["models"].items():
         protocol = result["original protocol"]
         assert 0 <= protocol["accuracy"] <= 1 and 0 <= protocol["purity"] <= 1, name
+    # the protocol one source model at a time, on the clone's cat models by their numbers
+    datasets = data.prepare(cfg, runs, progress=False)
+    gan = cyclegan.train(cfg, zoo_module.train_zoo(cfg, datasets, runs, progress=False), runs)
+    spread = analysis.protocol_spread(cfg, datasets, gan, runs, progress=False)
+    assert len(spread) == cfg.analysis.protocol_models * len(analysis.SPREAD_KINDS)
+    assert set(spread["model"]) <= set(range(5)) and spread["model"].nunique() == 2
+    assert (spread["best accuracy"] >= spread["accuracy"]).all()
+    evaluated = datasets.eval.groups[datasets.eval.split != 0]
+    assert spread.attrs["call nothing"] == pytest.approx(float((evaluated != 0).float().mean()))
