@@ -1006,9 +1006,9 @@ def protocol_spread(cfg, datasets, gan, store, *, progress: bool = True):
         chosen = torch.randperm(count, generator=rng)[: cfg.analysis.protocol_models].tolist()
         images = datasets.eval.images[evaluated]
         ev = np.sort(
-            np.random.default_rng(derive_seed(cfg.seed, "spread sample")).permutation(
-                len(groups)
-            )[: cfg.analysis.cluster_points]
+            np.random.default_rng(derive_seed(cfg.seed, "spread sample")).permutation(len(groups))[
+                : cfg.analysis.cluster_points
+            ]
         )
         rows = []
         for k in progress_bar(chosen, desc="protocol per source model", progress=progress):

@@ -75,6 +75,14 @@ class ZooConfig:
     epochs: int = 6
     snapshots: int = 3  # per model, evenly spaced over the second half of training
     subset_fraction: float = 0.8  # each model trains on its own random subset of the data
+    # Both zoos take the same number of steps (the larger set's epochs x batches; the smaller
+    # set is passed over more often), so "black vs cat kernels" does not also mean "less vs more
+    # trained" (72 vs 150 steps at the default preset otherwise).
+    equal_steps: bool = True
+    # Kernel sets come only from models whose validation balanced accuracy reaches this (a
+    # model that calls everything "random" learned no concept; plain accuracy hid that: the
+    # cat zoo's 0.69 was below its majority rate of 0.83). 0: keep every model.
+    min_balanced_accuracy: float = 0.6
     kernel_sets: int = 0  # kernel sets kept per layer and domain (0 = all); paper: 4,498
     stack: int = 0  # models trained as one vectorized stack; 0: the device's fastest (training)
 
@@ -179,6 +187,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "zoo.models": 4,
         "zoo.epochs": 2,
         "zoo.snapshots": 2,
+        "zoo.min_balanced_accuracy": 0.0,  # 2 epochs are too few to require a concept
         "gan.hidden": 32,
         "gan.steps": 60,
         "gan.decay_steps": 30,
@@ -309,6 +318,11 @@ def _checks(cfg: Config) -> list[tuple[str, bool, str]]:
         ("zoo.epochs", cfg.zoo.epochs >= 1, "at least 1"),
         ("zoo.snapshots", 1 <= cfg.zoo.snapshots, "at least 1"),
         ("zoo.subset_fraction", 0 < cfg.zoo.subset_fraction <= 1, "in (0, 1]"),
+        (
+            "zoo.min_balanced_accuracy",
+            0 <= cfg.zoo.min_balanced_accuracy < 1,
+            "in [0, 1) (0: keep every model)",
+        ),
         ("zoo.kernel_sets", cfg.zoo.kernel_sets >= 0, "0 (all) or a positive count"),
         ("zoo.stack", cfg.zoo.stack >= 0, "0 (automatic) or a positive count"),
         ("gan.hidden", cfg.gan.hidden >= 1, "at least 1"),

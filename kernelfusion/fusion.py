@@ -93,16 +93,20 @@ def with_noise(source: SmallCNN, translated: SmallCNN, seed: int) -> SmallCNN:
 
 def other_zoo_filters(source: SmallCNN, gan: KernelGan, domain: str, seed: int) -> SmallCNN:
     """The source CNN with each filter replaced by a random filter of `domain`'s zoo (layer 2
-    filters taken aligned and put in the source's channel order)."""
+    filters taken aligned and put in the source's channel order), each scaled to the norm of
+    the filter it replaces: the control changes what the filters are, not how large they are
+    (a zoo filter's norm differs from the source CNN's, chapter 05)."""
     gen = torch.Generator().manual_seed(seed)
 
     def draw(layer, kernels):
         pool = gan.kernels[domain][layer]
         if pool.dim() == 5:  # whole-layer samples: one real layer, as (C_out, C_in, 5, 5)
-            pick = pool[torch.randint(len(pool), (1,), generator=gen)][0]
-            return pick.transpose(0, 1).to(kernels.dtype)
-        picks = pool[torch.randint(len(pool), (len(kernels),), generator=gen)]
-        return picks.to(kernels.dtype)
+            pick = pool[torch.randint(len(pool), (1,), generator=gen)][0].transpose(0, 1)
+        else:
+            pick = pool[torch.randint(len(pool), (len(kernels),), generator=gen)]
+        pick = pick.to(kernels.dtype)
+        scale = kernels.flatten(1).norm(dim=1) / pick.flatten(1).norm(dim=1).clamp(min=1e-12)
+        return pick * scale.view(-1, *[1] * (pick.dim() - 1))
 
     return map_filters(source, gan.reference, draw)
 
@@ -289,7 +293,8 @@ def make(
         }
         writer.save_json("cards", cards)
 
-    key = stage_key(cfg, "fusion", "cnn", version=2)  # 2: seeds from derive_seed
+    # 2: seeds from derive_seed; 3: the other-zoo control scaled to the source's filter norms
+    key = stage_key(cfg, "fusion", "cnn", version=3)
     artifact = store.stage(
         "fusion",
         key,

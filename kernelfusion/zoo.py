@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -18,6 +19,11 @@ from .cnn import CONV_LAYERS, DOMAINS, build
 from .config import Config, resolve_device, stage_key, zoo_size
 from .machine import derive_seed, generator, seed_everything
 from .store import Artifact, StageWriter, Store
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .cnn import SourceCNNs
 
 
 @dataclass
@@ -40,11 +46,15 @@ class Zoo:
 
 
 def extract_kernel_sets(
-    snapshots: dict[int, dict[str, torch.Tensor]], keep: int = 0, seed: int = 0
+    snapshots: dict[int, dict[str, torch.Tensor]],
+    keep: int = 0,
+    seed: int = 0,
+    learned: torch.Tensor | None = None,
 ) -> tuple[KernelSets, int]:
     """Flatten stacked snapshots {step: {"convN.weight": (K, C_out, C_in, 5, 5)}} into kernel
-    sets ordered by (model, step, filter); keep a seeded subset of `keep` per layer if > 0.
-    Returns the sets and how many there were before subsetting."""
+    sets ordered by (model, step, filter); only models where `learned` (K,) is true, if given;
+    keep a seeded subset of `keep` per layer if > 0. Returns the sets and how many there were
+    before subsetting."""
     steps = sorted(snapshots)
     kernels, index, available = {}, {}, 0
     for layer in CONV_LAYERS:
@@ -57,6 +67,9 @@ def extract_kernel_sets(
             -1,
         ).reshape(-1, 3)
         flat = weights.reshape(k * n_steps * c_out, *weights.shape[3:])
+        if learned is not None:  # the model number stays in the index
+            rows = learned[grid[:, 0]]
+            flat, grid = flat[rows], grid[rows]
         available = len(flat)
         if 0 < keep < len(flat):
             gen = torch.Generator().manual_seed(seed + CONV_LAYERS.index(layer))
@@ -72,19 +85,39 @@ def extract_kernel_sets(
     return KernelSets(kernels, index), available
 
 
+def _subset_size(cfg: Config, datasets, domain: str) -> int:
+    return max(2, round(len(datasets[domain].part("train")) * cfg.zoo.subset_fraction))
+
+
+def zoo_steps(cfg: Config, datasets) -> dict[str, int]:
+    """Training steps per model of each domain's zoo: `zoo.epochs` passes over its subset, or,
+    with `zoo.equal_steps`, the larger of the two for both."""
+    steps = {}
+    for domain in DOMAINS:
+        size = _subset_size(cfg, datasets, domain)
+        steps[domain] = cfg.zoo.epochs * max(1, size // min(cfg.cnn.batch_size, size))
+    if cfg.zoo.equal_steps:
+        steps = dict.fromkeys(DOMAINS, max(steps.values()))
+    return steps
+
+
 def _train_domain(domain: str, cfg: Config, datasets, device: str, progress: bool):
-    """Train the zoo of one domain; return its stacked result and per-model val accuracy."""
+    """Train the zoo of one domain; return its stacked result, per-model val accuracy and
+    balanced accuracy, and its steps."""
     images = datasets[domain]
     train, val = images.part("train"), images.part("val")
     gen = generator(cfg.seed, "zoo subsets", domain)
-    size = max(2, round(len(train) * cfg.zoo.subset_fraction))
+    size = _subset_size(cfg, datasets, domain)
+    steps = zoo_steps(cfg, datasets)[domain]
+    per_epoch = max(1, size // min(cfg.cnn.batch_size, size))
+    epochs = -(-steps // per_epoch)  # enough passes for `steps`, the last one cut short
     plans, weights = [], []
     for _ in range(zoo_size(cfg, domain)):
         members = torch.randperm(len(train), generator=gen)[:size]
         plans.append(
             training.plan_batches(
-                train.labels, members, cfg.zoo.epochs, cfg.cnn.batch_size, cfg.cnn.imbalance, gen
-            )
+                train.labels, members, epochs, cfg.cnn.batch_size, cfg.cnn.imbalance, gen
+            )[:steps]
         )
         weights.append(
             training.class_weights(train.labels[members])
@@ -107,9 +140,20 @@ def _train_domain(domain: str, cfg: Config, datasets, device: str, progress: boo
         stage=f"{domain} zoo",
         progress=progress,
     )
-    logits = training.predict_stacked(models[0], result.params, val.images)
-    accuracy = (logits.argmax(-1).cpu() == val.labels).float().mean(1)
-    return result, accuracy, steps
+    return result, *_accuracies(models[0], result.params, val), steps
+
+
+def _accuracies(model, params, val) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validation accuracy and balanced accuracy (the mean of the two classes' recalls) of
+    each stacked model, 64 models at a time (bounded activations)."""
+    correct = []
+    for start in range(0, len(next(iter(params.values()))), 64):
+        chunk = {name: value[start : start + 64] for name, value in params.items()}
+        logits = training.predict_stacked(model, chunk, val.images)
+        correct.append(logits.argmax(-1).cpu() == val.labels)
+    correct = torch.cat(correct).float()  # (K, N)
+    recalls = [correct[:, val.labels == c].mean(1) for c in (0, 1)]
+    return correct.mean(1), (recalls[0] + recalls[1]) / 2
 
 
 def _read_domain(domain: str, cfg: Config, datasets, progress: bool):
@@ -122,12 +166,7 @@ def _read_domain(domain: str, cfg: Config, datasets, progress: bool):
     )
     val = datasets[domain].part("val")
     model = build(cfg.cnn, cfg.data.image_size, 0)
-    accuracy = []
-    for start in range(0, len(numbers), 64):  # 64 models at a time bound the activations
-        chunk = {name: value[start : start + 64] for name, value in params.items()}
-        logits = training.predict_stacked(model, chunk, val.images)
-        accuracy.append((logits.argmax(-1).cpu() == val.labels).float().mean(1))
-    return result, torch.cat(accuracy), numbers
+    return result, *_accuracies(model, params, val), numbers
 
 
 def train_zoo(cfg: Config, datasets, store: Store, *, force=False, progress=True) -> Zoo:
@@ -140,13 +179,25 @@ def train_zoo(cfg: Config, datasets, store: Store, *, force=False, progress=True
         seed_everything(cfg.seed)
         summary = {}
         for domain in DOMAINS:
-            if published:
-                result, accuracy, numbers = _read_domain(domain, cfg, datasets, progress)
-                steps = 0
+            if published:  # all published models: their accuracy here is on other data
+                result, accuracy, balanced, numbers = _read_domain(domain, cfg, datasets, progress)
+                steps, learned = 0, torch.ones(len(accuracy), dtype=torch.bool)
             else:
-                result, accuracy, steps = _train_domain(domain, cfg, datasets, device, progress)
+                result, accuracy, balanced, steps = _train_domain(
+                    domain, cfg, datasets, device, progress
+                )
+                learned = balanced >= cfg.zoo.min_balanced_accuracy
+            if not learned.any():
+                raise ValueError(
+                    f"no model of the {domain} zoo reached a validation balanced accuracy of "
+                    f"zoo.min_balanced_accuracy = {cfg.zoo.min_balanced_accuracy} (the best: "
+                    f"{float(balanced.max()):.3f}): train longer (zoo.epochs) or lower it"
+                )
             sets, available = extract_kernel_sets(
-                result.snapshots, cfg.zoo.kernel_sets, derive_seed(cfg.seed, "kernel sets")
+                result.snapshots,
+                cfg.zoo.kernel_sets,
+                derive_seed(cfg.seed, "kernel sets"),
+                learned,
             )
             tensors = {f"{layer}": sets.kernels[layer] for layer in CONV_LAYERS}
             tensors |= {f"{layer}_index": sets.index[layer] for layer in CONV_LAYERS}
@@ -169,6 +220,8 @@ def train_zoo(cfg: Config, datasets, store: Store, *, force=False, progress=True
                 "kernel sets available per layer": available,
                 "kernel sets kept": {layer: len(sets.kernels[layer]) for layer in CONV_LAYERS},
                 "val accuracy": accuracy.tolist(),
+                "val balanced accuracy": balanced.tolist(),
+                "models kept": int(learned.sum()),
             }
             if not published:
                 recent = result.losses[:, -max(1, steps // 10) :]
@@ -181,7 +234,8 @@ def train_zoo(cfg: Config, datasets, store: Store, *, force=False, progress=True
                 }
         writer.save_json("summary", summary)
 
-    key = stage_key(cfg, "cnn", "zoo", version=3)  # 2: layer-1 snapshots; 3: derive_seed
+    # 2: layer-1 snapshots; 3: derive_seed; 4: balanced accuracy, models that learned
+    key = stage_key(cfg, "cnn", "zoo", version=4)
     if published:
         key |= {
             "published": [original.fingerprint(cfg.zoo.root, d, zoo_size(cfg, d)) for d in DOMAINS]
@@ -301,5 +355,35 @@ def summary_table(zoo: Zoo):
             "kernel sets, layer 1": s["kernel sets kept"]["conv1"],
             "kernel sets, layer 2": s["kernel sets kept"]["conv2"],
             "mean val accuracy": f"{sum(s['val accuracy']) / len(s['val accuracy']):.3f}",
+            "mean val balanced accuracy": (
+                f"{sum(s['val balanced accuracy']) / len(s['val balanced accuracy']):.3f}"
+            ),
+            "models kept (learned their concept)": s["models kept"],
         }
     return pd.DataFrame(rows).astype(str)
+
+
+def source_norm_range(zoo: Zoo, sources: SourceCNNs) -> pd.DataFrame:
+    """Per domain and layer: the 5-95% range of the zoo's filter norms, the source CNN's
+    median filter norm, and the share of its filters outside that range. The generator of a
+    domain learned on its zoo's filters; a source CNN outside their range is translated out of
+    distribution."""
+    import pandas as pd
+
+    rows = []
+    for domain in DOMAINS:
+        for layer in CONV_LAYERS:
+            norms = zoo[domain].kernels[layer].flatten(1).norm(dim=1)
+            low, high = torch.quantile(norms, torch.tensor([0.05, 0.95])).tolist()
+            source = getattr(sources[domain], layer).weight.detach().flatten(1).norm(dim=1)
+            rows.append(
+                {
+                    "domain": domain,
+                    "layer": layer,
+                    "zoo 5%": low,
+                    "zoo 95%": high,
+                    "source CNN median": float(source.median()),
+                    "source filters outside": float(((source < low) | (source > high)).mean()),
+                }
+            )
+    return pd.DataFrame(rows).set_index(["domain", "layer"])

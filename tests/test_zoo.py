@@ -54,6 +54,29 @@ def test_zoo_trains_saves_and_reloads(tmp_path):
     assert torch.equal(again.cat.index["conv2"], first.cat.index["conv2"])
     stacked = again.artifact.tensors("black_models")
     assert stacked["conv1.weight"].shape[0] == cfg.zoo.models
+    # both zoos take the same number of steps though their sets differ in size
+    unequal = zoo.zoo_steps(config.load("smoke", {"zoo.equal_steps": False}), datasets)
+    assert unequal["black"] != unequal["cat"]
+    assert first.summary["black"]["steps"] == first.summary["cat"]["steps"] == max(unequal.values())
+
+
+def test_only_models_that_learned_give_kernel_sets(tmp_path):
+    """A bar no model can pass is an error naming the key; a bar between the models' balanced
+    accuracies keeps exactly the models above it, by number."""
+    cfg = config.load("smoke", {"zoo.min_balanced_accuracy": 0.999})
+    run = store.open(cfg, tmp_path)
+    datasets = data.prepare(cfg, run, progress=False)
+    with pytest.raises(ValueError, match="zoo.min_balanced_accuracy"):
+        zoo.train_zoo(cfg, datasets, run, progress=False)
+    everything = zoo.train_zoo(config.load("smoke"), datasets, run, progress=False)
+    balanced = torch.tensor(everything.summary["black"]["val balanced accuracy"])
+    bar = float(balanced.sort().values[len(balanced) // 2])  # the upper half passes
+    kept = zoo.train_zoo(
+        config.load("smoke", {"zoo.min_balanced_accuracy": bar}), datasets, run, progress=False
+    )
+    passing = set((balanced >= bar).nonzero().flatten().tolist())
+    assert set(kept.black.index["conv1"][:, 0].tolist()) == passing
+    assert kept.summary["black"]["models kept"] == len(passing) < len(balanced)
 
 
 def test_cosine_summary_and_statistics_on_known_kernels():
