@@ -20,6 +20,7 @@ if _os.environ.get("KERNELFUSION_BOOK"):  # a chapter executed for the book (ker
     _warnings.formatwarning = _book_warning
 
 from . import (  # noqa: E402 - after the numba setting above
+    ablation,
     analysis,
     cnn,
     config,
@@ -38,6 +39,7 @@ from . import (  # noqa: E402 - after the numba setting above
 )
 
 __all__ = [
+    "ablation",
     "analysis",
     "cnn",
     "config",

@@ -7,6 +7,7 @@ the key and the fix. Parameters are data: nothing here evaluates them.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -105,6 +106,7 @@ class GanConfig:
     identity_weight: float = 0.5  # times cycle_weight
     pool_size: int = 50
     align_layer2: bool = True  # weight-match layer-2 input channels across models
+    layers: str = "both"  # the conv layers translated: both | conv1 (layer 2 kept as it is)
     checkpoint_every: int = 500
     log_every: int = 50
 
@@ -136,6 +138,7 @@ class AnalysisConfig:
     # cat zoo models the original protocol is run on one at a time (unchanged, translated,
     # with noise, and a random CNN each): 4 x 4 UMAPs cost about 30 s at the default preset
     protocol_models: int = 4
+    ablation_seeds: int = 3  # seeds per arm of chapter 08's ablation (the best arm: `seeds`)
     workers: int = 2  # pipeline runs at once in the results chapter (local processes)
     ray_address: str = ""  # a Ray cluster for those runs ("auto", "ray://host:10001"); "": none
 
@@ -196,6 +199,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "gan.log_every": 10,
         "analysis.seeds": 3,  # paired intervals need 2 degrees of freedom at least
         "analysis.protocol_models": 2,
+        "analysis.ablation_seeds": 2,  # CI: the chapter's machinery, not its power
         "analysis.hdbscan_min_cluster_size": 5,
         "analysis.cluster_points": 80,
         "analysis.cluster_labelled": 48,
@@ -231,6 +235,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "gan.batch_size": 128,
         "analysis.seeds": 10,
         "analysis.protocol_models": 50,
+        "analysis.ablation_seeds": 5,
         "analysis.cluster_points": 2000,
         "analysis.cluster_labelled": 800,
     },
@@ -264,6 +269,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "cnn.imbalance": ("weighted", "balanced", "none"),
     "gan.sample": ("filter", "layer"),
     "gan.arch": ("mlp", "conv", "conv3d"),
+    "gan.layers": ("both", "conv1"),
 }
 
 
@@ -361,6 +367,7 @@ def _checks(cfg: Config) -> list[tuple[str, bool, str]]:
         ("analysis.cluster_labelled", cfg.analysis.cluster_labelled >= 4, "at least 4"),
         ("analysis.workers", cfg.analysis.workers >= 1, "at least 1"),
         ("analysis.protocol_models", cfg.analysis.protocol_models >= 1, "at least 1"),
+        ("analysis.ablation_seeds", 2 <= cfg.analysis.ablation_seeds <= 100, "2 to 100"),
         (
             "data.root",
             d.source == "synthetic" or bool(d.root),
@@ -430,6 +437,24 @@ def load(preset: str = "default", overrides: dict[str, Any] | None = None) -> Co
         if key not in keys:
             raise ConfigError(f"unknown override {key!r}; valid keys are: {', '.join(keys)}")
         _set(cfg, key, value)
+    _validate(cfg)
+    return cfg
+
+
+def with_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
+    """A copy of `cfg` with `overrides` applied on top (as `load` applies them to a preset),
+    validated; the preset's name is kept."""
+    new = copy.deepcopy(cfg)
+    keys = valid_keys()
+    for key, value in _flatten(overrides).items():
+        if key not in keys:
+            raise ConfigError(f"unknown override {key!r}; valid keys are: {', '.join(keys)}")
+        _set(new, key, value)
+    _validate(new)
+    return new
+
+
+def _validate(cfg: Config) -> None:
     for key, choices in CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
@@ -449,7 +474,6 @@ def load(preset: str = "default", overrides: dict[str, Any] | None = None) -> Co
                     f"override {key!r} must be {value} with zoo.source = 'original' (the "
                     f"published models' shape): use --preset original, or set {fix}"
                 )
-    return cfg
 
 
 def zoo_size(cfg: Config, domain: str) -> int:

@@ -449,6 +449,11 @@ def train_layer(
     return LayerGan(nets, history, channels)
 
 
+def translated_layers(cfg: GanConfig) -> tuple[str, ...]:
+    """The conv layers that get a CycleGAN (`gan.layers`)."""
+    return CONV_LAYERS if cfg.layers == "both" else (cfg.layers,)
+
+
 # --- the stage --------------------------------------------------------------------------------
 
 
@@ -466,7 +471,10 @@ class KernelGan:
 
     def translate(self, layer: str, kernels: torch.Tensor, direction: str) -> torch.Tensor:
         """Translate one model's conv weights (C_out, C_in, 5, 5): filter by filter, or (for
-        whole-layer samples) the layer as one (C_in, C_out, 5, 5) sample."""
+        whole-layer samples) the layer as one (C_in, C_out, 5, 5) sample; a layer without a
+        CycleGAN (`gan.layers = conv1`) is returned as it is."""
+        if layer not in self.layers:
+            return kernels.clone()
         if self.sample == "layer" and kernels.dim() == 4:
             return (
                 self.layers[layer]
@@ -549,7 +557,7 @@ def train(cfg: Config, zoo: Zoo, store: Store, *, force=False, progress=True) ->
 
     def build(writer: StageWriter) -> None:
         history = {}
-        for layer in CONV_LAYERS:
+        for layer in translated_layers(cfg.gan):
             black, _ = normalise(kernels["black"][layer])
             cat, _ = normalise(kernels["cat"][layer])
             gan = train_layer(
@@ -571,7 +579,7 @@ def train(cfg: Config, zoo: Zoo, store: Store, *, force=False, progress=True) ->
     artifact = store.stage("cyclegan", key, build, inputs=[zoo.artifact], force=force)
     history = artifact.json("history")
     layers = {}
-    for layer in CONV_LAYERS:
+    for layer in translated_layers(cfg.gan):
         shape = tuple(kernels["black"][layer].shape[1:])
         nets = make_networks(cfg.gan, shape, 0)
         state = artifact.tensors(f"{layer}_nets")

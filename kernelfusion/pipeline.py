@@ -29,29 +29,37 @@ def run_seeds(cfg: Config, root=None, progress: bool = True) -> dict[int, dict]:
     """The metrics file of the pipeline run at each seed (each in its own run folder), the
     seeds not yet cached run `analysis.workers` at a time (on the Ray cluster at
     `analysis.ray_address` when one is given)."""
+    configs = [dataclasses.replace(cfg, seed=seed) for seed in seeds(cfg)]
+    return dict(zip(seeds(cfg), run_many(configs, root), strict=True))
+
+
+def run_many(configs: list[Config], root=None) -> list[dict]:
+    """The metrics file of the pipeline run for each config: what is cached is read here at
+    once, the rest runs `analysis.workers` at a time (of the first config) in worker processes,
+    or on the Ray cluster at its `analysis.ray_address`."""
     import json
     from pathlib import Path
 
     from . import sweep
 
-    results, missing = {}, []
-    for seed in seeds(cfg):  # what is cached is read here, at once; the rest goes to workers
-        seeded = dataclasses.replace(cfg, seed=seed)
+    results: dict[int, dict] = {}
+    missing = []
+    for i, cfg in enumerate(configs):
         try:
-            results[seed] = run(seeded, open_store(seeded, root, build=False), False).json(
-                "metrics"
-            )
+            results[i] = run(cfg, open_store(cfg, root, build=False), False).json("metrics")
         except NotCached:
-            missing.append(seeded)
+            missing.append(i)
     if missing:
-        address = cfg.analysis.ray_address or None
+        first = configs[0].analysis
+        address = first.ray_address or None
         for result in sweep.run_configs(
-            missing,
-            [{"seed": c.seed} for c in missing],
+            [configs[i] for i in missing],
+            [{"position": i} for i in missing],
             backend="ray" if address else "local",
-            workers=min(cfg.analysis.workers, len(missing)),
+            workers=min(first.workers, len(missing)),
             root=root,
             address=address,
         ):
-            results[result["overrides"]["seed"]] = json.loads(Path(result["metrics"]).read_text())
-    return dict(sorted(results.items()))
+            position = result["overrides"]["position"]
+            results[position] = json.loads(Path(result["metrics"]).read_text())
+    return [results[i] for i in range(len(configs))]

@@ -627,3 +627,38 @@ def spread_plot(frame) -> go.Figure:
     fig.update_xaxes(range=[0, 1])
     fig.update_layout(height=300, margin={"l": 10, "r": 10, "t": 30, "b": 10})
     return fig
+
+
+def ablation_plot(long, model: str = "generated F(cat CNN)") -> go.Figure:
+    """For one generated model: each variant's paired difference with each rival (mean and 95%
+    interval over the arm's seeds), one panel per metric, a line at zero."""
+    import plotly.express as px
+
+    part = long[long["model"] == model].copy()
+    part["plus"] = part["high"] - part["difference"]
+    fig = px.scatter(
+        part,
+        x="difference",
+        y="variant",
+        color="rival",
+        facet_col="metric",
+        error_x="plus",
+        hover_data={
+            "low": ":+.3f",
+            "high": ":+.3f",
+            "p (Holm)": ":.3g",
+            "verdict": True,
+            "seeds": True,
+            "plus": False,
+        },
+        labels={"difference": f"{model} minus rival", "variant": ""},
+    )
+    fig.update_traces(marker={"size": 8})
+    fig.add_vline(x=0, line_color="black", line_width=1)
+    fig.update_layout(
+        height=180 + 40 * part["variant"].nunique(),
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        legend={"orientation": "h", "y": -0.15, "x": 0},
+    )
+    fig.for_each_annotation(lambda a: a.update(text=a.text.replace("metric=", "")))
+    return fig

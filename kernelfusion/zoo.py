@@ -383,7 +383,9 @@ def source_norm_range(zoo: Zoo, sources: SourceCNNs) -> pd.DataFrame:
                     "zoo 5%": low,
                     "zoo 95%": high,
                     "source CNN median": float(source.median()),
-                    "source filters outside": float(((source < low) | (source > high)).mean()),
+                    "source filters outside": float(
+                        ((source < low) | (source > high)).float().mean()
+                    ),
                 }
             )
     return pd.DataFrame(rows).set_index(["domain", "layer"])

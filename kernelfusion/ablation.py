@@ -1,0 +1,248 @@
+"""Chapter 08's ablation: variants of the method, each a config (an *arm*), each run over seeds
+with the upstream stages shared (an arm that changes a `gan.*` value reuses the data, the source
+CNNs and the zoo, and the metrics of every model its change leaves alone), and each compared
+with the rivals a useful method must beat, by paired per-seed differences.
+
+The arms are the knobs earlier chapters pointed at: the identity term (a strong one pulls a
+generator toward copying its input), the generator's shape, whole layers as samples (the
+original's), translating layer 1 only (layer 2's domains barely differ, chapter 04), and
+switching off the layer-2 alignment (the go/no-go for alignment).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .analysis import AND_RULE, long_metrics, paired_differences
+from .config import Config, ConfigError, with_overrides
+
+# short key -> (overrides on top of the book's config, display label)
+ARMS: dict[str, tuple[dict[str, Any], str]] = {
+    "reference": ({}, "the book's configuration"),
+    "identity2": ({"gan.identity_weight": 2.0}, "identity weight 2"),
+    "identity5": ({"gan.identity_weight": 5.0}, "identity weight 5"),
+    "conv": ({"gan.arch": "conv"}, "conv generator"),
+    "layers": ({"gan.sample": "layer"}, "whole layers as samples"),
+    "layer1": ({"gan.layers": "conv1"}, "layer 1 translated only"),
+    "unaligned": ({"gan.align_layer2": False}, "no layer-2 alignment"),
+}
+# The rivals a label-free generated CNN must beat (issue: the unchanged source, the same-size
+# noise, the zero-shot AND of the two source CNNs, task arithmetic and the aligned merge).
+RIVALS = (
+    "cat CNN (source unchanged)",
+    "cat CNN + noise",
+    AND_RULE,
+    "task arithmetic",
+    "aligned merge",
+)
+GENERATED = ("generated F(cat CNN)", "generated G(black CNN)")
+METRICS = ("probe F1", "probe ROC AUC")
+
+
+@dataclass
+class Ablation:
+    """Each arm's metrics per seed, and the arms left out (with the reason)."""
+
+    results: dict[str, dict[int, dict]]  # arm -> seed -> metrics.json
+    configs: dict[str, Config]  # arm -> its config (at the first seed)
+    skipped: dict[str, str]
+
+
+def arm_configs(cfg: Config) -> tuple[dict[str, Config], dict[str, str]]:
+    """Each arm's config on top of `cfg`; an arm that is not valid for this preset, or is the
+    same as an earlier arm (e.g. whole layers where they already are), is left out, saying why."""
+    configs, skipped, seen = {}, {}, {}
+    for arm, (overrides, _) in ARMS.items():
+        try:
+            arm_cfg = with_overrides(cfg, overrides)
+        except ConfigError as error:
+            skipped[arm] = f"not valid here: {error}"
+            continue
+        if arm_cfg.hash in seen:
+            skipped[arm] = f"the same configuration as '{seen[arm_cfg.hash]}'"
+            continue
+        seen[arm_cfg.hash] = arm
+        configs[arm] = arm_cfg
+    return configs, skipped
+
+
+def run(cfg: Config, seeds: int | None = None, root=None) -> Ablation:
+    """Every arm at `seeds` seeds (default `analysis.ablation_seeds`) from `cfg.seed` on,
+    through the pipeline's shared cache and workers (`pipeline.run_many`)."""
+    from . import pipeline
+
+    seeds = seeds or cfg.analysis.ablation_seeds
+    configs, skipped = arm_configs(cfg)
+    jobs = [
+        (arm, seed, dataclasses.replace(arm_cfg, seed=cfg.seed + seed))
+        for arm, arm_cfg in configs.items()
+        for seed in range(seeds)
+    ]
+    metrics = pipeline.run_many([job[2] for job in jobs], root)
+    results: dict[str, dict[int, dict]] = {arm: {} for arm in configs}
+    for (arm, _, job_cfg), result in zip(jobs, metrics, strict=True):
+        results[arm][job_cfg.seed] = result
+    return Ablation(results, configs, skipped)
+
+
+def frames(ablation: Ablation) -> dict[str, Any]:
+    """arm -> the long metrics table of its seeds (`analysis.long_metrics`)."""
+    return {arm: long_metrics(results) for arm, results in ablation.results.items()}
+
+
+def table(ablation: Ablation):
+    """One row per arm, generated model, rival and metric: the paired difference (generated
+    minus rival) over the arm's seeds, its 95% interval, the Holm-adjusted p-value over the
+    rivals and the verdict; with the generated model's own mean."""
+    import pandas as pd
+
+    rows = []
+    for arm, frame in frames(ablation).items():
+        for model in GENERATED:
+            for metric in METRICS:
+                differences = paired_differences(frame, model, metric, list(RIVALS))
+                own = frame[(frame["model"] == model) & (frame["metric"] == metric)]["value"]
+                for rival, row in differences.iterrows():
+                    rows.append(
+                        {
+                            "arm": arm,
+                            "variant": ARMS[arm][1],
+                            "model": model,
+                            "metric": metric,
+                            "mean": float(own.mean()),
+                            "rival": rival,
+                            "difference": row["difference"],
+                            "low": row["low"],
+                            "high": row["high"],
+                            "p (Holm)": row["p (Holm)"],
+                            "verdict": row["verdict"],
+                            "seeds": int(row["seeds"]),
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
+def best(long) -> dict[str, Any]:
+    """The best variant: the (arm, generated model) with the highest mean probe F1; whether
+    each of its paired intervals against the rivals excludes zero, on each metric, and how many
+    rivals it beats on both metrics."""
+    f1 = long[long["metric"] == "probe F1"]
+    means = f1.groupby(["arm", "model"])["mean"].first()
+    arm, model = means.idxmax()
+    rows = long[(long["arm"] == arm) & (long["model"] == model)]
+    beats = {
+        rival: bool((part["low"] > 0).all() and len(part) == len(METRICS))
+        for rival, part in rows.groupby("rival")
+    }
+    return {
+        "arm": arm,
+        "variant": ARMS[arm][1],
+        "model": model,
+        "probe F1": float(means.max()),
+        "beats": beats,
+        "beats all": all(beats.values()) and len(beats) == len(RIVALS),
+        "rivals beaten": int(sum(beats.values())),
+    }
+
+
+def confirm(study: Ablation, best_variant: dict[str, Any]) -> dict[str, Any]:
+    """The best variant run again at every seed of chapter 07 (`analysis.seeds`; a best of
+    several arms chosen on the seeds it is judged on flatters it): its paired differences with
+    each rival on each metric, and the rivals it beats on all of them."""
+    from . import pipeline
+
+    arm_cfg = study.configs[best_variant["arm"]]
+    frame = long_metrics(pipeline.run_seeds(arm_cfg))
+    tables = {
+        metric: paired_differences(frame, best_variant["model"], metric, list(RIVALS))
+        for metric in METRICS
+    }
+    beaten = [r for r in RIVALS if all(t.loc[r, "verdict"] == "better" for t in tables.values())]
+    return {
+        "tables": tables,
+        "beaten": beaten,
+        "not beaten": [r for r in RIVALS if r not in beaten],
+        "seeds": arm_cfg.analysis.seeds,
+        "config": arm_cfg,
+    }
+
+
+def summary_frame(long):
+    """Per arm and generated model: the mean probe F1 and ROC AUC, and the number of rivals
+    whose paired 95% interval lies wholly below it (excludes zero in its favour) and above it."""
+    import pandas as pd
+
+    rows = []
+    for (arm, model), part in long.groupby(["arm", "model"], sort=False):
+        row = {"variant": ARMS[arm][1], "model": model}
+        for metric in METRICS:
+            m = part[part["metric"] == metric]
+            row[f"{metric}"] = float(m["mean"].iloc[0])
+            row[f"{metric}: rivals beaten"] = int((m["low"] > 0).sum())
+            row[f"{metric}: rivals ahead"] = int((m["high"] < 0).sum())
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(["variant", "model"])
+
+
+# --- checks on one arm's CycleGAN -----------------------------------------------------------
+
+
+@torch.no_grad()
+def hidden_signal(gan, noise: float = 0.01, seed: int = 0) -> dict[str, float]:
+    """A CycleGAN can satisfy its cycle loss by hiding its input in a faint signal of the
+    translation (Chu et al., 2017). Per translated layer: the cycle error black -> cat -> black
+    of the real black samples, and with noise of `noise` times the kernel scale added to each
+    translation first; their ratio. A ratio far above 1 means the cycle rides on a signal too
+    faint to survive 1% noise."""
+    from .cyclegan import normalise
+
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for layer, layer_gan in gan.layers.items():
+        black, _ = normalise(gan.kernels["black"][layer])  # unit-norm vectors
+        G, F = layer_gan.nets["G"], layer_gan.nets["F"]
+        fake = G(black)
+        clean = float((F(fake) - black).abs().mean())
+        jitter = torch.randn(fake.shape, generator=gen)
+        jitter = jitter / jitter.norm(dim=1, keepdim=True) * noise * fake.norm(dim=1, keepdim=True)
+        noisy = float((F(fake + jitter) - black).abs().mean())
+        out[layer] = {
+            "cycle L1": clean,
+            "cycle L1, with noise": noisy,
+            "ratio": noisy / max(clean, 1e-12),
+        }
+    return out
+
+
+def alignment_go(cfg: Config, datasets, store, max_rows: int = 4000) -> dict[str, float]:
+    """The go/no-go for alignment: how well a logistic regression tells black from cat layer-2
+    kernel sets (5-fold, folds grouped by zoo model), before and after the layer-2 alignment,
+    on a seeded sample of at most `max_rows` kernel sets per domain. Near 0.5 after alignment,
+    translation has nothing to learn in layer 2."""
+    from . import analysis, zoo
+    from .cyclegan import align_layer2, conv1_snapshots, normalise, reference_filters
+    from .machine import generator
+
+    kernels = zoo.train_zoo(cfg, datasets, store, progress=False)
+    reference = reference_filters(kernels)
+    out = {}
+    for name, aligned in (("as trained", False), ("aligned", True)):
+        vectors, groups = [], []
+        for offset, domain in enumerate(("black", "cat")):
+            k2 = kernels[domain].kernels["conv2"]
+            index = kernels[domain].index["conv2"]
+            if aligned:
+                k2 = align_layer2(k2, index, conv1_snapshots(kernels.artifact, domain), reference)
+            rows = torch.randperm(len(k2), generator=generator(cfg.seed, "go rows", domain))
+            rows = rows[:max_rows].sort().values
+            k2, index = k2[rows], index[rows]
+            vectors.append(normalise(k2)[0])
+            groups.append(index[:, 0].numpy() + offset * 1_000_000)
+        _, accuracy = analysis.domain_classifier(*vectors, np.concatenate(groups))
+        out[name] = accuracy
+    return out

@@ -1,0 +1,97 @@
+"""Chapter 08's ablation: its arms as configs, its table and verdict from paired differences,
+and the hidden-signal check on CycleGANs whose behaviour is known."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+
+from kernelfusion import ablation, config
+from kernelfusion.config import ConfigError
+
+
+def test_arms_are_configs_on_top_of_the_book_and_invalid_or_repeated_ones_are_left_out():
+    configs, skipped = ablation.arm_configs(config.load("smoke", {"seed": 4}))
+    assert set(configs) == set(ablation.ARMS) and not skipped
+    assert configs["identity2"].gan.identity_weight == 2.0 and configs["identity2"].seed == 4
+    assert configs["layer1"].gan.layers == "conv1" and configs["reference"].gan.layers == "both"
+    assert len({c.hash for c in configs.values()}) == len(configs)
+    paper, skipped = ablation.arm_configs(config.load("paper"))
+    assert "gan.arch" in skipped["conv"] and "'reference'" in skipped["layers"]
+    with pytest.raises(ConfigError, match="unknown override 'gan.nope'"):
+        config.with_overrides(config.load("smoke"), {"gan.nope": 1})
+
+
+def _metrics(values: dict[str, list[float]]) -> dict[int, dict]:
+    """Metrics files whose every view of a model holds one number per seed (the product rule,
+    a score model, likewise)."""
+    from kernelfusion import analysis
+
+    views = {view for view, _ in analysis.METRICS.values()}
+    keys = set(analysis._FROM_VIEW.values())
+    return {
+        seed: {
+            "models": {
+                name: {view: dict.fromkeys(keys, v[seed]) for view in views}
+                for name, v in values.items()
+                if name != ablation.AND_RULE
+            },
+            "score models": {
+                ablation.AND_RULE: dict.fromkeys(keys, values[ablation.AND_RULE][seed])
+            },
+            "references": {},
+        }
+        for seed in range(len(next(iter(values.values()))))
+    }
+
+
+def test_table_and_best_variant_follow_the_paired_differences():
+    rivals = {r: [0.50, 0.52, 0.51, 0.49] for r in ablation.RIVALS}
+    strong = {
+        "generated F(cat CNN)": [0.70, 0.73, 0.71, 0.72],
+        "generated G(black CNN)": [0.50, 0.53, 0.48, 0.52],
+    }
+    weak = {
+        "generated F(cat CNN)": [0.51, 0.50, 0.52, 0.50],
+        "generated G(black CNN)": [0.49, 0.52, 0.50, 0.51],
+    }
+    study = ablation.Ablation(
+        {"reference": _metrics(rivals | weak), "identity2": _metrics(rivals | strong)}, {}, {}
+    )
+    long = ablation.table(study)
+    assert set(long["rival"]) == set(ablation.RIVALS) and set(long["metric"]) == set(
+        ablation.METRICS
+    )
+    best = ablation.best(long)
+    assert (best["arm"], best["model"]) == ("identity2", "generated F(cat CNN)")
+    assert best["beats all"] and best["rivals beaten"] == len(ablation.RIVALS)
+    weak_rows = long[(long["arm"] == "reference") & (long["model"] == "generated F(cat CNN)")]
+    assert (weak_rows["verdict"] == "not distinguishable").all()
+    summary = ablation.summary_frame(long)
+    assert (
+        summary.loc[("identity weight 2", "generated F(cat CNN)"), "probe F1: rivals beaten"] == 5
+    )
+    assert isinstance(summary, pd.DataFrame)
+
+
+def test_hidden_signal_check_separates_a_hiding_cyclegan_from_an_honest_one():
+    """A pair that hides its input in a faint signal (G(x) = c + eps x, F undoes it) has an
+    exact cycle that 1% noise destroys; an honest pair (G = F = identity) barely notices."""
+    kernels = torch.randn(64, 3, 5, 5)
+    c = torch.nn.functional.normalize(torch.ones(1, 75), dim=1)
+    eps = 1e-3
+
+    def gan(G, F):
+        return SimpleNamespace(
+            layers={"conv1": SimpleNamespace(nets={"G": G, "F": F})},
+            kernels={"black": {"conv1": kernels}},
+        )
+
+    honest = ablation.hidden_signal(gan(lambda x: x, lambda y: y))["conv1"]
+    hiding = ablation.hidden_signal(gan(lambda x: c + eps * x, lambda y: (y - c) / eps))["conv1"]
+    assert honest["cycle L1"] < 1e-6 and hiding["cycle L1"] < 1e-3
+    assert hiding["cycle L1, with noise"] > 100 * honest["cycle L1, with noise"]
+    assert 0 < honest["cycle L1, with noise"] < 0.01
