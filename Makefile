@@ -27,11 +27,9 @@ browser:
 	@test -x $(CHROMIUM) || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-# Two pytest workers, a test file each at a time (the two smoke books build side by side), one
-# torch thread each: two processes of two threads on two cores spin against each other.
 test: $(VENV)/.installed browser
 	$(PY) -m ruff check kernelfusion tests benchmarks
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest
 
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks
