@@ -57,7 +57,16 @@ def arm_configs(cfg: Config) -> tuple[dict[str, Config], dict[str, str]]:
     """Each arm's config on top of `cfg`; an arm that is not valid for this preset, or is the
     same as an earlier arm (e.g. whole layers where they already are), is left out, saying why."""
     configs, skipped, seen = {}, {}, {}
+    chosen = [a.strip() for a in cfg.analysis.ablation_arms.split(",") if a.strip()]
+    unknown = [a for a in chosen if a not in ARMS]
+    if unknown:
+        raise ConfigError(
+            f"override 'analysis.ablation_arms' names unknown arms {unknown}: choose from "
+            f"{', '.join(ARMS)}"
+        )
     for arm, (overrides, _) in ARMS.items():
+        if chosen and arm not in chosen:
+            continue
         try:
             arm_cfg = with_overrides(cfg, overrides)
         except ConfigError as error:

@@ -139,6 +139,7 @@ class AnalysisConfig:
     # with noise, and a random CNN each): 4 x 4 UMAPs cost about 30 s at the default preset
     protocol_models: int = 4
     ablation_seeds: int = 3  # seeds per arm of chapter 08's ablation (the best arm: `seeds`)
+    ablation_arms: str = ""  # comma-separated keys of ablation.ARMS to run; "": all of them
     workers: int = 2  # pipeline runs at once in the results chapter (local processes)
     ray_address: str = ""  # a Ray cluster for those runs ("auto", "ray://host:10001"); "": none
 
@@ -200,6 +201,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "analysis.seeds": 3,  # paired intervals need 2 degrees of freedom at least
         "analysis.protocol_models": 2,
         "analysis.ablation_seeds": 2,  # CI: the chapter's machinery, not its power
+        "analysis.ablation_arms": "reference,identity2,layer1",
         "analysis.hdbscan_min_cluster_size": 5,
         "analysis.cluster_points": 80,
         "analysis.cluster_labelled": 48,

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 import pytest
+
+# umap's compiled numba code, cached once for every test's runs folder and every chapter's kernel
+# (each test has its own runs folder, where the package would otherwise keep the cache)
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "kernelfusion-numba"))
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -14,13 +14,19 @@ from kernelfusion.config import ConfigError
 
 
 def test_arms_are_configs_on_top_of_the_book_and_invalid_or_repeated_ones_are_left_out():
-    configs, skipped = ablation.arm_configs(config.load("smoke", {"seed": 4}))
+    configs, skipped = ablation.arm_configs(
+        config.load("smoke", {"seed": 4, "analysis.ablation_arms": ""})
+    )
     assert set(configs) == set(ablation.ARMS) and not skipped
     assert configs["identity2"].gan.identity_weight == 2.0 and configs["identity2"].seed == 4
     assert configs["layer1"].gan.layers == "conv1" and configs["reference"].gan.layers == "both"
     assert len({c.hash for c in configs.values()}) == len(configs)
     paper, skipped = ablation.arm_configs(config.load("paper"))
     assert "gan.arch" in skipped["conv"] and "'reference'" in skipped["layers"]
+    smoke, _ = ablation.arm_configs(config.load("smoke"))
+    assert list(smoke) == ["reference", "identity2", "layer1"]
+    with pytest.raises(ConfigError, match="unknown arms \\['nope'\\]"):
+        ablation.arm_configs(config.load("smoke", {"analysis.ablation_arms": "reference,nope"}))
     with pytest.raises(ConfigError, match="unknown override 'gan.nope'"):
         config.with_overrides(config.load("smoke"), {"gan.nope": 1})
 
