@@ -19,9 +19,16 @@ class SmallCNN(nn.Module):
     """`features(x)` is the flattened output of the second conv block; `head` classifies it."""
 
     def __init__(
-        self, channels1: int, channels2: int, image_size: int, classes: int = 2, padding: int = 2
+        self,
+        channels1: int,
+        channels2: int,
+        image_size: int,
+        classes: int = 2,
+        padding: int = 2,
+        centre: bool = False,
     ):
         super().__init__()
+        self.centre = centre  # inputs in [0, 1] are mapped to [-1, 1] first
         self.conv1 = nn.Conv2d(3, channels1, 5, padding=padding)
         self.conv2 = nn.Conv2d(channels1, channels2, 5, padding=padding)
         self.pool = nn.MaxPool2d(2)
@@ -31,6 +38,8 @@ class SmallCNN(nn.Module):
         self.head = nn.Linear(self.feature_size, classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.centre:
+            x = 2 * x - 1
         x = self.pool(torch.relu(self.conv1(x)))
         x = self.pool(torch.relu(self.conv2(x)))
         return x.flatten(1)
@@ -44,7 +53,9 @@ def build(cfg: CNNConfig, image_size: int, seed: int, classes: int = 2) -> Small
     """A freshly initialised CNN; the same `seed` gives the same weights."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return SmallCNN(cfg.channels1, cfg.channels2, image_size, classes, cfg.padding)
+        return SmallCNN(
+            cfg.channels1, cfg.channels2, image_size, classes, cfg.padding, cfg.centre_inputs
+        )
 
 
 # --- the two source CNNs ----------------------------------------------------------------------
@@ -151,7 +162,11 @@ def _report(states, histories, cfg: Config, datasets, device) -> dict:
 
 def load_state(cfg: Config, state: dict[str, torch.Tensor]) -> SmallCNN:
     model = SmallCNN(
-        cfg.cnn.channels1, cfg.cnn.channels2, cfg.data.image_size, padding=cfg.cnn.padding
+        cfg.cnn.channels1,
+        cfg.cnn.channels2,
+        cfg.data.image_size,
+        padding=cfg.cnn.padding,
+        centre=cfg.cnn.centre_inputs,
     )
     model.load_state_dict(state)
     return model.eval()

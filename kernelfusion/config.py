@@ -54,6 +54,9 @@ class CNNConfig:
     # 'same' padding keeps every filter's whole 5x5 window on the image at the borders and the
     # feature map at image_size / 4; the original used none (32 -> 28 -> 14 -> 10 -> 5)
     padding: int = 2
+    # x -> 2x - 1 before conv1: the original normalised its inputs to [-1, 1] (mean and std
+    # 0.5); its published filters and biases only mean what they meant with that input
+    centre_inputs: bool = False
     epochs: int = 30
     batch_size: int = 32
     lr: float = 2e-3
@@ -223,6 +226,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "cnn.channels1": 6,
         "cnn.channels2": 16,
         "cnn.padding": 0,
+        "cnn.centre_inputs": True,
         "cnn.epochs": 20,
         "cnn.batch_size": 64,
         "zoo.models": 2749,
@@ -251,6 +255,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "cnn.channels1": 6,
         "cnn.channels2": 16,
         "cnn.padding": 0,
+        "cnn.centre_inputs": True,
         "zoo.source": "original",
         "zoo.models": 2749,
         "zoo.cat_models": 1749,

@@ -13,11 +13,12 @@ max-pooling after each, one linear layer 400->2 (`fc1`), on 32x32 images normali
 (mean 0.5, std 0.5 per channel). Its class 0 is the concept (torchvision's `ImageFolder` sorts
 the folder names, and its notebooks name the classes ('black', 'random') and ('cat', 'random')).
 
-`read_model` turns one into this book's `SmallCNN` (`cnn.padding = 0`, channels 6 and 16, image
-size 32) that computes the same function on [0, 1] images with class 1 the concept:
-
-    conv1(2x - 1) = (2 W1) * x + (b1 - sum W1)     (a valid convolution sees every tap)
-    head = fc1 with its two rows swapped
+`read_model` turns one into this book's `SmallCNN` (`cnn.padding = 0`, `cnn.centre_inputs`,
+channels 6 and 16, image size 32) that computes the same function on [0, 1] images with class 1
+the concept: the weights as published (the CNN maps its input to [-1, 1] itself), the head
+`fc1` with its two rows swapped. The normalisation is not folded into conv1 (as 2 W1 and
+b1 - sum W1): that ties each bias to its filter's sum, and a translated filter with another
+sum then shifts every activation (the generated CNN's features were all zero on the photos).
 
 Files are read with `torch.load(weights_only=True)` only, and anything that is not a dict of
 exactly the expected float tensors is refused, naming the file.
@@ -49,7 +50,13 @@ SHAPES = {
     "fc1.bias": (2,),
 }
 # The CNN settings the published models need: see `check_config`.
-CNN_SETTINGS = {"data.image_size": 32, "cnn.channels1": 6, "cnn.channels2": 16, "cnn.padding": 0}
+CNN_SETTINGS = {
+    "data.image_size": 32,
+    "cnn.channels1": 6,
+    "cnn.channels2": 16,
+    "cnn.padding": 0,
+    "cnn.centre_inputs": True,
+}
 PHOTOS = "GeneratedCNN_test"
 
 
@@ -115,12 +122,10 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
 
 def convert(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The original CNN's state dict as this book's `SmallCNN` state (see the module's notes):
-    the input normalisation folded into conv1, the head's rows swapped so class 1 is the
-    concept."""
-    w1 = state["conv1.weight"]
+    the weights as published, the head's rows swapped so class 1 is the concept."""
     return {
-        "conv1.weight": 2 * w1,
-        "conv1.bias": state["conv1.bias"] - w1.sum((1, 2, 3)),
+        "conv1.weight": state["conv1.weight"].clone(),
+        "conv1.bias": state["conv1.bias"].clone(),
         "conv2.weight": state["conv2.weight"].clone(),
         "conv2.bias": state["conv2.bias"].clone(),
         "head.weight": state["fc1.weight"][[1, 0]].clone(),
