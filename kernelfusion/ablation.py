@@ -183,6 +183,16 @@ def confirm(study: Ablation, best_variant: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def verdict_words(checked: dict[str, Any]) -> str:
+    """What `confirm` found, in words for the chapters: the rivals beaten and the others."""
+    beaten = ", ".join(f"*{r}*" for r in checked["beaten"]) or "none of them"
+    if not checked["not beaten"]:
+        return "beats every rival on both metrics"
+    return f"beats {beaten} on both metrics, and not " + ", ".join(
+        f"*{r}*" for r in checked["not beaten"]
+    )
+
+
 def summary_frame(long):
     """Per arm and generated model: the mean probe F1 and ROC AUC, and the number of rivals
     whose paired 95% interval lies wholly below it (excludes zero in its favour) and above it."""

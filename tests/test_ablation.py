@@ -101,3 +101,17 @@ def test_hidden_signal_check_separates_a_hiding_cyclegan_from_an_honest_one():
     assert honest["cycle L1"] < 1e-6 and hiding["cycle L1"] < 1e-3
     assert hiding["cycle L1, with noise"] > 100 * honest["cycle L1, with noise"]
     assert 0 < honest["cycle L1, with noise"] < 0.01
+
+
+def test_verdict_words_name_the_rivals_beaten_and_the_others():
+    checked = {"beaten": ["task arithmetic"], "not beaten": ["aligned merge", "cat CNN + noise"]}
+    words = ablation.verdict_words(checked)
+    assert words == (
+        "beats *task arithmetic* on both metrics, and not *aligned merge*, *cat CNN + noise*"
+    )
+    assert ablation.verdict_words({"beaten": [], "not beaten": ["x"]}).startswith(
+        "beats none of them"
+    )
+    assert ablation.verdict_words({"beaten": ["x"], "not beaten": []}) == (
+        "beats every rival on both metrics"
+    )
