@@ -89,13 +89,16 @@ def _subset_size(cfg: Config, datasets, domain: str) -> int:
     return max(2, round(len(datasets[domain].part("train")) * cfg.zoo.subset_fraction))
 
 
+def _batches_per_epoch(cfg: Config, datasets, domain: str) -> int:
+    """Full batches in one pass over a zoo model's subset (as `training.plan_batches` cuts)."""
+    size = _subset_size(cfg, datasets, domain)
+    return max(1, size // min(cfg.cnn.batch_size, size))
+
+
 def zoo_steps(cfg: Config, datasets) -> dict[str, int]:
     """Training steps per model of each domain's zoo: `zoo.epochs` passes over its subset, or,
     with `zoo.equal_steps`, the larger of the two for both."""
-    steps = {}
-    for domain in DOMAINS:
-        size = _subset_size(cfg, datasets, domain)
-        steps[domain] = cfg.zoo.epochs * max(1, size // min(cfg.cnn.batch_size, size))
+    steps = {d: cfg.zoo.epochs * _batches_per_epoch(cfg, datasets, d) for d in DOMAINS}
     if cfg.zoo.equal_steps:
         steps = dict.fromkeys(DOMAINS, max(steps.values()))
     return steps
@@ -109,8 +112,9 @@ def _train_domain(domain: str, cfg: Config, datasets, device: str, progress: boo
     gen = generator(cfg.seed, "zoo subsets", domain)
     size = _subset_size(cfg, datasets, domain)
     steps = zoo_steps(cfg, datasets)[domain]
-    per_epoch = max(1, size // min(cfg.cnn.batch_size, size))
-    epochs = -(-steps // per_epoch)  # enough passes for `steps`, the last one cut short
+    epochs = -(
+        -steps // _batches_per_epoch(cfg, datasets, domain)
+    )  # enough passes for `steps`, the last one cut short
     plans, weights = [], []
     for _ in range(zoo_size(cfg, domain)):
         members = torch.randperm(len(train), generator=gen)[:size]
