@@ -5,8 +5,10 @@ with the rivals a useful method must beat, by paired per-seed differences.
 
 The arms are the knobs earlier chapters pointed at: the identity term (a strong one pulls a
 generator toward copying its input), the generator's shape, whole layers as samples (the
-original's), translating layer 1 only (layer 2's domains barely differ, chapter 04), and
-switching off the layer-2 alignment (the go/no-go for alignment).
+original's; aligned, or with a permutation-equivariant generator), translating layer 1 only
+(layer 2's domains barely differ, chapter 04), switching off the layer-2 alignment (the
+go/no-go for alignment), and a functional loss on what the generated CNN does
+(`functional`).
 """
 
 from __future__ import annotations
@@ -29,18 +31,35 @@ ARMS: dict[str, tuple[dict[str, Any], str]] = {
     # 32 channels: at the MLP's width of 256 a conv step costs 0.66 s on one CPU thread
     # (an arm of three seeds would take hours); 32 channels cost 1/64 of that
     "conv": ({"gan.arch": "conv", "gan.hidden": 32}, "conv generator (32 channels)"),
-    "layers": ({"gan.sample": "layer"}, "whole layers as samples"),
+    # whole layers, the original's samples: with both axes in the reference model's order
+    # (aligned), or in each model's own order with a generator indifferent to that order
+    # (permutation-equivariant; 64 wide: 60 ms a step on one CPU thread at the default shapes,
+    # the original's Conv3d 500 ms even at 16 channels)
+    "layers": (
+        {"gan.sample": "layer", "gan.align_outputs": True},
+        "whole aligned layers as samples",
+    ),
+    "set": (
+        {"gan.sample": "layer", "gan.arch": "set", "gan.hidden": 64},
+        "whole layers, permutation-equivariant generator",
+    ),
     "layer1": ({"gan.layers": "conv1"}, "layer 1 translated only"),
     "unaligned": ({"gan.align_layer2": False}, "no layer-2 alignment"),
+    # weight 10, as the cycle term's: at 1 the behaviour term is a tenth of the CycleGAN's
+    # losses at the start and barely moves the generators
+    "functional": ({"gan.functional_weight": 10.0}, "functional loss (distillation)"),
 }
-# The rivals a label-free generated CNN must beat (issue: the unchanged source, the same-size
-# noise, the zero-shot AND of the two source CNNs, task arithmetic and the aligned merge).
+# The rivals a label-free generated CNN must beat: the unchanged source, the same-size noise,
+# the zero-shot AND of the two source CNNs, task arithmetic, the aligned merge, and a CNN
+# distilled from both source CNNs without any generator.
 RIVALS = (
     "cat CNN (source unchanged)",
     "cat CNN + noise",
     AND_RULE,
     "task arithmetic",
     "aligned merge",
+    # the functional loss's control: a CNN of the same size distilled without a generator
+    "distilled CNN (no generator)",
 )
 GENERATED = ("generated F(cat CNN)", "generated G(black CNN)")
 METRICS = ("probe F1", "probe ROC AUC")

@@ -96,7 +96,9 @@ class GanConfig:
     """The kernel-space CycleGAN; defaults are the reference's (Zhu et al., 2017)."""
 
     sample: str = "filter"  # filter (one filter) | layer (one model's whole layer, the original)
-    arch: str = "mlp"  # mlp (flattened) | conv (over the 5x5 grid) | conv3d (whole layers)
+    # mlp (flattened) | conv (over the 5x5 grid) | conv3d (whole layers, the original's) |
+    # set (whole layers, permutation-equivariant over a layer's filters)
+    arch: str = "mlp"
     hidden: int = 256
     depth: int = 3  # layers per network
     steps: int = 1500  # per conv layer
@@ -109,6 +111,13 @@ class GanConfig:
     identity_weight: float = 0.5  # times cycle_weight
     pool_size: int = 50
     align_layer2: bool = True  # weight-match layer-2 input channels across models
+    # whole layers (gan.sample = layer): also put each layer's filters in the reference model's
+    # order, so that both axes of a sample mean the same across models
+    align_outputs: bool = False
+    # the functional loss (functional.tune): after the CycleGAN, train both layers' generators
+    # on with a term on what the generated CNN does on unlabelled images; 0: off
+    functional_weight: float = 0.0
+    functional_steps: int = 300  # steps of that phase (about 10 s on one CPU thread at default)
     layers: str = "both"  # the conv layers translated: both | conv1 (layer 2 kept as it is)
     checkpoint_every: int = 500
     log_every: int = 50
@@ -201,10 +210,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "gan.batch_size": 16,
         "gan.checkpoint_every": 20,
         "gan.log_every": 10,
+        "gan.functional_steps": 40,
         "analysis.seeds": 3,  # paired intervals need 2 degrees of freedom at least
         "analysis.protocol_models": 2,
         "analysis.ablation_seeds": 2,  # CI: the chapter's machinery, not its power
-        "analysis.ablation_arms": "reference,identity2,layer1",
+        # the functional arm reuses the reference's CycleGAN: a new path for little time
+        "analysis.ablation_arms": "reference,layer1,functional",
         "analysis.hdbscan_min_cluster_size": 5,
         "analysis.cluster_points": 80,
         "analysis.cluster_labelled": 48,
@@ -275,7 +286,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "zoo.source": ("trained", "original"),
     "cnn.imbalance": ("weighted", "balanced", "none"),
     "gan.sample": ("filter", "layer"),
-    "gan.arch": ("mlp", "conv", "conv3d"),
+    "gan.arch": ("mlp", "conv", "conv3d", "set"),
     "gan.layers": ("both", "conv1"),
 }
 
@@ -341,8 +352,9 @@ def _checks(cfg: Config) -> list[tuple[str, bool, str]]:
         ("gan.hidden", cfg.gan.hidden >= 1, "at least 1"),
         (
             "gan.arch",
-            (cfg.gan.arch == "conv3d") == (cfg.gan.sample == "layer") or cfg.gan.arch == "mlp",
-            "conv3d with gan.sample = layer, conv with filter, or mlp with either",
+            cfg.gan.arch == "mlp"
+            or (cfg.gan.arch in ("conv3d", "set")) == (cfg.gan.sample == "layer"),
+            "conv3d or set with gan.sample = layer, conv with filter, or mlp with either",
         ),
         ("gan.depth", cfg.gan.depth >= 2, "at least 2"),
         ("gan.steps", cfg.gan.steps >= 1, "at least 1"),
@@ -354,6 +366,14 @@ def _checks(cfg: Config) -> list[tuple[str, bool, str]]:
         ("gan.cycle_weight", cfg.gan.cycle_weight >= 0, "non-negative"),
         ("gan.identity_weight", cfg.gan.identity_weight >= 0, "non-negative"),
         ("gan.pool_size", cfg.gan.pool_size >= 0, "non-negative"),
+        (
+            "gan.align_outputs",
+            not cfg.gan.align_outputs or (cfg.gan.sample == "layer" and cfg.gan.align_layer2),
+            "false, or true with gan.sample = layer and gan.align_layer2 = true (a filter is a "
+            "sample of its own: its position in the layer never reaches the CycleGAN)",
+        ),
+        ("gan.functional_weight", cfg.gan.functional_weight >= 0, "non-negative (0: off)"),
+        ("gan.functional_steps", cfg.gan.functional_steps >= 1, "at least 1"),
         ("gan.checkpoint_every", cfg.gan.checkpoint_every >= 1, "at least 1"),
         ("gan.log_every", cfg.gan.log_every >= 1, "at least 1"),
         ("fusion.task_scale", cfg.fusion.task_scale > 0, "positive"),

@@ -40,6 +40,7 @@ LOSSES = (
     "loss_D_A",
     "loss_D_B",
 )
+FUNCTIONAL_KEYS = ("functional_weight", "functional_steps")  # gan.* of `functional.tune` only
 # A = black, B = cat: G = G_A (black -> cat), F = G_B (cat -> black), D_A judges cat kernels
 # (the outputs of G), D_B judges black kernels, as in the reference code.
 
@@ -95,6 +96,35 @@ def align_layer2(
     for row, (model, step, _) in enumerate(index2.tolist()):
         aligned[row] = kernels2[row][perms[(model, step)]]
     return aligned
+
+
+def in_reference_order(
+    conv1: torch.Tensor,
+    conv2: torch.Tensor,
+    reference: torch.Tensor,
+    function,
+    reference2: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`function(layer, kernels)` applied to one model's conv weights as the CycleGAN saw its
+    samples, the result put back in the model's own channel order (its wiring unchanged).
+
+    Layer 2 is handed its kernels with input channels in the reference's layer-1 order. With
+    `reference2` (whole aligned layers, `gan.align_outputs`), each layer's filters are also
+    handed over in the reference's order: layer 1's matched to `reference`, layer 2's to
+    `reference2`. Differentiable in `function`'s output (the functional loss)."""
+    perm1 = matching_permutation(conv1.detach(), reference)
+    back1 = torch.argsort(perm1)
+    if reference2 is None:
+        new1 = function("conv1", conv1)
+    else:
+        new1 = function("conv1", conv1[perm1])[back1]
+    aligned = conv2[:, perm1]
+    if reference2 is None:
+        new2 = function("conv2", aligned)
+    else:
+        perm2 = matching_permutation(aligned.detach(), reference2)
+        new2 = function("conv2", aligned[perm2])[torch.argsort(perm2)]
+    return new1, new2[:, back1]
 
 
 # --- networks ----------------------------------------------------------------------------------
@@ -159,6 +189,34 @@ class Conv3dKernelNet(nn.Module):
         return self.tail(self.body(vectors.view(-1, *self.shape))).flatten(1)
 
 
+class SetKernelNet(nn.Module):
+    """A permutation-equivariant network for whole layers (Zaheer et al., 2017, Deep Sets):
+    each of a layer's C_out filters is embedded by one shared MLP, the embeddings' mean is
+    appended to each as the layer's context, and a second shared MLP maps each (filter,
+    context) pair to its output filter (generator) or a score averaged over the filters
+    (discriminator). Reordering a layer's filters reorders a generator's output the same way
+    and leaves a discriminator's score unchanged: the filters' order, which differs freely
+    between zoo models, carries no meaning here, without any alignment."""
+
+    def __init__(self, shape: tuple[int, ...], hidden: int, generator: bool, depth: int):
+        super().__init__()
+        self.c_in, self.c_out = shape[0], shape[1]
+        d = self.c_in * 25
+        self.generator = generator
+        self.embed = _mlp([d, *[hidden] * (depth - 1)], nn.LeakyReLU(0.2))
+        self.out = _mlp([2 * hidden, hidden, d if generator else 1])
+
+    def forward(self, vectors: torch.Tensor) -> torch.Tensor:
+        # (N, C_in * C_out * 25) -> one row per filter: (N, C_out, C_in * 25)
+        x = vectors.view(-1, self.c_in, self.c_out, 25).transpose(1, 2).flatten(2)
+        h = self.embed(x)
+        z = torch.cat([h, h.mean(1, keepdim=True).expand_as(h)], dim=2)
+        if not self.generator:
+            return self.out(z).mean(1)
+        y = self.out(z).view(-1, self.c_out, self.c_in, 25)
+        return y.transpose(1, 2).flatten(1)
+
+
 def make_networks(
     cfg: GanConfig, channels: int | tuple[int, ...], seed: int
 ) -> dict[str, nn.Module]:
@@ -177,9 +235,10 @@ def make_networks(
                 "D_A": _mlp([d, *hidden, 1]),
                 "D_B": _mlp([d, *hidden, 1]),
             }
-        if cfg.arch == "conv3d":
+        if cfg.arch in ("conv3d", "set"):
+            net = Conv3dKernelNet if cfg.arch == "conv3d" else SetKernelNet
             return {
-                name: Conv3dKernelNet(shape, cfg.hidden, name in ("G", "F"), cfg.depth)
+                name: net(shape, cfg.hidden, name in ("G", "F"), cfg.depth)
                 for name in ("G", "F", "D_A", "D_B")
             }
         c = shape[0]
@@ -231,6 +290,28 @@ def gan_loss(prediction: torch.Tensor, real: bool) -> torch.Tensor:
     return F.mse_loss(prediction, torch.full_like(prediction, 1.0 if real else 0.0))
 
 
+def generator_losses(
+    nets: dict[str, nn.Module], real_A: torch.Tensor, real_B: torch.Tensor, cfg: GanConfig
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor]:
+    """The generators' objective of Zhu et al. (2017) on one batch of each domain:
+
+    loss_G_A = (D_A(G(a)) - 1)^2, loss_G_B = (D_B(F(b)) - 1)^2 (LSGAN),
+    loss_cycle_A = lambda |F(G(a)) - a|_1, loss_cycle_B = lambda |G(F(b)) - b|_1,
+    loss_idt_A = lambda mu |G(b) - b|_1, loss_idt_B = lambda mu |F(a) - a|_1,
+    with lambda = `cycle_weight` and mu = `identity_weight`. Returns their sum, the six terms
+    and the two translated batches G(a), F(b)."""
+    fake_B, fake_A = nets["G"](real_A), nets["F"](real_B)
+    loss_G_A = gan_loss(nets["D_A"](fake_B), True)
+    loss_G_B = gan_loss(nets["D_B"](fake_A), True)
+    loss_cycle_A = F.l1_loss(nets["F"](fake_B), real_A) * cfg.cycle_weight
+    loss_cycle_B = F.l1_loss(nets["G"](fake_A), real_B) * cfg.cycle_weight
+    identity = cfg.cycle_weight * cfg.identity_weight
+    loss_idt_A = F.l1_loss(nets["G"](real_B), real_B) * identity
+    loss_idt_B = F.l1_loss(nets["F"](real_A), real_A) * identity
+    terms = (loss_G_A, loss_G_B, loss_cycle_A, loss_cycle_B, loss_idt_A, loss_idt_B)
+    return sum(terms), terms, fake_B, fake_A
+
+
 def lr_factor(step: int, cfg: GanConfig) -> float:
     """Constant learning rate, then a linear decay to zero over the last `decay_steps`."""
     constant = cfg.steps - cfg.decay_steps
@@ -252,9 +333,17 @@ class LayerGan:
     def translate(self, kernels: torch.Tensor, direction: str) -> torch.Tensor:
         """Translate real-scale kernels (N, C, 5, 5) with G ('black->cat') or F ('cat->black'),
         normalising first and giving each output its source filter's scale back."""
-        net = self.nets["G" if direction == "black->cat" else "F"]
-        vectors, scale = normalise(kernels)
-        return restore(net(vectors), scale, kernels.shape[1:])
+        return translate_with(self.nets[GENERATOR[direction]], kernels)
+
+
+GENERATOR = {"black->cat": "G", "cat->black": "F"}  # direction -> the network that translates
+
+
+def translate_with(net: nn.Module, kernels: torch.Tensor) -> torch.Tensor:
+    """`net` applied to real-scale samples (N, ...): normalised first, each output given its
+    input's scale back; differentiable (the functional loss trains through it)."""
+    vectors, scale = normalise(kernels)
+    return restore(net(vectors), scale, kernels.shape[1:])
 
 
 class _Trainer:
@@ -295,16 +384,8 @@ class _Trainer:
         real_A = self.black[torch.randint(len(self.black), (cfg.batch_size,), generator=self.gen)]
         real_B = self.cat[torch.randint(len(self.cat), (cfg.batch_size,), generator=self.gen)]
         self.set_lr()
-        # Generators: adversarial, cycle and identity terms, as in the paper.
-        fake_B, fake_A = nets["G"](real_A), nets["F"](real_B)
-        loss_G_A = gan_loss(nets["D_A"](fake_B), True)
-        loss_G_B = gan_loss(nets["D_B"](fake_A), True)
-        loss_cycle_A = F.l1_loss(nets["F"](fake_B), real_A) * cfg.cycle_weight
-        loss_cycle_B = F.l1_loss(nets["G"](fake_A), real_B) * cfg.cycle_weight
-        identity = cfg.cycle_weight * cfg.identity_weight
-        loss_idt_A = F.l1_loss(nets["G"](real_B), real_B) * identity
-        loss_idt_B = F.l1_loss(nets["F"](real_A), real_A) * identity
-        loss_G = loss_G_A + loss_G_B + loss_cycle_A + loss_cycle_B + loss_idt_A + loss_idt_B
+        loss_G, terms, fake_B, fake_A = generator_losses(nets, real_A, real_B, cfg)
+        loss_G_A, loss_G_B, loss_cycle_A, loss_cycle_B, loss_idt_A, loss_idt_B = terms
         self.opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
         self.opt_G.step()
@@ -469,19 +550,25 @@ class KernelGan:
     zoo_artifact: object = None  # the zoo it learned from (its whole models, for controls)
     sample: str = "filter"  # what one sample is: a filter, or a whole layer of one model
 
+    reference2: torch.Tensor | None = None  # layer-2 filters whose order layer 2's follow
+
+    @torch.no_grad()
     def translate(self, layer: str, kernels: torch.Tensor, direction: str) -> torch.Tensor:
         """Translate one model's conv weights (C_out, C_in, 5, 5): filter by filter, or (for
         whole-layer samples) the layer as one (C_in, C_out, 5, 5) sample; a layer without a
         CycleGAN (`gan.layers = conv1`) is returned as it is."""
         if layer not in self.layers:
             return kernels.clone()
+        return self.translate_layer(self.layers[layer].nets, kernels, direction)
+
+    def translate_layer(
+        self, nets: dict[str, nn.Module], kernels: torch.Tensor, direction: str
+    ) -> torch.Tensor:
+        """`translate` with the given networks and gradients kept (the functional loss)."""
+        net = nets[GENERATOR[direction]]
         if self.sample == "layer" and kernels.dim() == 4:
-            return (
-                self.layers[layer]
-                .translate(kernels.transpose(0, 1)[None], direction)[0]
-                .transpose(0, 1)
-            )
-        return self.layers[layer].translate(kernels, direction)
+            return translate_with(net, kernels.transpose(0, 1)[None])[0].transpose(0, 1)
+        return translate_with(net, kernels)
 
 
 def conv1_snapshots(zoo_artifact, domain: str) -> dict[tuple[int, int], torch.Tensor]:
@@ -498,20 +585,35 @@ def reference_filters(zoo: Zoo) -> torch.Tensor:
     return snapshots[max(snapshots)]
 
 
-def layer_samples(kernels: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def layer_samples(
+    kernels: torch.Tensor, index: torch.Tensor, reference: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Whole layers from per-filter kernel sets: the filters of each (model, step) in filter
-    order, (C_out, C_in, 5, 5), given as the original did, permuted to (C_in, C_out, 5, 5).
-    A (model, step) missing some filters (a subset of kernel sets was kept) is left out.
-    Returns the samples and their (model, step, -1) index."""
+    order, (C_out, C_in, 5, 5), given as the original did, permuted to (C_in, C_out, 5, 5);
+    with `reference` (C_out, C_in, 5, 5), in the order that best matches its filters instead
+    (whole *aligned* layers). A (model, step) missing some filters (a subset of kernel sets
+    was kept) is left out. Returns the samples and their (model, step, -1) index."""
     groups: dict[tuple[int, int], dict[int, int]] = {}
     for row, (model, step, filt) in enumerate(index.tolist()):
         groups.setdefault((model, step), {})[filt] = row
     c_out = max(len(g) for g in groups.values())
     complete = sorted(key for key, g in groups.items() if len(g) == c_out)
-    samples = torch.stack(
-        [kernels[[groups[key][f] for f in range(c_out)]].transpose(0, 1) for key in complete]
-    )
+    layers = [kernels[[groups[key][f] for f in range(c_out)]] for key in complete]
+    if reference is not None:
+        layers = [layer[matching_permutation(layer, reference)] for layer in layers]
+    samples = torch.stack([layer.transpose(0, 1) for layer in layers])
     return samples, torch.tensor([[m, s, -1] for m, s in complete])
+
+
+def reference_layer2(zoo: Zoo, reference: torch.Tensor) -> torch.Tensor:
+    """The layer-2 filters (C2, C1, 5, 5) whose order whole aligned layers follow: those of
+    the model and snapshot that give `reference_filters` (their inputs already in its order)."""
+    snapshots = conv1_snapshots(zoo.artifact, "black")
+    model, step = max(snapshots)
+    index = zoo["black"].index["conv2"]
+    rows = ((index[:, 0] == model) & (index[:, 1] == step)).nonzero().flatten()
+    rows = rows[torch.argsort(index[rows, 2])]
+    return zoo["black"].kernels["conv2"][rows]
 
 
 # What one sample of the CycleGAN is, for the book's prose (keys: `gan.sample`).
@@ -528,11 +630,13 @@ SAMPLES = {
 }
 
 
-def prepared_kernels(cfg: Config, zoo: Zoo) -> tuple[dict, dict, torch.Tensor]:
+def prepared_kernels(cfg: Config, zoo: Zoo) -> tuple[dict, dict, torch.Tensor, torch.Tensor | None]:
     """Samples of both domains per layer (filters, or whole layers with `gan.sample =
-    "layer"`), layer 2's input channels aligned when `gan.align_layer2`; their (model, step,
-    filter) index; and the reference layer-1 filters of the alignment."""
+    "layer"`), layer 2's input channels aligned when `gan.align_layer2`, and each whole layer's
+    filters in the reference model's order when `gan.align_outputs`; their (model, step,
+    filter) index; and the reference layer-1 (and, for aligned layers, layer-2) filters."""
     reference = reference_filters(zoo)
+    reference2 = None
     kernels = {d: {"conv1": zoo[d].kernels["conv1"]} for d in ("black", "cat")}
     index = {d: dict(zoo[d].index) for d in ("black", "cat")}
     for domain in ("black", "cat"):
@@ -542,18 +646,22 @@ def prepared_kernels(cfg: Config, zoo: Zoo) -> tuple[dict, dict, torch.Tensor]:
                 k2, zoo[domain].index["conv2"], conv1_snapshots(zoo.artifact, domain), reference
             )
         kernels[domain]["conv2"] = k2
-        if cfg.gan.sample == "layer":
+    if cfg.gan.align_outputs:
+        reference2 = reference_layer2(zoo, reference)
+    if cfg.gan.sample == "layer":
+        order = {"conv1": reference if cfg.gan.align_outputs else None, "conv2": reference2}
+        for domain in ("black", "cat"):
             for layer in CONV_LAYERS:
                 kernels[domain][layer], index[domain][layer] = layer_samples(
-                    kernels[domain][layer], index[domain][layer]
+                    kernels[domain][layer], index[domain][layer], order[layer]
                 )
-    return kernels, index, reference
+    return kernels, index, reference, reference2
 
 
 def train(cfg: Config, zoo: Zoo, store: Store, *, force=False, progress=True) -> KernelGan:
     """Train (or reuse) one CycleGAN per conv layer on the zoo's kernel sets."""
     device = resolve_device(cfg.device)
-    kernels, index, reference = prepared_kernels(cfg, zoo)
+    kernels, index, reference, reference2 = prepared_kernels(cfg, zoo)
 
     def build(writer: StageWriter) -> None:
         history = {}
@@ -575,7 +683,13 @@ def train(cfg: Config, zoo: Zoo, store: Store, *, force=False, progress=True) ->
             history[layer] = gan.history
         writer.save_json("history", history)
 
-    key = stage_key(cfg, "gan", version=2)  # 2: seeds from derive_seed (gan.sample is in cfg.gan)
+    # 2: seeds from derive_seed (gan.sample is in cfg.gan); the functional phase's settings are
+    # left out: it is a stage of its own that starts from this one (`functional.tune`)
+    key = stage_key(cfg, "gan", version=2)
+    for name in FUNCTIONAL_KEYS:
+        del key["gan"][name]
+    if not cfg.gan.align_outputs:  # keys of runs from before the option stay as they were
+        del key["gan"]["align_outputs"]
     artifact = store.stage("cyclegan", key, build, inputs=[zoo.artifact], force=force)
     history = artifact.json("history")
     layers = {}
@@ -587,7 +701,14 @@ def train(cfg: Config, zoo: Zoo, store: Store, *, force=False, progress=True) ->
         for net in nets.values():
             net.eval()
         layers[layer] = LayerGan(nets, history[layer], shape)
-    return KernelGan(layers, kernels, reference, index, artifact, zoo.artifact, cfg.gan.sample)
+    gan = KernelGan(
+        layers, kernels, reference, index, artifact, zoo.artifact, cfg.gan.sample, reference2
+    )
+    if cfg.gan.functional_weight > 0:
+        from . import functional
+
+        gan = functional.tune(cfg, gan, store, progress=progress)
+    return gan
 
 
 # --- did it learn? -----------------------------------------------------------------------------

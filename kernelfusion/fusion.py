@@ -20,7 +20,7 @@ import torch
 from . import training
 from .cnn import CONV_LAYERS, SmallCNN, SourceCNNs, build, load_state, positive_probability
 from .config import Config, resolve_device, stage_key
-from .cyclegan import KernelGan, matching_permutation
+from .cyclegan import KernelGan, in_reference_order, matching_permutation
 from .data import Datasets
 from .machine import derive_seed, generator, init_seed
 from .store import StageWriter, Store
@@ -41,8 +41,23 @@ MODELS = {
     "channels matched: a memorisation control",
     "task arithmetic": "init + (black - init) + (cat - init), scaled by fusion.task_scale",
     "concatenated features": "features of the cat CNN and of the black CNN side by side",
+    "distilled CNN (no generator)": "the cat CNN's conv weights trained directly with the "
+    "functional loss (keep its own outputs, features predict the black CNN's) on unlabelled "
+    "images: the control for the functional loss, without a generator",
     "oracle (supervised)": "a CNN trained on black-cat labels: the upper bound",
 }
+# The models that do not depend on the CycleGAN: made once per seed in a stage of their own
+# ("rivals"), which every arm of an ablation over gan.* settings reuses.
+GAN_FREE = (
+    "cat CNN (source unchanged)",
+    "black CNN",
+    "random CNN",
+    "weight average",
+    "aligned merge",
+    "task arithmetic",
+    "distilled CNN (no generator)",
+    "oracle (supervised)",
+)
 MERGE_IMAGES = 2000  # unlabelled images to correlate channels on: plenty for 16 channels
 
 SCORE_MODELS = {"p(black) x p(cat)": "the product of the two classifiers: 'black AND cat'"}
@@ -57,24 +72,21 @@ def reference_permutation(model: SmallCNN, reference: torch.Tensor) -> torch.Ten
     return matching_permutation(model.conv1.weight.detach(), reference)
 
 
-def map_filters(model: SmallCNN, reference: torch.Tensor, function) -> SmallCNN:
+def map_filters(model: SmallCNN, gan: KernelGan, function) -> SmallCNN:
     """A copy of `model` whose conv filters are `function(layer, kernels)`, applied per layer in
-    place. Layer 2 is handed its kernels with input channels in the reference order (as the GAN
-    saw them) and its output is put back in the model's own order: wiring is unchanged."""
+    place, each layer handed over as the CycleGAN saw its samples (layer 2's input channels in
+    the reference order; whole aligned layers' filters too) and put back in the model's own
+    order: wiring is unchanged (`cyclegan.in_reference_order`)."""
     state = _conv_state(model)
-    state["conv1.weight"] = function("conv1", state["conv1.weight"])
-    perm = reference_permutation(model, reference)
-    aligned = state["conv2.weight"][:, perm]
-    translated = function("conv2", aligned)
-    restored = torch.empty_like(translated)
-    restored[:, perm] = translated
-    state["conv2.weight"] = restored
+    state["conv1.weight"], state["conv2.weight"] = in_reference_order(
+        state["conv1.weight"], state["conv2.weight"], gan.reference, function, gan.reference2
+    )
     return _from_state(model, state)
 
 
 def generated(source: SmallCNN, gan: KernelGan, direction: str) -> SmallCNN:
     """The source CNN with every filter translated through the layer's generator."""
-    return map_filters(source, gan.reference, lambda layer, k: gan.translate(layer, k, direction))
+    return map_filters(source, gan, lambda layer, k: gan.translate(layer, k, direction))
 
 
 def with_noise(source: SmallCNN, translated: SmallCNN, seed: int) -> SmallCNN:
@@ -108,7 +120,7 @@ def other_zoo_filters(source: SmallCNN, gan: KernelGan, domain: str, seed: int) 
         scale = kernels.flatten(1).norm(dim=1) / pick.flatten(1).norm(dim=1).clamp(min=1e-12)
         return pick * scale.view(-1, *[1] * (pick.dim() - 1))
 
-    return map_filters(source, gan.reference, draw)
+    return map_filters(source, gan, draw)
 
 
 def _from_state(like: SmallCNN, state: dict[str, torch.Tensor]) -> SmallCNN:
@@ -226,19 +238,34 @@ class Models:
     artifact: object = None
 
 
-def build_models(
-    cfg: Config,
-    sources: SourceCNNs,
-    gan: KernelGan,
-    datasets: Datasets,
-    device: str,
-    progress: bool = True,
-) -> tuple[dict[str, SmallCNN], dict]:
-    """All single-CNN models of MODELS (the concatenated features are assembled on load), and
-    notes on how some were made (the nearest zoo model's distance, for its card)."""
-    from_f = generated(sources.cat, gan, "cat->black")
+def build_rivals(
+    cfg: Config, sources: SourceCNNs, datasets: Datasets, device: str, progress: bool = True
+) -> dict[str, SmallCNN]:
+    """The models of GAN_FREE: the source CNNs and the rivals made without the CycleGAN."""
+    from . import functional
+
     unlabelled = torch.cat([datasets.black.part("train").images, datasets.cat.part("train").images])
     unlabelled = unlabelled[torch.randperm(len(unlabelled), generator=generator(cfg.seed, "merge"))]
+    return {
+        "cat CNN (source unchanged)": sources.cat,
+        "black CNN": sources.black,
+        "random CNN": sources.init,
+        "weight average": combine(sources.black, sources.cat, sources.init, None),
+        "aligned merge": aligned_merge(sources.black, sources.cat, unlabelled[:MERGE_IMAGES]),
+        "task arithmetic": combine(sources.black, sources.cat, sources.init, cfg.fusion.task_scale),
+        "distilled CNN (no generator)": functional.distilled(
+            cfg, sources, functional.unlabelled(cfg, datasets), "cat", device
+        ),
+        "oracle (supervised)": train_oracle(cfg, datasets, device, progress),
+    }
+
+
+def build_models(
+    cfg: Config, sources: SourceCNNs, gan: KernelGan, rivals: dict[str, SmallCNN]
+) -> tuple[dict[str, SmallCNN], dict]:
+    """The models made from the CycleGAN (the generated CNNs and their controls), and notes on
+    how some were made (the nearest zoo model's distance, for its card)."""
+    from_f = generated(sources.cat, gan, "cat->black")
     nearest, found = nearest_zoo_model(cfg, from_f, gan.zoo_artifact)
     # the same search for the cat CNN itself: how far apart trained models are at all
     _, baseline = nearest_zoo_model(cfg, sources.cat, gan.zoo_artifact)
@@ -246,20 +273,20 @@ def build_models(
     models = {
         "generated F(cat CNN)": from_f,
         "generated G(black CNN)": generated(sources.black, gan, "black->cat"),
-        "cat CNN (source unchanged)": sources.cat,
-        "black CNN": sources.black,
         "cat CNN + noise": with_noise(sources.cat, from_f, derive_seed(cfg.seed, "noise control")),
         "cat CNN, black-zoo filters": other_zoo_filters(
             sources.cat, gan, "black", derive_seed(cfg.seed, "other-zoo control")
         ),
-        "random CNN": sources.init,
-        "weight average": combine(sources.black, sources.cat, sources.init, None),
-        "aligned merge": aligned_merge(sources.black, sources.cat, unlabelled[:MERGE_IMAGES]),
         "nearest zoo model": nearest,
-        "task arithmetic": combine(sources.black, sources.cat, sources.init, cfg.fusion.task_scale),
-        "oracle (supervised)": train_oracle(cfg, datasets, device, progress),
     }
     return models, notes
+
+
+def _save_models(writer: StageWriter, models: dict[str, SmallCNN]) -> None:
+    for name, model in models.items():
+        writer.save_tensors(
+            file_name(name), {k: v.contiguous() for k, v in model.state_dict().items()}
+        )
 
 
 def make(
@@ -272,38 +299,55 @@ def make(
     force=False,
     progress=True,
 ) -> Models:
-    """Build (or reuse) every model, saved as plain state dicts with a JSON card each."""
+    """Build (or reuse) every model, saved as plain state dicts with a JSON card each: those
+    of GAN_FREE in the "rivals" stage (shared by every gan.* setting), the others in "fusion"."""
     device = resolve_device(cfg.device)
 
+    def build_rivals_stage(writer: StageWriter) -> None:
+        _save_models(writer, build_rivals(cfg, sources, datasets, device, progress))
+
+    # the distilled control takes as many steps as the functional phase would
+    key = stage_key(cfg, "fusion", "cnn", version=1) | {"steps": cfg.gan.functional_steps}
+    rivals_artifact = store.stage(
+        "rivals",
+        key,
+        build_rivals_stage,
+        force=force,
+        inputs=[datasets.artifact, sources.artifact],
+    )
+    rivals = {name: load_state(cfg, rivals_artifact.tensors(file_name(name))) for name in GAN_FREE}
+
     def build_stage(writer: StageWriter) -> None:
-        models, notes = build_models(cfg, sources, gan, datasets, device, progress)
-        for name, model in models.items():
-            writer.save_tensors(
-                file_name(name), {k: v.contiguous() for k, v in model.state_dict().items()}
-            )
+        models, notes = build_models(cfg, sources, gan, rivals)
+        _save_models(writer, models)
         cards = {
             name: {
                 "what": what,
                 **notes.get(name, {}),
                 "inputs": {
-                    a.manifest["stage"]: a.key_hash for a in (sources.artifact, gan.artifact)
+                    a.manifest["stage"]: a.key_hash
+                    for a in (sources.artifact, rivals_artifact)
+                    + ((gan.artifact,) if name not in GAN_FREE else ())
                 },
             }
             for name, what in {**MODELS, **SCORE_MODELS}.items()
         }
         writer.save_json("cards", cards)
 
-    # 2: seeds from derive_seed; 3: the other-zoo control scaled to the source's filter norms
-    key = stage_key(cfg, "fusion", "cnn", version=3)
+    # 2: seeds from derive_seed; 3: the other-zoo control scaled to the source's filter norms;
+    # 4: the models that need no CycleGAN moved to the "rivals" stage
+    key = stage_key(cfg, "fusion", "cnn", version=4)
     artifact = store.stage(
         "fusion",
         key,
         build_stage,
         force=force,
-        inputs=[datasets.artifact, sources.artifact, gan.artifact],
+        inputs=[datasets.artifact, sources.artifact, gan.artifact, rivals_artifact],
     )
     cnns: dict = {
-        name: load_state(cfg, artifact.tensors(file_name(name)))
+        name: rivals[name]
+        if name in GAN_FREE
+        else load_state(cfg, artifact.tensors(file_name(name)))
         for name in MODELS
         if name != "concatenated features"
     }

@@ -21,10 +21,12 @@ def test_arms_are_configs_on_top_of_the_book_and_invalid_or_repeated_ones_are_le
     assert configs["identity2"].gan.identity_weight == 2.0 and configs["identity2"].seed == 4
     assert configs["layer1"].gan.layers == "conv1" and configs["reference"].gan.layers == "both"
     assert len({c.hash for c in configs.values()}) == len(configs)
+    assert configs["layers"].gan.align_outputs and configs["set"].gan.arch == "set"
+    assert configs["functional"].gan.functional_weight > 0
     paper, skipped = ablation.arm_configs(config.load("paper"))
-    assert "gan.arch" in skipped["conv"] and "'reference'" in skipped["layers"]
+    assert "gan.arch" in skipped["conv"] and paper["layers"].gan.arch == "conv3d"
     smoke, _ = ablation.arm_configs(config.load("smoke"))
-    assert list(smoke) == ["reference", "identity2", "layer1"]
+    assert list(smoke) == ["reference", "layer1", "functional"]
     with pytest.raises(ConfigError, match="unknown arms \\['nope'\\]"):
         ablation.arm_configs(config.load("smoke", {"analysis.ablation_arms": "reference,nope"}))
     with pytest.raises(ConfigError, match="unknown override 'gan.nope'"):
@@ -77,9 +79,9 @@ def test_table_and_best_variant_follow_the_paired_differences():
     weak_rows = long[(long["arm"] == "reference") & (long["model"] == "generated F(cat CNN)")]
     assert (weak_rows["verdict"] == "not distinguishable").all()
     summary = ablation.summary_frame(long)
-    assert (
-        summary.loc[("identity weight 2", "generated F(cat CNN)"), "probe F1: rivals beaten"] == 5
-    )
+    assert summary.loc[
+        ("identity weight 2", "generated F(cat CNN)"), "probe F1: rivals beaten"
+    ] == len(ablation.RIVALS)
     assert isinstance(summary, pd.DataFrame)
 
 

@@ -76,6 +76,16 @@ def test_choice_and_dependent_values():
         config.load("default", {"data.source": "folder"})
 
 
+def test_whole_layer_options_need_whole_layers():
+    with pytest.raises(
+        ConfigError, match="'gan.align_outputs' is out of range.*gan.sample = layer"
+    ):
+        config.load("default", {"gan.align_outputs": True})
+    with pytest.raises(ConfigError, match="'gan.arch' is out of range.*set with gan.sample"):
+        config.load("default", {"gan.arch": "set"})
+    assert config.load("default", {"gan.sample": "layer", "gan.arch": "set"}).gan.arch == "set"
+
+
 def test_preset_values_cannot_be_overridden_by_preset_key():
     with pytest.raises(ConfigError, match="unknown override 'preset'"):
         config.load("default", {"preset": "paper"})

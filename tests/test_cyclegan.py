@@ -212,3 +212,29 @@ def test_whole_layer_samples_run_the_pipeline_and_chapter_04(tmp_path, monkeypat
     result = book.make_book("smoke", overrides, tmp_path / "book", only="04", log=lambda *a, **k: 0)
     page = (result.index_html.parent / "notebooks" / "04_cyclegan.html").read_text()
     assert "one sample is one whole conv layer" in page and "conv3d" in page
+
+
+def test_set_networks_ignore_the_order_of_a_layers_filters():
+    """The permutation-equivariant generator (gan.arch = set) reorders its output with its
+    input's filters; its discriminator's score does not change."""
+    cfg = config.load("smoke", {"gan.sample": "layer", "gan.arch": "set"}).gan
+    shape = (4, 6, 5, 5)
+    nets = cyclegan.make_networks(cfg, shape, 0)
+    x = torch.randn(3, *shape)
+    perm = torch.randperm(shape[1], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = nets["G"](x.flatten(1)).view(3, *shape)
+        torch.testing.assert_close(
+            nets["G"](x[:, :, perm].flatten(1)).view(3, *shape), out[:, :, perm]
+        )
+        torch.testing.assert_close(nets["D_A"](x[:, :, perm].flatten(1)), nets["D_A"](x.flatten(1)))
+        other = torch.randn(3, *shape)
+        assert not torch.allclose(nets["G"](other.flatten(1)), out.flatten(1))
+
+
+def test_whole_aligned_layers_put_each_models_filters_in_the_references_order():
+    index = torch.tensor([[m, 0, f] for m in range(2) for f in range(3)])
+    kernels = torch.randn(6, 4, 5, 5)
+    reference = kernels[3:][torch.tensor([2, 0, 1])]  # model 1's filters, in another order
+    samples, _ = cyclegan.layer_samples(kernels, index, reference)
+    assert torch.equal(samples[1].transpose(0, 1), reference)

@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -7,8 +9,8 @@ from kernelfusion import cnn, config, fusion
 class _Gan:
     """A KernelGan stand-in with real structure: identity or a known map per layer."""
 
-    def __init__(self, reference, function=None):
-        self.reference = reference
+    def __init__(self, reference, function=None, reference2=None):
+        self.reference, self.reference2 = reference, reference2
         self.function = function or (lambda layer, k, direction: k.clone())
         self.kernels = {
             "black": {
@@ -53,6 +55,61 @@ def test_translation_is_filter_wise_in_place_and_keeps_wiring():
     assert torch.equal(seen["conv2"], w2[:, perm])  # the GAN saw the reference order
     assert torch.equal(w1[perm], reference)
     assert torch.equal(out.head.weight, source.head.weight)
+
+
+def _permuted_twin(model):
+    """The same function as `model` with its hidden channels in another order."""
+    p1 = torch.randperm(model.conv1.out_channels, generator=torch.Generator().manual_seed(1))
+    p2 = torch.randperm(model.conv2.out_channels, generator=torch.Generator().manual_seed(2))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["conv1.weight"], state["conv1.bias"] = state["conv1.weight"][p1], state["conv1.bias"][p1]
+    state["conv2.weight"] = state["conv2.weight"][p2][:, p1]
+    state["conv2.bias"] = state["conv2.bias"][p2]
+    head = state["head.weight"]
+    state["head.weight"] = head.view(head.shape[0], len(p2), -1)[:, p2].flatten(1)
+    twin = copy.deepcopy(model)
+    twin.load_state_dict(state)
+    return twin
+
+
+def test_whole_aligned_layers_hand_a_permuted_twin_the_same_layers():
+    """With `reference2` (gan.align_outputs), each layer reaches the translator in the
+    reference's filter order: a model and its channel-permuted twin (the same function) are
+    handed identical layers, and a translation that depends on a filter's position gives both
+    the same generated function."""
+    source = _model()
+    twin = _permuted_twin(source)
+    x = torch.rand(4, 3, 24, 24)
+    torch.testing.assert_close(twin(x), source(x))
+    reference = source.conv1.weight.detach()[torch.tensor([1, 3, 0, 2])]
+    perm = fusion.reference_permutation(source, reference)
+    reference2 = source.conv2.weight.detach()[:, perm].flip(0)
+
+    def positional(layer, kernels, direction):  # filter i moves by 0.01 * i
+        shift = 0.01 * torch.arange(len(kernels), dtype=kernels.dtype)
+        return kernels + shift.view(-1, 1, 1, 1)
+
+    seen = []
+
+    def recording(layer, kernels, direction):
+        seen.append((layer, kernels.clone()))
+        return positional(layer, kernels, direction)
+
+    outputs = [
+        fusion.generated(m, _Gan(reference, recording, reference2), "cat->black")
+        for m in (source, twin)
+    ]
+    half = len(seen) // 2
+    for (layer, a), (_, b) in zip(seen[:half], seen[half:], strict=True):
+        torch.testing.assert_close(a, b, msg=layer)
+    torch.testing.assert_close(seen[0][1], reference)
+    torch.testing.assert_close(seen[1][1], reference2)
+    torch.testing.assert_close(outputs[0](x), outputs[1](x))
+    # without output alignment the twin's layers arrive in its own order: a different function
+    unaligned = [
+        fusion.generated(m, _Gan(reference, positional), "cat->black") for m in (source, twin)
+    ]
+    assert not torch.allclose(unaligned[0](x), unaligned[1](x))
 
 
 def test_noise_control_moves_each_filter_as_far_as_the_translation():

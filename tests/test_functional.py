@@ -1,0 +1,99 @@
+"""The functional loss (training the translator on what the generated CNN does) and its
+control (the same loss on a CNN's own weights, without a generator)."""
+
+from __future__ import annotations
+
+import torch
+
+from kernelfusion import cnn, config, cyclegan, functional, pipeline, store
+from kernelfusion.cnn import SourceCNNs
+
+
+def _sources(cfg, scale: float = 20.0) -> SourceCNNs:
+    """Two different CNNs whose heads are scaled up, so that their outputs are confident
+    (the soft targets are far from 1/2, as a trained CNN's are)."""
+    models = []
+    for seed in (1, 2):
+        model = cnn.build(cfg.cnn, cfg.data.image_size, seed)
+        with torch.no_grad():
+            model.head.weight.mul_(scale)
+        models.append(model.eval())
+    init = cnn.build(cfg.cnn, cfg.data.image_size, 3)
+    return SourceCNNs(black=models[0], cat=models[1], init=init, report={})
+
+
+def _gan(cfg) -> cyclegan.KernelGan:
+    """A KernelGan of untrained networks over random kernel sets of the smoke shapes."""
+    c1 = cfg.cnn.channels1
+    gen = torch.Generator().manual_seed(0)
+    kernels = {
+        d: {
+            "conv1": torch.randn(40, 3, 5, 5, generator=gen),
+            "conv2": torch.randn(40, c1, 5, 5, generator=gen),
+        }
+        for d in ("black", "cat")
+    }
+    layers = {
+        layer: cyclegan.LayerGan(cyclegan.make_networks(cfg.gan, channels, 0), {}, channels)
+        for layer, channels in (("conv1", 3), ("conv2", c1))
+    }
+    reference = torch.randn(c1, 3, 5, 5, generator=gen)
+    return cyclegan.KernelGan(layers, kernels, reference, {})
+
+
+def test_the_behaviour_term_falls_and_trains_the_generators_through_the_weights():
+    cfg = config.load("smoke", {"gan.functional_weight": 10.0, "gan.functional_steps": 60})
+    sources, gan = _sources(cfg), _gan(cfg)
+    images = torch.randint(0, 256, (200, 3, 24, 24), dtype=torch.uint8)
+    nets, history = functional.train_phase(cfg, gan, sources, images, "cpu", progress=False)
+    term = torch.tensor(history["functional"])
+    assert len(term) == 60 and term[-10:].mean() < 0.95 * term[:10].mean()
+    for layer in ("conv1", "conv2"):
+        for name in ("G", "F"):  # the generators moved; the discriminators stayed frozen
+            before = gan.layers[layer].nets[name].state_dict()
+            after = nets[layer][name].state_dict()
+            assert any(not torch.equal(before[k], after[k]) for k in before), (layer, name)
+        for name in ("D_A", "D_B"):
+            before = gan.layers[layer].nets[name].state_dict()
+            assert all(torch.equal(before[k], v) for k, v in nets[layer][name].state_dict().items())
+    again, _ = functional.train_phase(cfg, gan, sources, images, "cpu", progress=False)
+    first, second = nets["conv2"]["F"].state_dict(), again["conv2"]["F"].state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)  # same seed, same numbers
+
+
+def test_the_distilled_control_changes_only_conv_weights_and_keeps_its_concept():
+    cfg = config.load("smoke", {"gan.functional_steps": 60})
+    sources = _sources(cfg)
+    images = torch.randint(0, 256, (200, 3, 24, 24), dtype=torch.uint8)
+    model = functional.distilled(cfg, sources, images, "cat", "cpu")
+    assert torch.equal(model.head.weight, sources.cat.head.weight)
+    assert not torch.equal(model.conv2.weight, sources.cat.conv2.weight)
+    x = images[:64]
+    agree = (
+        functional.soft_targets(model, x).argmax(1)
+        == functional.soft_targets(sources.cat, x).argmax(1)
+    ).float()
+    assert agree.mean() >= 0.9  # L_keep: it still says what the cat CNN says
+
+
+def test_whole_aligned_layers_with_the_functional_loss_run_end_to_end(tmp_path):
+    """The pipeline with both new paths on: whole aligned layers as the CycleGAN's samples and
+    the functional phase after it (a stage of its own, started from the cached CycleGAN)."""
+    cfg = config.load(
+        "smoke",
+        {"gan.sample": "layer", "gan.align_outputs": True, "gan.functional_weight": 10.0},
+    )
+    run = store.open(cfg, tmp_path)
+    metrics = pipeline.run(cfg, run, progress=False).json("metrics")
+    assert {"generated F(cat CNN)", "distilled CNN (no generator)"} <= set(metrics["models"])
+    assert (run.run_dir / "functional").exists() and (run.run_dir / "rivals").exists()
+    plain = config.with_overrides(cfg, {"gan.functional_weight": 0.0})
+    plain_run = store.open(plain, tmp_path)
+    from kernelfusion import data, zoo
+
+    datasets = data.prepare(plain, plain_run, progress=False)
+    gan = cyclegan.train(
+        plain, zoo.train_zoo(plain, datasets, plain_run, progress=False), plain_run
+    )
+    assert gan.artifact.reused  # the functional arm's CycleGAN is the plain one
+    assert gan.reference2 is not None and gan.kernels["black"]["conv2"].dim() == 5
