@@ -212,6 +212,32 @@ def verdict_words(checked: dict[str, Any]) -> str:
     )
 
 
+CONTROL = "distilled CNN (no generator)"  # the functional loss's control
+# what the functional arm's paired verdict against its control says about the generator
+CONTROL_WORDS = {
+    "better": "the translated CNN beats the control: the generator adds something that the "
+    "distillation alone does not give",
+    "worse": "the control does better: what helps here is the distillation, and the generator "
+    "stands in its way",
+    "not distinguishable": "the two cannot be told apart at these seeds: nothing here shows "
+    "that the generator is what helps",
+}
+
+
+def control_check(long, arm: str = "functional", model: str = GENERATED[0]) -> dict | None:
+    """`model` of `arm` against the distilled control, per metric: the paired difference, its
+    95% interval and the Holm-adjusted verdict (from the ablation table), and the verdict in
+    words for probe F1; None when the arm was not run."""
+    rows = long[(long["arm"] == arm) & (long["model"] == model) & (long["rival"] == CONTROL)]
+    if rows.empty:
+        return None
+    out = {
+        row["metric"]: {k: row[k] for k in ("difference", "low", "high", "verdict", "mean")}
+        for _, row in rows.iterrows()
+    }
+    return out | {"words": CONTROL_WORDS[out[METRICS[0]]["verdict"]]}
+
+
 def summary_frame(long):
     """Per arm and generated model: the mean probe F1 and ROC AUC, and the number of rivals
     whose paired 95% interval lies wholly below it (excludes zero in its favour) and above it."""

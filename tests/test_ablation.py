@@ -83,6 +83,10 @@ def test_table_and_best_variant_follow_the_paired_differences():
         ("identity weight 2", "generated F(cat CNN)"), "probe F1: rivals beaten"
     ] == len(ablation.RIVALS)
     assert isinstance(summary, pd.DataFrame)
+    assert ablation.control_check(long) is None  # no functional arm in this study
+    check = ablation.control_check(long, arm="identity2")
+    assert check["probe F1"]["verdict"] == "better" and check["probe F1"]["low"] > 0
+    assert check["words"] == ablation.CONTROL_WORDS["better"]
 
 
 def test_hidden_signal_check_separates_a_hiding_cyclegan_from_an_honest_one():
