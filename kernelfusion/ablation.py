@@ -89,7 +89,8 @@ def arm_configs(cfg: Config) -> tuple[dict[str, Config], dict[str, str]]:
         if chosen and arm not in chosen:
             continue
         try:
-            arm_cfg = with_overrides(cfg, overrides)
+            # the arms are compared on the probe's F1 and AUC alone (METRICS)
+            arm_cfg = with_overrides(cfg, {**overrides, "analysis.views": "probe"})
         except ConfigError as error:
             skipped[arm] = f"not valid here: {error}"
             continue

@@ -365,8 +365,37 @@ def cluster_sample(
 
 
 def _metrics_for(x_lab, g_lab, x_eval, g_eval, sample, cfg):
-    """Every view of one model's features; and the UMAP embedding and K-means clusters of the
-    evaluated images of the cluster sample (for the chapter's figures)."""
+    """Every view of one model's features (the probe's alone with `analysis.views = probe`);
+    the UMAP embedding and K-means clusters of the evaluated images of the cluster sample (for
+    the chapter's figures; empty for the probe alone); and the probe's scores."""
+
+    lab, ev = sample
+    if cfg.analysis.views == "probe":
+        result = {}
+    else:
+        result, embedding, clusters = _cluster_views(x_lab, g_lab, x_eval, g_eval, sample, cfg)
+    score = probe_scores(x_lab, g_lab, x_eval, cfg.analysis.probe_c)
+    truth = g_eval == BLACK_CAT
+    result["linear probe"] = {**binary_scores(score > 0, truth), **ranking_scores(score, truth)}
+    available = int(np.bincount(g_lab, minlength=GROUP_COUNT).min())
+    sizes = tuple(n for n in LABEL_SIZES if n < available)
+    result["label efficiency"] = label_efficiency(
+        x_lab, g_lab, x_eval, g_eval, sizes, cfg.analysis.probe_c, cfg.seed
+    )
+    # the last point, every labelled image, is the probe above (not trained twice)
+    result["label efficiency"][str(available)] = {
+        k: result["linear probe"][k] for k in ("f1", "roc auc")
+    }
+    if cfg.analysis.views == "probe":
+        return result, np.zeros((0, 2), np.float32), np.zeros(0, np.int64), score
+    result["centroid cosine"] = centroid_cosine(x_eval, g_eval).tolist()
+    result["original protocol"] = original_protocol(embedding, g_eval[ev], cfg.seed)
+    return result, embedding, clusters, score
+
+
+def _cluster_views(x_lab, g_lab, x_eval, g_eval, sample, cfg):
+    """The UMAP and clustering views of one model's features on the cluster sample; the
+    embedding and K-means clusters of its evaluated images."""
     from .machine import derive_seed
 
     lab, ev = sample
@@ -384,21 +413,7 @@ def _metrics_for(x_lab, g_lab, x_eval, g_eval, sample, cfg):
         method: matched_cluster_metrics(labels[:n], g_lab[lab], labels[n:], g_eval[ev])
         for method, labels in clusterings.items()
     }
-    score = probe_scores(x_lab, g_lab, x_eval, cfg.analysis.probe_c)
-    truth = g_eval == BLACK_CAT
-    result["linear probe"] = {**binary_scores(score > 0, truth), **ranking_scores(score, truth)}
-    available = int(np.bincount(g_lab, minlength=GROUP_COUNT).min())
-    sizes = tuple(n for n in LABEL_SIZES if n < available)
-    result["label efficiency"] = label_efficiency(
-        x_lab, g_lab, x_eval, g_eval, sizes, cfg.analysis.probe_c, cfg.seed
-    )
-    # the last point, every labelled image, is the probe above (not trained twice)
-    result["label efficiency"][str(available)] = {
-        k: result["linear probe"][k] for k in ("f1", "roc auc")
-    }
-    result["centroid cosine"] = centroid_cosine(x_eval, g_eval).tolist()
-    result["original protocol"] = original_protocol(embedding[n:], g_eval[ev], cfg.seed)
-    return result, embedding[n:], clusterings["K-means (UMAP)"][n:], score
+    return result, embedding[n:], clusterings["K-means (UMAP)"][n:]
 
 
 def weights_hash(model) -> str:
@@ -618,7 +633,8 @@ def long_metrics(results: dict[int, dict]):
     for seed, metrics in results.items():
         for model, result in metrics["models"].items():
             for metric, (view, _) in METRICS.items():
-                rows.append((seed, model, metric, result[view][_FROM_VIEW[metric]]))
+                if view in result:  # `analysis.views = probe` computes the probe's only
+                    rows.append((seed, model, metric, result[view][_FROM_VIEW[metric]]))
             for n, values in result.get("label efficiency", {}).items():
                 rows.append((seed, model, f"probe F1 @ {n}", values["f1"]))
                 rows.append((seed, model, f"probe ROC AUC @ {n}", values["roc auc"]))

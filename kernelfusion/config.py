@@ -146,6 +146,10 @@ class AnalysisConfig:
     # linearly; 12 models x 5 seeds x 5,000 points would not fit the book's time budget):
     cluster_points: int = 800  # evaluated images in the UMAP and clustering views
     cluster_labelled: int = 400  # labelled images embedded with them, to match clusters on
+    # the metrics computed per model: all (probe, UMAP, clusterings, the original protocol) |
+    # probe (the linear probe and its label-efficiency curve only: chapter 08's arms, which
+    # compare probe F1 and AUC alone; a UMAP and four clusterings cost some 4 s per model)
+    views: str = "all"
     seeds: int = 5  # repetitions of the whole pipeline in the results chapter
     # cat zoo models the original protocol is run on one at a time (unchanged, translated,
     # with noise, and a random CNN each): 4 x 4 UMAPs cost about 30 s at the default preset
@@ -288,6 +292,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "gan.sample": ("filter", "layer"),
     "gan.arch": ("mlp", "conv", "conv3d", "set"),
     "gan.layers": ("both", "conv1"),
+    "analysis.views": ("all", "probe"),
 }
 
 

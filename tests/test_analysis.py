@@ -206,3 +206,29 @@ def test_original_protocol_on_two_blobs():
     assert result["purity"] == pytest.approx(1.0 * 50 / 200 + 50 / 200)  # blob 2 holds 3 groups
     mixed = analysis.original_protocol(rng.normal(size=(200, 2)), groups, seed=0)
     assert mixed["accuracy"] < 0.75  # no structure: below calling nothing a black cat
+
+
+def test_probe_views_alone_give_the_probes_numbers_without_the_clusterings():
+    """`analysis.views = probe` (chapter 08's arms) skips UMAP and the clusterings and gives
+    the same probe and label-efficiency numbers as every view does."""
+    from kernelfusion import config
+
+    rng = np.random.default_rng(0)
+    g_lab, g_eval = np.repeat(np.arange(4), 30), np.repeat(np.arange(4), 40)
+    x_lab = rng.normal(size=(120, 16)) + (g_lab == 0)[:, None]
+    x_eval = rng.normal(size=(160, 16)) + (g_eval == 0)[:, None]
+    cfg = config.load("smoke")
+    sample = analysis.cluster_sample(g_lab, g_eval, cfg, 0)
+    full, embedding, _, score = analysis._metrics_for(x_lab, g_lab, x_eval, g_eval, sample, cfg)
+    probe_cfg = config.with_overrides(cfg, {"analysis.views": "probe"})
+    alone, empty, _, same = analysis._metrics_for(x_lab, g_lab, x_eval, g_eval, sample, probe_cfg)
+    assert set(alone) == {"linear probe", "label efficiency"} and "K-means (UMAP)" in full
+    assert alone["linear probe"] == full["linear probe"]
+    assert alone["label efficiency"] == full["label efficiency"]
+    assert len(empty) == 0 and len(embedding) == len(sample[1]) and np.array_equal(score, same)
+    long = analysis.long_metrics(
+        {0: {"models": {"m": alone}, "score models": {}, "references": {}}}
+    )
+    assert set(long["metric"]) >= {"probe F1", "probe ROC AUC"} and "K-means F1" not in set(
+        long["metric"]
+    )
