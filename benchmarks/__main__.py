@@ -1,11 +1,11 @@
-"""Run the benchmarks: `python -m benchmarks [name ...]`; names: data zoo gan analysis book."""
+"""Run the benchmarks: `python -m benchmarks [name ...]`; names: data zoo gan arms analysis book."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-BENCHMARKS = ("data", "zoo", "gan", "analysis", "book")
+BENCHMARKS = ("data", "zoo", "gan", "arms", "analysis", "book")
 
 
 def main(names: list[str]) -> None:
