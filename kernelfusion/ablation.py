@@ -205,9 +205,11 @@ def confirm(study: Ablation, best_variant: dict[str, Any]) -> dict[str, Any]:
 
 def verdict_words(checked: dict[str, Any]) -> str:
     """What `confirm` found, in words for the chapters: the rivals beaten and the others."""
-    beaten = ", ".join(f"*{r}*" for r in checked["beaten"]) or "none of them"
+    beaten = ", ".join(f"*{r}*" for r in checked["beaten"])
     if not checked["not beaten"]:
         return "beats every rival on both metrics"
+    if not beaten:
+        return "beats none of them on both metrics"
     return f"beats {beaten} on both metrics, and not " + ", ".join(
         f"*{r}*" for r in checked["not beaten"]
     )

@@ -918,6 +918,7 @@ def headline(frame, summary, model: str = "generated F(cat CNN)", metric: str = 
         "best label-free mean": float(label_free[best]),
         "best rival is ahead": bool(label_free[best] > part[model]),
         "vs source": float(source["difference"]),
+        "vs source size": abs(float(source["difference"])),  # the word above says the sign
         "vs source word": "above" if source["difference"] > 0 else "below",
         "vs source verdict": source["verdict"],
         "detectable": detectable_difference(frame, model, metric),

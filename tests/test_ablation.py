@@ -115,8 +115,8 @@ def test_verdict_words_name_the_rivals_beaten_and_the_others():
     assert words == (
         "beats *task arithmetic* on both metrics, and not *aligned merge*, *cat CNN + noise*"
     )
-    assert ablation.verdict_words({"beaten": [], "not beaten": ["x"]}).startswith(
-        "beats none of them"
+    assert ablation.verdict_words({"beaten": [], "not beaten": ["x"]}) == (
+        "beats none of them on both metrics"
     )
     assert ablation.verdict_words({"beaten": ["x"], "not beaten": []}) == (
         "beats every rival on both metrics"
