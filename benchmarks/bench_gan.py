@@ -16,17 +16,23 @@ def run(device: str | None = None, steps: int = 300) -> list[dict]:
     rows = []
     for preset in ("default", "paper"):
         cfg = config.load(preset, {"gan.steps": steps, "gan.decay_steps": 0})
-        for layer, channels in (("conv1", 3), ("conv2", cfg.cnn.channels1)):
+        c1, c2 = cfg.cnn.channels1, cfg.cnn.channels2
+        # one sample: a filter (C_in, 5, 5), or a whole layer (C_in, C_out, 5, 5) at `paper`
+        whole = cfg.gan.sample == "layer"
+        for layer, channels in (("conv1", (3, c1)), ("conv2", (c1, c2))):
+            shape = (*channels, 5, 5) if whole else (channels[0], 5, 5)
+            channels = shape if whole else channels[0]
             gen = torch.Generator().manual_seed(0)
-            black, _ = cyclegan.normalise(torch.randn(4498, channels, 5, 5, generator=gen))
-            cat, _ = cyclegan.normalise(torch.randn(4498, channels, 5, 5, generator=gen) + 0.1)
+            count = 4498 if not whole else 512
+            black, _ = cyclegan.normalise(torch.randn(count, *shape, generator=gen))
+            cat, _ = cyclegan.normalise(torch.randn(count, *shape, generator=gen) + 0.1)
             cyclegan.train_layer(
                 cfg.gan, black, cat, channels, 0, device, progress=False, stop_after=10
             )  # warm-up
             started = time.perf_counter()
             gan = cyclegan.train_layer(cfg.gan, black, cat, channels, 0, device, progress=False)
             train_s = time.perf_counter() - started
-            kernels = torch.randn(100_000, channels, 5, 5)
+            kernels = torch.randn(100_000 if not whole else 2_000, *shape)
             started = time.perf_counter()
             gan.translate(kernels, "cat->black")
             translate_s = time.perf_counter() - started
@@ -34,7 +40,7 @@ def run(device: str | None = None, steps: int = 300) -> list[dict]:
                 {
                     "preset": preset,
                     "layer": layer,
-                    "filter size": f"{channels}x5x5",
+                    "sample": "x".join(map(str, shape)),
                     "batch": cfg.gan.batch_size,
                     "train steps/s": steps / train_s,
                     "kernels translated/s": len(kernels) / translate_s,
