@@ -7,7 +7,8 @@ The arms are the knobs earlier chapters pointed at: the identity term (a strong 
 generator toward copying its input), the generator's shape, whole layers as samples (the
 original's; aligned, or with a permutation-equivariant generator), translating layer 1 only
 (layer 2's domains barely differ, chapter 04), switching off the layer-2 alignment (the
-go/no-go for alignment), and a functional loss on what the generated CNN does
+go/no-go for alignment) or matching layer 1 by its responses to unlabelled images instead of
+its weights, and a functional loss on what the generated CNN does
 (`functional`).
 """
 
@@ -45,6 +46,7 @@ ARMS: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "layer1": ({"gan.layers": "conv1"}, "layer 1 translated only"),
     "unaligned": ({"gan.align_layer2": False}, "no layer-2 alignment"),
+    "activations": ({"gan.align_by": "activations"}, "layer-2 alignment by activations"),
     # weight 10, as the cycle term's: at 1 the behaviour term is a tenth of the CycleGAN's
     # losses at the start and barely moves the generators
     "functional": ({"gan.functional_weight": 10.0}, "functional loss (distillation)"),
@@ -290,23 +292,30 @@ def hidden_signal(gan, noise: float = 0.01, seed: int = 0) -> dict[str, float]:
 
 def alignment_go(cfg: Config, datasets, store, max_rows: int = 4000) -> dict[str, float]:
     """The go/no-go for alignment: how well a logistic regression tells black from cat layer-2
-    kernel sets (5-fold, folds grouped by zoo model), before and after the layer-2 alignment,
-    on a seeded sample of at most `max_rows` kernel sets per domain. Near 0.5 after alignment,
-    translation has nothing to learn in layer 2."""
+    kernel sets (5-fold, folds grouped by zoo model), as trained and after the layer-2
+    alignment, layer 1 matched by weights ("aligned") and by its responses to unlabelled images
+    ("aligned by activations"); on a seeded sample of at most `max_rows` kernel sets per domain.
+    Near 0.5 after alignment, translation has nothing to learn in layer 2."""
     from . import analysis, zoo
-    from .cyclegan import align_layer2, conv1_snapshots, normalise, reference_filters
+    from .cyclegan import align_layer2, conv1_snapshots, match_images, normalise, reference_filters
     from .machine import generator
 
     kernels = zoo.train_zoo(cfg, datasets, store, progress=False)
     reference = reference_filters(kernels)
+    images = match_images(with_overrides(cfg, {"gan.align_by": "activations"}), datasets)
     out = {}
-    for name, aligned in (("as trained", False), ("aligned", True)):
+    for name, aligned, by in (
+        ("as trained", False, None),
+        ("aligned", True, None),
+        ("aligned by activations", True, images),
+    ):
         vectors, groups = [], []
         for offset, domain in enumerate(("black", "cat")):
             k2 = kernels[domain].kernels["conv2"]
             index = kernels[domain].index["conv2"]
             if aligned:
-                k2 = align_layer2(k2, index, conv1_snapshots(kernels.artifact, domain), reference)
+                snapshots = conv1_snapshots(kernels.artifact, domain)
+                k2 = align_layer2(k2, index, snapshots, reference, by)
             rows = torch.randperm(len(k2), generator=generator(cfg.seed, "go rows", domain))
             rows = rows[:max_rows].sort().values
             k2, index = k2[rows], index[rows]

@@ -110,7 +110,11 @@ class GanConfig:
     cycle_weight: float = 10.0
     identity_weight: float = 0.5  # times cycle_weight
     pool_size: int = 50
-    align_layer2: bool = True  # weight-match layer-2 input channels across models
+    align_layer2: bool = True  # match layer-2 input channels across models (gan.align_by)
+    # how layer-1 filters are matched to the reference's (and layer 2's inputs with them):
+    # weights (cosine of the filters) | activations (correlation of their responses to
+    # unlabelled images, cyclegan.MATCH_IMAGES of them)
+    align_by: str = "weights"
     # whole layers (gan.sample = layer): also put each layer's filters in the reference model's
     # order, so that both axes of a sample mean the same across models
     align_outputs: bool = False
@@ -294,6 +298,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "gan.arch": ("mlp", "conv", "conv3d", "set"),
     "gan.layers": ("both", "conv1"),
     "analysis.views": ("all", "probe"),
+    "gan.align_by": ("weights", "activations"),
 }
 
 

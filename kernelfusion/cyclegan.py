@@ -73,25 +73,50 @@ def restore(vectors: torch.Tensor, scale: FilterScale, shape: tuple[int, ...]) -
 # --- layer-2 alignment (weight matching) -------------------------------------------------------
 
 
-def matching_permutation(filters: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """perm such that filters[perm] best matches reference, filter by filter (Hungarian on the
-    cosine similarity of flattened filters)."""
-    a = F.normalize(filters.flatten(1), dim=1)
-    b = F.normalize(reference.flatten(1), dim=1)
-    cost = -(b @ a.T).numpy()
+MATCH_IMAGES = 256  # unlabelled images layer-1 responses are correlated on (8-16 channels)
+
+
+def responses(filters: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Each layer-1 filter's response to `images` (float, N x 3 x H x W), before bias and ReLU,
+    standardised per filter: (C, N * H' * W'). A bias shifts a response and the CNN's input
+    centring scales and shifts it, so neither changes a correlation of these."""
+    x = F.conv2d(images, filters.to(images.dtype)).transpose(0, 1).flatten(1).double()
+    return (x - x.mean(1, keepdim=True)) / x.std(1, keepdim=True).clamp(min=1e-8)
+
+
+def matching_permutation(
+    filters: torch.Tensor, reference: torch.Tensor, images: torch.Tensor | None = None
+) -> torch.Tensor:
+    """perm such that filters[perm] best matches reference, filter by filter: Hungarian on the
+    cosine similarity of flattened filters (weight matching), or, given unlabelled `images`, on
+    the correlation of the layer-1 filters' responses to them (activation matching, Ainsworth
+    et al., 2023)."""
+    if images is None:
+        a = F.normalize(filters.flatten(1), dim=1)
+        b = F.normalize(reference.flatten(1), dim=1)
+        cost = -(b @ a.T).numpy()
+    else:
+        a, b = responses(filters.detach(), images), responses(reference, images)
+        cost = -(b @ a.T / a.shape[1]).numpy()
     rows, cols = linear_sum_assignment(cost)
     return torch.as_tensor(cols[np.argsort(rows)], dtype=torch.long)
 
 
 def align_layer2(
-    kernels2: torch.Tensor, index2: torch.Tensor, conv1_snapshots: dict, reference: torch.Tensor
+    kernels2: torch.Tensor,
+    index2: torch.Tensor,
+    conv1_snapshots: dict,
+    reference: torch.Tensor,
+    images: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Permute the input channels of every layer-2 kernel into the reference's layer-1 order.
+    """Permute the input channels of every layer-2 kernel into the reference's layer-1 order
+    (layer-1 filters matched by weights, or by their responses to `images`).
 
     `conv1_snapshots[(model, step)]` holds that snapshot's layer-1 filters (C1, 3, 5, 5)."""
     aligned = kernels2.clone()
     perms = {
-        key: matching_permutation(weights, reference) for key, weights in conv1_snapshots.items()
+        key: matching_permutation(weights, reference, images)
+        for key, weights in conv1_snapshots.items()
     }
     for row, (model, step, _) in enumerate(index2.tolist()):
         aligned[row] = kernels2[row][perms[(model, step)]]
@@ -104,6 +129,7 @@ def in_reference_order(
     reference: torch.Tensor,
     function,
     reference2: torch.Tensor | None = None,
+    images: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`function(layer, kernels)` applied to one model's conv weights as the CycleGAN saw its
     samples, the result put back in the model's own channel order (its wiring unchanged).
@@ -111,8 +137,9 @@ def in_reference_order(
     Layer 2 is handed its kernels with input channels in the reference's layer-1 order. With
     `reference2` (whole aligned layers, `gan.align_outputs`), each layer's filters are also
     handed over in the reference's order: layer 1's matched to `reference`, layer 2's to
-    `reference2`. Differentiable in `function`'s output (the functional loss)."""
-    perm1 = matching_permutation(conv1.detach(), reference)
+    `reference2`. Layer 1 is matched as the zoo was (`images`: by responses; see
+    `match_images`). Differentiable in `function`'s output (the functional loss)."""
+    perm1 = matching_permutation(conv1.detach(), reference, images)
     back1 = torch.argsort(perm1)
     if reference2 is None:
         new1 = function("conv1", conv1)
@@ -551,6 +578,7 @@ class KernelGan:
     sample: str = "filter"  # what one sample is: a filter, or a whole layer of one model
 
     reference2: torch.Tensor | None = None  # layer-2 filters whose order layer 2's follow
+    match_images: torch.Tensor | None = None  # layer 1 matched by responses to these
 
     @torch.no_grad()
     def translate(self, layer: str, kernels: torch.Tensor, direction: str) -> torch.Tensor:
@@ -586,7 +614,10 @@ def reference_filters(zoo: Zoo) -> torch.Tensor:
 
 
 def layer_samples(
-    kernels: torch.Tensor, index: torch.Tensor, reference: torch.Tensor | None = None
+    kernels: torch.Tensor,
+    index: torch.Tensor,
+    reference: torch.Tensor | None = None,
+    images: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Whole layers from per-filter kernel sets: the filters of each (model, step) in filter
     order, (C_out, C_in, 5, 5), given as the original did, permuted to (C_in, C_out, 5, 5);
@@ -600,7 +631,7 @@ def layer_samples(
     complete = sorted(key for key, g in groups.items() if len(g) == c_out)
     layers = [kernels[[groups[key][f] for f in range(c_out)]] for key in complete]
     if reference is not None:
-        layers = [layer[matching_permutation(layer, reference)] for layer in layers]
+        layers = [layer[matching_permutation(layer, reference, images)] for layer in layers]
     samples = torch.stack([layer.transpose(0, 1) for layer in layers])
     return samples, torch.tensor([[m, s, -1] for m, s in complete])
 
@@ -630,7 +661,20 @@ SAMPLES = {
 }
 
 
-def prepared_kernels(cfg: Config, zoo: Zoo) -> tuple[dict, dict, torch.Tensor, torch.Tensor | None]:
+def match_images(cfg: Config, datasets) -> torch.Tensor | None:
+    """The unlabelled images layer-1 filters are matched on with `gan.align_by =
+    activations` (MATCH_IMAGES of both source CNNs' training images, seeded), as floats in
+    [0, 1]; None with weight matching."""
+    if cfg.gan.align_by != "activations":
+        return None
+    images = torch.cat([datasets.black.part("train").images, datasets.cat.part("train").images])
+    rows = torch.randperm(len(images), generator=generator(cfg.seed, "match images"))
+    return images[rows[:MATCH_IMAGES]].float().div(255)
+
+
+def prepared_kernels(
+    cfg: Config, zoo: Zoo, images: torch.Tensor | None = None
+) -> tuple[dict, dict, torch.Tensor, torch.Tensor | None]:
     """Samples of both domains per layer (filters, or whole layers with `gan.sample =
     "layer"`), layer 2's input channels aligned when `gan.align_layer2`, and each whole layer's
     filters in the reference model's order when `gan.align_outputs`; their (model, step,
@@ -643,7 +687,11 @@ def prepared_kernels(cfg: Config, zoo: Zoo) -> tuple[dict, dict, torch.Tensor, t
         k2 = zoo[domain].kernels["conv2"]
         if cfg.gan.align_layer2:
             k2 = align_layer2(
-                k2, zoo[domain].index["conv2"], conv1_snapshots(zoo.artifact, domain), reference
+                k2,
+                zoo[domain].index["conv2"],
+                conv1_snapshots(zoo.artifact, domain),
+                reference,
+                images,
             )
         kernels[domain]["conv2"] = k2
     if cfg.gan.align_outputs:
@@ -653,7 +701,10 @@ def prepared_kernels(cfg: Config, zoo: Zoo) -> tuple[dict, dict, torch.Tensor, t
         for domain in ("black", "cat"):
             for layer in CONV_LAYERS:
                 kernels[domain][layer], index[domain][layer] = layer_samples(
-                    kernels[domain][layer], index[domain][layer], order[layer]
+                    kernels[domain][layer],
+                    index[domain][layer],
+                    order[layer],
+                    images if layer == "conv1" else None,  # layer 2's outputs: by weights
                 )
     return kernels, index, reference, reference2
 
@@ -661,7 +712,12 @@ def prepared_kernels(cfg: Config, zoo: Zoo) -> tuple[dict, dict, torch.Tensor, t
 def train(cfg: Config, zoo: Zoo, store: Store, *, force=False, progress=True) -> KernelGan:
     """Train (or reuse) one CycleGAN per conv layer on the zoo's kernel sets."""
     device = resolve_device(cfg.device)
-    kernels, index, reference, reference2 = prepared_kernels(cfg, zoo)
+    images = None
+    if cfg.gan.align_by == "activations":
+        from . import data
+
+        images = match_images(cfg, data.prepare(cfg, store, progress=False))
+    kernels, index, reference, reference2 = prepared_kernels(cfg, zoo, images)
 
     def build(writer: StageWriter) -> None:
         history = {}
@@ -688,8 +744,11 @@ def train(cfg: Config, zoo: Zoo, store: Store, *, force=False, progress=True) ->
     key = stage_key(cfg, "gan", version=2)
     for name in FUNCTIONAL_KEYS:
         del key["gan"][name]
-    if not cfg.gan.align_outputs:  # keys of runs from before the option stay as they were
+    # keys of runs from before these options stay as they were
+    if not cfg.gan.align_outputs:
         del key["gan"]["align_outputs"]
+    if cfg.gan.align_by == "weights":
+        del key["gan"]["align_by"]
     artifact = store.stage("cyclegan", key, build, inputs=[zoo.artifact], force=force)
     history = artifact.json("history")
     layers = {}
@@ -702,7 +761,15 @@ def train(cfg: Config, zoo: Zoo, store: Store, *, force=False, progress=True) ->
             net.eval()
         layers[layer] = LayerGan(nets, history[layer], shape)
     gan = KernelGan(
-        layers, kernels, reference, index, artifact, zoo.artifact, cfg.gan.sample, reference2
+        layers,
+        kernels,
+        reference,
+        index,
+        artifact,
+        zoo.artifact,
+        cfg.gan.sample,
+        reference2,
+        images,
     )
     if cfg.gan.functional_weight > 0:
         from . import functional

@@ -170,7 +170,12 @@ def train_phase(
                 return gan.translate_layer(nets[layer], kernels, direction)
 
             conv1, conv2 = in_reference_order(
-                model.conv1.weight, model.conv2.weight, gan.reference, translate, gan.reference2
+                model.conv1.weight,
+                model.conv2.weight,
+                gan.reference,
+                translate,
+                gan.reference2,
+                gan.match_images,
             )
             weights = {"conv1.weight": conv1, "conv2.weight": conv2}
             behaviour = behaviour + behaviour_loss(

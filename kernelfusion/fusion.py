@@ -79,7 +79,12 @@ def map_filters(model: SmallCNN, gan: KernelGan, function) -> SmallCNN:
     order: wiring is unchanged (`cyclegan.in_reference_order`)."""
     state = _conv_state(model)
     state["conv1.weight"], state["conv2.weight"] = in_reference_order(
-        state["conv1.weight"], state["conv2.weight"], gan.reference, function, gan.reference2
+        state["conv1.weight"],
+        state["conv2.weight"],
+        gan.reference,
+        function,
+        gan.reference2,
+        getattr(gan, "match_images", None),
     )
     return _from_state(model, state)
 

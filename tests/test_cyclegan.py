@@ -46,6 +46,25 @@ def test_weight_matching_undoes_a_permutation():
     assert torch.equal(aligned, layer2[:, found])
 
 
+def test_activation_matching_undoes_a_permutation_whatever_each_filters_scale_and_offset():
+    """Matching by responses to images (gan.align_by = activations) finds a permutation that
+    rescaled and shifted filters hide from weight matching."""
+    gen = torch.Generator().manual_seed(0)
+    reference = torch.randn(6, 3, 5, 5, generator=gen)
+    images = torch.rand(32, 3, 16, 16, generator=gen)
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    scale = torch.tensor([0.1, 5.0, 1.0, 0.3, 2.0, 0.7]).view(-1, 1, 1, 1)
+    shuffled = reference[perm] * scale + 0.3 * torch.randn(6, 1, 1, 1, generator=gen)
+    found = cyclegan.matching_permutation(shuffled, reference, images)
+    assert torch.equal(found[torch.argsort(found)], torch.arange(6))
+    assert torch.equal(perm[found], torch.arange(6))  # shuffled[found] is reference's order
+    layer2 = torch.randn(2, 6, 5, 5)
+    aligned = cyclegan.align_layer2(
+        layer2, torch.tensor([[0, 1, 0], [0, 1, 1]]), {(0, 1): shuffled}, reference, images
+    )
+    assert torch.equal(aligned, layer2[:, found])
+
+
 def test_pool_returns_batch_until_full_then_mixes():
     pool = cyclegan.ImagePool(4, 2, "cpu")
     gen = torch.Generator().manual_seed(0)

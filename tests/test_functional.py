@@ -97,3 +97,21 @@ def test_whole_aligned_layers_with_the_functional_loss_run_end_to_end(tmp_path):
     )
     assert gan.artifact.reused  # the functional arm's CycleGAN is the plain one
     assert gan.reference2 is not None and gan.kernels["black"]["conv2"].dim() == 5
+
+
+def test_layer_two_aligned_by_activations_runs_end_to_end(tmp_path):
+    """gan.align_by = activations through the pipeline: the CycleGAN keeps the images its
+    layer-1 matching used, and the generated CNN is put back in its own channel order."""
+    cfg = config.load("smoke", {"gan.align_by": "activations"})
+    run = store.open(cfg, tmp_path)
+    metrics = pipeline.run(cfg, run, progress=False).json("metrics")
+    assert "generated F(cat CNN)" in metrics["models"]
+    from kernelfusion import data, fusion, zoo
+
+    datasets = data.prepare(cfg, run, progress=False)
+    gan = cyclegan.train(cfg, zoo.train_zoo(cfg, datasets, run, progress=False), run)
+    assert gan.artifact.reused and 0 < len(gan.match_images) <= cyclegan.MATCH_IMAGES
+    sources = cnn.train_sources(cfg, datasets, run, progress=False)
+    same = fusion.map_filters(sources.cat, gan, lambda layer, kernels: kernels)
+    x = datasets.eval.images[:8].float().div(255)
+    torch.testing.assert_close(same(x), sources.cat(x))  # wiring unchanged

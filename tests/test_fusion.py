@@ -9,8 +9,8 @@ from kernelfusion import cnn, config, fusion
 class _Gan:
     """A KernelGan stand-in with real structure: identity or a known map per layer."""
 
-    def __init__(self, reference, function=None, reference2=None):
-        self.reference, self.reference2 = reference, reference2
+    def __init__(self, reference, function=None, reference2=None, match_images=None):
+        self.reference, self.reference2, self.match_images = reference, reference2, match_images
         self.function = function or (lambda layer, k, direction: k.clone())
         self.kernels = {
             "black": {
@@ -72,7 +72,8 @@ def _permuted_twin(model):
     return twin
 
 
-def test_whole_aligned_layers_hand_a_permuted_twin_the_same_layers():
+@pytest.mark.parametrize("by", ["weights", "activations"])
+def test_whole_aligned_layers_hand_a_permuted_twin_the_same_layers(by):
     """With `reference2` (gan.align_outputs), each layer reaches the translator in the
     reference's filter order: a model and its channel-permuted twin (the same function) are
     handed identical layers, and a translation that depends on a filter's position gives both
@@ -95,8 +96,9 @@ def test_whole_aligned_layers_hand_a_permuted_twin_the_same_layers():
         seen.append((layer, kernels.clone()))
         return positional(layer, kernels, direction)
 
+    images = torch.rand(16, 3, 24, 24) if by == "activations" else None
     outputs = [
-        fusion.generated(m, _Gan(reference, recording, reference2), "cat->black")
+        fusion.generated(m, _Gan(reference, recording, reference2, images), "cat->black")
         for m in (source, twin)
     ]
     half = len(seen) // 2
