@@ -667,9 +667,8 @@ def match_images(cfg: Config, datasets) -> torch.Tensor | None:
     [0, 1]; None with weight matching."""
     if cfg.gan.align_by != "activations":
         return None
-    images = torch.cat([datasets.black.part("train").images, datasets.cat.part("train").images])
-    rows = torch.randperm(len(images), generator=generator(cfg.seed, "match images"))
-    return images[rows[:MATCH_IMAGES]].float().div(255)
+    images = datasets.unlabelled(generator(cfg.seed, "match images"))
+    return images[:MATCH_IMAGES].float().div(255)
 
 
 def prepared_kernels(

@@ -183,6 +183,13 @@ class Datasets:
     def __getitem__(self, name: str) -> ImageSet:
         return getattr(self, name)
 
+    def unlabelled(self, gen: torch.Generator) -> torch.Tensor:
+        """Images that carry no black-cat label (uint8): both source CNNs' training images, in
+        the order `gen` draws (the merges, the functional loss and the alignment by
+        activations each use their own named generator)."""
+        images = torch.cat([self.black.part("train").images, self.cat.part("train").images])
+        return images[torch.randperm(len(images), generator=gen)]
+
 
 class Sets(dict):
     """What a reader returns: the three image sets by name, and the files it skipped."""

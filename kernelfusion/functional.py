@@ -61,8 +61,7 @@ READOUT_LR = 10  # times the phase's learning rate: the readout starts from zero
 def unlabelled(cfg: Config, datasets: Datasets) -> torch.Tensor:
     """The images the functional loss sees (uint8): both source CNNs' training images, which
     carry no black-cat label, in a seeded order."""
-    images = torch.cat([datasets.black.part("train").images, datasets.cat.part("train").images])
-    return images[torch.randperm(len(images), generator=generator(cfg.seed, "functional"))]
+    return datasets.unlabelled(generator(cfg.seed, "functional"))
 
 
 @torch.no_grad()

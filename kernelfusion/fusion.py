@@ -84,7 +84,7 @@ def map_filters(model: SmallCNN, gan: KernelGan, function) -> SmallCNN:
         gan.reference,
         function,
         gan.reference2,
-        getattr(gan, "match_images", None),
+        gan.match_images,
     )
     return _from_state(model, state)
 
@@ -249,8 +249,7 @@ def build_rivals(
     """The models of GAN_FREE: the source CNNs and the rivals made without the CycleGAN."""
     from . import functional
 
-    unlabelled = torch.cat([datasets.black.part("train").images, datasets.cat.part("train").images])
-    unlabelled = unlabelled[torch.randperm(len(unlabelled), generator=generator(cfg.seed, "merge"))]
+    unlabelled = datasets.unlabelled(generator(cfg.seed, "merge"))
     return {
         "cat CNN (source unchanged)": sources.cat,
         "black CNN": sources.black,
