@@ -229,6 +229,19 @@ CONTROL_WORDS = {
 }
 
 
+GO_CHANCE = 0.6  # a layer-2 domain classifier below this after alignment: near chance
+
+
+def go_words(go: dict[str, float]) -> str:
+    """What `alignment_go` found, in words for chapter 08."""
+    if max(go["aligned"], go["aligned by activations"]) < GO_CHANCE:
+        return (
+            "stays near chance either way: translation has little to learn in layer 2, which "
+            "is why translating layer 1 only is one of the arms"
+        )
+    return "is above chance: layer 2's domains differ once aligned, so translating it can matter"
+
+
 def control_check(long, arm: str = "functional", model: str = GENERATED[0]) -> dict | None:
     """`model` of `arm` against the distilled control, per metric: the paired difference, its
     95% interval and the Holm-adjusted verdict (from the ablation table), and the verdict in
@@ -241,6 +254,18 @@ def control_check(long, arm: str = "functional", model: str = GENERATED[0]) -> d
         for _, row in rows.iterrows()
     }
     return out | {"words": CONTROL_WORDS[out[METRICS[0]]["verdict"]]}
+
+
+def control_summary(long) -> dict[str, Any]:
+    """For the chapters: `control_check`'s probe-F1 difference, its interval and the words
+    (NaN and a sentence saying so when the functional arm was not run)."""
+    check = control_check(long)
+    if check is None:
+        nan = float("nan")
+        words = "the functional arm was not run in this build (`analysis.ablation_arms`)"
+        return {"words": words, "diff": nan, "low": nan, "high": nan}
+    f1 = check[METRICS[0]]
+    return {"words": check["words"], "diff": f1["difference"], "low": f1["low"], "high": f1["high"]}
 
 
 def summary_frame(long):
@@ -302,7 +327,7 @@ def alignment_go(cfg: Config, datasets, store, max_rows: int = 4000) -> dict[str
 
     kernels = zoo.train_zoo(cfg, datasets, store, progress=False)
     reference = reference_filters(kernels)
-    images = match_images(with_overrides(cfg, {"gan.align_by": "activations"}), datasets)
+    images = match_images(cfg, datasets)
     out = {}
     for name, aligned, by in (
         ("as trained", False, None),

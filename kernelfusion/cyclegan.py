@@ -141,16 +141,12 @@ def in_reference_order(
     `match_images`). Differentiable in `function`'s output (the functional loss)."""
     perm1 = matching_permutation(conv1.detach(), reference, images)
     back1 = torch.argsort(perm1)
-    if reference2 is None:
-        new1 = function("conv1", conv1)
-    else:
-        new1 = function("conv1", conv1[perm1])[back1]
     aligned = conv2[:, perm1]
     if reference2 is None:
-        new2 = function("conv2", aligned)
-    else:
-        perm2 = matching_permutation(aligned.detach(), reference2)
-        new2 = function("conv2", aligned[perm2])[torch.argsort(perm2)]
+        return function("conv1", conv1), function("conv2", aligned)[:, back1]
+    perm2 = matching_permutation(aligned.detach(), reference2)
+    new1 = function("conv1", conv1[perm1])[back1]
+    new2 = function("conv2", aligned[perm2])[torch.argsort(perm2)]
     return new1, new2[:, back1]
 
 
@@ -661,12 +657,10 @@ SAMPLES = {
 }
 
 
-def match_images(cfg: Config, datasets) -> torch.Tensor | None:
+def match_images(cfg: Config, datasets) -> torch.Tensor:
     """The unlabelled images layer-1 filters are matched on with `gan.align_by =
-    activations` (MATCH_IMAGES of both source CNNs' training images, seeded), as floats in
-    [0, 1]; None with weight matching."""
-    if cfg.gan.align_by != "activations":
-        return None
+    activations`: MATCH_IMAGES of both source CNNs' training images (seeded), as floats in
+    [0, 1]."""
     images = datasets.unlabelled(generator(cfg.seed, "match images"))
     return images[:MATCH_IMAGES].float().div(255)
 

@@ -66,7 +66,8 @@ def unlabelled(cfg: Config, datasets: Datasets) -> torch.Tensor:
 
 @torch.no_grad()
 def soft_targets(model: SmallCNN, images: torch.Tensor) -> torch.Tensor:
-    """softmax outputs of `model` on uint8 images, in batches."""
+    """softmax outputs of `model` on uint8 images, in batches (both classes: 1 - p(class 1)
+    from `cnn.positive_probability` is not bit-identical to p(class 0))."""
     model = model.eval()
     return torch.cat(
         [

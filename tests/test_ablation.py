@@ -121,3 +121,12 @@ def test_verdict_words_name_the_rivals_beaten_and_the_others():
     assert ablation.verdict_words({"beaten": ["x"], "not beaten": []}) == (
         "beats every rival on both metrics"
     )
+
+
+def test_go_and_control_words_for_the_chapters():
+    near = {"as trained": 0.6, "aligned": 0.52, "aligned by activations": 0.59}
+    assert ablation.go_words(near).startswith("stays near chance")
+    assert ablation.go_words(near | {"aligned by activations": 0.7}).startswith("is above chance")
+    empty = pd.DataFrame(columns=["arm", "model", "rival", "metric"])
+    missing = ablation.control_summary(empty)
+    assert "not run" in missing["words"] and missing["diff"] != missing["diff"]  # NaN

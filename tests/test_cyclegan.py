@@ -257,3 +257,13 @@ def test_whole_aligned_layers_put_each_models_filters_in_the_references_order():
     reference = kernels[3:][torch.tensor([2, 0, 1])]  # model 1's filters, in another order
     samples, _ = cyclegan.layer_samples(kernels, index, reference)
     assert torch.equal(samples[1].transpose(0, 1), reference)
+
+
+def test_whole_layers_with_the_set_generator_run_the_pipeline(tmp_path):
+    """gan.arch = set end to end: the CycleGAN on whole (unaligned) layers, the generated CNN
+    scored with the rest."""
+    from kernelfusion import pipeline
+
+    cfg = config.load("smoke", {"gan.sample": "layer", "gan.arch": "set"})
+    metrics = pipeline.run(cfg, store.open(cfg, tmp_path), progress=False).json("metrics")
+    assert 0 <= metrics["models"]["generated F(cat CNN)"]["linear probe"]["roc auc"] <= 1
