@@ -25,12 +25,15 @@ def seeds(cfg: Config) -> list[int]:
     return [cfg.seed + i for i in range(cfg.analysis.seeds)]
 
 
-def run_seeds(cfg: Config, root=None, progress: bool = True) -> dict[int, dict]:
-    """The metrics file of the pipeline run at each seed (each in its own run folder), the
-    seeds not yet cached run `analysis.workers` at a time (on the Ray cluster at
-    `analysis.ray_address` when one is given)."""
-    configs = [dataclasses.replace(cfg, seed=seed) for seed in seeds(cfg)]
-    return dict(zip(seeds(cfg), run_many(configs, root), strict=True))
+def run_seeds(
+    cfg: Config, root=None, progress: bool = True, at_seeds: list[int] | None = None
+) -> dict[int, dict]:
+    """The metrics file of the pipeline run at each seed of `at_seeds` (default: chapter 07's,
+    `seeds(cfg)`), each in its own run folder; the seeds not yet cached run `analysis.workers`
+    at a time (on the Ray cluster at `analysis.ray_address` when one is given)."""
+    chosen = seeds(cfg) if at_seeds is None else list(at_seeds)
+    configs = [dataclasses.replace(cfg, seed=seed) for seed in chosen]
+    return dict(zip(chosen, run_many(configs, root), strict=True))
 
 
 def run_many(configs: list[Config], root=None) -> list[dict]:

@@ -547,7 +547,13 @@ def differences_plot(tables: dict[str, object], title: str = "") -> go.Figure:
             fig.add_trace(
                 go.Scatter(
                     x=part["difference"],
-                    y=list(part.index),
+                    # descriptive rivals are corrected in their own family: say so on the axis
+                    y=[
+                        r
+                        if part.get("role", {}).get(r, "decisive") == "decisive"
+                        else f"{r} (descriptive)"
+                        for r in part.index
+                    ],
                     mode="markers",
                     name=verdict,
                     legendgroup=verdict,

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from kernelfusion import ablation, config
+from kernelfusion import ablation, analysis, config
 from kernelfusion.config import ConfigError
 
 
@@ -45,10 +46,10 @@ def _metrics(values: dict[str, list[float]]) -> dict[int, dict]:
             "models": {
                 name: {view: dict.fromkeys(keys, v[seed]) for view in views}
                 for name, v in values.items()
-                if name != ablation.AND_RULE
+                if name != analysis.AND_RULE
             },
             "score models": {
-                ablation.AND_RULE: dict.fromkeys(keys, values[ablation.AND_RULE][seed])
+                analysis.AND_RULE: dict.fromkeys(keys, values[analysis.AND_RULE][seed])
             },
             "references": {},
         }
@@ -82,7 +83,6 @@ def test_table_and_best_variant_follow_the_paired_differences():
     assert summary.loc[
         ("identity weight 2", "generated F(cat CNN)"), "probe F1: rivals beaten"
     ] == len(ablation.RIVALS)
-    assert isinstance(summary, pd.DataFrame)
     assert ablation.control_check(long) is None  # no functional arm in this study
     check = ablation.control_check(long, arm="identity2")
     assert check["probe F1"]["verdict"] == "better" and check["probe F1"]["low"] > 0
@@ -129,4 +129,41 @@ def test_go_and_control_words_for_the_chapters():
     assert ablation.go_words(near | {"aligned by activations": 0.7}).startswith("is above chance")
     empty = pd.DataFrame(columns=["arm", "model", "rival", "metric"])
     missing = ablation.control_summary(empty)
-    assert "not run" in missing["words"] and missing["diff"] != missing["diff"]  # NaN
+    assert missing["words"] == (
+        "the functional arm was not run in this build (`analysis.ablation_arms`)"
+    )
+    assert all(np.isnan(missing[k]) for k in ("diff", "low", "high"))
+
+
+@pytest.mark.parametrize("preset", list(config.PRESETS))
+@pytest.mark.parametrize("seed", [0, 7])
+def test_the_confirmation_never_reuses_a_seed_that_chose_the_arm(preset, seed):
+    """Chapter 08 chooses its best arm at the selection seeds and confirms it at as many fresh
+    seeds as chapter 07 uses: the two sets never meet, for every preset and for each arm's
+    config (an arm keeps the book's seeds)."""
+    cfg = config.load(preset, {"seed": seed, "data.root": "x", "zoo.root": "x"})
+    chosen, confirming = ablation.selection_seeds(cfg), ablation.confirmation_seeds(cfg)
+    assert len(chosen) == cfg.analysis.ablation_seeds
+    assert len(confirming) == cfg.analysis.seeds == len(set(confirming))
+    assert not set(chosen) & set(confirming)
+    for arm_cfg in ablation.arm_configs(cfg)[0].values():
+        assert ablation.selection_seeds(arm_cfg) == chosen
+        assert ablation.confirmation_seeds(arm_cfg) == confirming
+
+
+def test_words_of_the_ablation_come_from_adjusted_tests_only():
+    """Differences whose unadjusted 95% intervals all exclude zero (p about 0.02 each) but
+    that Holm's correction over the six decisive rivals does not call: no rival is "beaten"."""
+    shift = [0.030, 0.010, 0.050, 0.020]  # t about 3.9 on 3 df: p 0.03, x 6 rivals > 0.05
+    rivals = {r: [0.50, 0.52, 0.51, 0.49] for r in ablation.RIVALS}
+    near = {
+        model: [v + d for v, d in zip(rivals[ablation.RIVALS[0]], shift, strict=True)]
+        for model in ablation.GENERATED
+    }
+    long = ablation.table(ablation.Ablation({"reference": _metrics(rivals | near)}, {}, {}))
+    f1 = long[(long["metric"] == "probe F1") & (long["model"] == ablation.GENERATED[0])]
+    assert (f1["low"] > 0).all() and (f1["verdict"] == "not distinguishable").all()
+    summary = ablation.summary_frame(long)
+    assert (summary["probe F1: rivals beaten"] == 0).all()
+    best = ablation.best(long)
+    assert best["rivals beaten"] == 0 and not any(best["beats"].values())

@@ -1,5 +1,3 @@
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -74,8 +72,12 @@ def test_linear_probe_finds_a_separable_group_and_centroid_cosine():
     assert scores["f1"] > 0.95 and scores["roc auc"] > 0.99 and scores["average precision"] > 0.95
     noise = analysis.linear_probe(x[::2, 1:], groups[::2], x[1::2, 1:], groups[1::2])
     assert noise["roc auc"] < 0.8  # the same probe on the uninformative columns
-    cos = analysis.centroid_cosine(np.abs(x), groups)
-    assert cos.shape == (4, 4) and np.allclose(np.diag(cos), 1)
+    # centroids (1, 0), (0, 1), (1, 1), (2, 0) by construction: cosines by hand
+    centroids = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0]])
+    points = np.repeat(centroids, 2, axis=0) + np.tile([[0.5, -0.5], [-0.5, 0.5]], (4, 1))
+    cos = analysis.centroid_cosine(points, np.repeat(np.arange(4), 2))
+    assert cos[0, 1] == pytest.approx(0.0) and cos[0, 2] == pytest.approx(1 / np.sqrt(2))
+    assert cos[0, 3] == pytest.approx(1.0) and cos[1, 2] == pytest.approx(1 / np.sqrt(2))
 
 
 def test_label_efficiency_improves_with_labels_on_a_hard_group():
@@ -125,8 +127,62 @@ def test_mean_ci_and_paired_differences_with_holm():
     assert table.loc["random CNN", "difference"] == pytest.approx(0.3)
     assert table.loc["random CNN", "verdict"] == "better"
     assert table.loc["cat CNN (source unchanged)", "verdict"] == "not distinguishable"
+    # by hand: the one decisive rival's differences [0.01, -0.01, 0.02, -0.02, 0] have sd
+    # 0.0158114; Holm's first step over the 6 decisive rivals tests at 0.05 / 6, two-sided:
+    # (t_(1 - 0.05/12), 4 df = 4.851008 + t_0.8, 4 df = 0.940965) * 0.0158114 / sqrt(5)
     mde = analysis.detectable_difference(frame, "generated F(cat CNN)", "probe F1")
-    assert 0 < mde < 0.1
+    assert mde == pytest.approx((4.851008 + 0.940965) * 0.0158114 / np.sqrt(5), rel=1e-5)
+    at_five = analysis.detectable_difference(frame, "generated F(cat CNN)", "probe F1", level=0.05)
+    assert at_five == pytest.approx((2.776445 + 0.940965) * 0.0158114 / np.sqrt(5), rel=1e-5)
+
+
+def test_holm_runs_over_the_decisive_rivals_alone():
+    """Descriptive rivals are corrected in a family of their own: adding many of them leaves
+    the decisive rows' adjusted p-values as they were, and the verdict words use those."""
+    gen = [0.80, 0.82, 0.81, 0.85, 0.79]
+    steps = [0.010, 0.030, 0.020, 0.025, 0.015]
+    values = {
+        "generated F(cat CNN)": gen,
+        "cat CNN (source unchanged)": [v - d for v, d in zip(gen, steps, strict=True)],
+        "aligned merge": [v + 0.001 * i for i, v in enumerate(gen)],
+    }
+    few = analysis.paired_differences(
+        analysis.long_metrics(_seeded_metrics(values)), "generated F(cat CNN)", "probe F1"
+    )
+    more = values | {f"descriptive {i}": [v - 0.3 + 0.01 * i for v in gen] for i in range(10)}
+    many = analysis.paired_differences(
+        analysis.long_metrics(_seeded_metrics(more)), "generated F(cat CNN)", "probe F1"
+    )
+    source = "cat CNN (source unchanged)"
+    assert many.loc[source, "p (Holm)"] == pytest.approx(few.loc[source, "p (Holm)"])
+    assert many.loc[source, "p (Holm)"] == pytest.approx(min(1, 2 * few.loc[source, "p"]))
+    assert list(many["role"][:2]) == ["decisive", "decisive"]
+    assert set(many["role"][2:]) == {"descriptive"}
+    assert many.loc[source, "verdict"] == "better"
+    words = analysis.bound_words(many)
+    high = many.loc[source, "high"]
+    assert words.startswith(f"at most {high:.3f} above *{source}*") and "descriptive" not in words
+    assert analysis.bound_words(many.assign(high=-0.02)).startswith("at least 0.020 below")
+
+
+def test_uncertainty_words_follow_the_ratio_of_the_widths():
+    assert "most of the uncertainty comes from the seeds" in analysis.uncertainty_words(0.01, 0.1)
+    assert "comparable" in analysis.uncertainty_words(0.1, 0.1)
+    assert "the finite test set" in analysis.uncertainty_words(0.3, 0.1)
+
+
+def test_protocol_sample_is_every_photograph_at_the_original_preset():
+    from kernelfusion import config
+
+    everything = analysis.protocol_sample(
+        89, config.load("original", {"data.root": "x", "zoo.root": "x"}), 0
+    )
+    assert np.array_equal(everything, np.arange(89))
+    cfg = config.load("default")
+    part = analysis.protocol_sample(5000, cfg, 0)
+    assert len(part) == cfg.analysis.protocol_points == len(set(part.tolist()))
+    assert np.array_equal(part, analysis.protocol_sample(5000, cfg, 0))  # fixed per run
+    assert not np.array_equal(part, analysis.protocol_sample(5000, cfg, 1))
 
 
 def test_verdict_table_joins_metrics_with_different_rivals():
@@ -178,19 +234,13 @@ def test_no_chapter_types_a_result_in_its_prose():
 
 def test_results_chapter_reads_its_numbers_from_the_metrics_files():
     """The results chapter's table changes when (and only when) a metrics file changes."""
-    import nbformat
-
-    from kernelfusion import book
-
-    source = nbformat.read(book.PROJECT / "notebooks" / "07_results.ipynb", 4)
-    code = "\n".join(c.source for c in source.cells if c.cell_type == "code")
-    assert "run_seeds" in code and "long_metrics" in code
-    metrics = _seeded_metrics({"random CNN": [0.6]})
-    first = analysis.mean_ci(analysis.long_metrics(json.loads(json.dumps(metrics))))
-    metrics[0]["models"]["random CNN"]["linear probe"]["f1"] = 0.9
-    second = analysis.mean_ci(analysis.long_metrics(metrics))
-    pick = (first.metric == "probe F1") & (first.model == "random CNN")
-    assert first[pick]["mean"].item() == 0.6 and second[pick]["mean"].item() == 0.9
+    metrics = _seeded_metrics({"random CNN": [0.6, 0.8]})
+    first = analysis.results_table(analysis.mean_ci(analysis.long_metrics(metrics)))
+    metrics[1]["models"]["random CNN"]["linear probe"]["f1"] = 0.9
+    second = analysis.results_table(analysis.mean_ci(analysis.long_metrics(metrics)))
+    # t_0.975 with 1 df is 12.706; half the range of two values is their sd / sqrt(2)
+    assert first.loc["random CNN", "probe F1"] == "0.700\u00a0±\u00a01.271"
+    assert second.loc["random CNN", "probe F1"] == "0.750\u00a0±\u00a01.906"
 
 
 def test_original_protocol_on_two_blobs():
@@ -202,7 +252,13 @@ def test_original_protocol_on_two_blobs():
     embedding[groups == 0] += 5
     result = analysis.original_protocol(embedding, groups, seed=0)
     assert result["accuracy"] == 1.0 and result["f1"] == 1.0
-    assert result["best accuracy"] >= result["accuracy"]
+    # one state: its accuracy is the best; many on structureless points: the best state is
+    # the maximum over states, above their mean
+    flat = rng.normal(size=(200, 2))
+    one = analysis.original_protocol(flat, groups, seed=0, states=1)
+    assert one["best accuracy"] == one["accuracy"]
+    many = analysis.original_protocol(flat, groups, seed=0, states=10)
+    assert many["best accuracy"] > many["accuracy"]
     assert result["purity"] == pytest.approx(1.0 * 50 / 200 + 50 / 200)  # blob 2 holds 3 groups
     mixed = analysis.original_protocol(rng.normal(size=(200, 2)), groups, seed=0)
     assert mixed["accuracy"] < 0.75  # no structure: below calling nothing a black cat

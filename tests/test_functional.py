@@ -105,6 +105,12 @@ def test_whole_aligned_layers_with_the_functional_loss_run_end_to_end(tmp_path):
     )
     assert gan.artifact.reused  # the functional arm's CycleGAN is the plain one
     assert gan.reference2 is not None and gan.kernels["black"]["conv2"].dim() == 5
+    # the functional phase moved both layers' F from the plain CycleGAN's
+    tuned = cyclegan.train(cfg, zoo.train_zoo(cfg, datasets, run, progress=False), run)
+    for layer, layer_gan in tuned.layers.items():
+        before = gan.layers[layer].nets["F"].state_dict()
+        after = layer_gan.nets["F"].state_dict()
+        assert any(not torch.equal(before[k], after[k]) for k in before), layer
 
 
 def test_layer_two_aligned_by_activations_runs_end_to_end(tmp_path):

@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -222,3 +223,48 @@ def test_the_oracle_never_sees_a_scored_image(tmp_path):
     second = fusion.train_oracle(cfg, datasets, "cpu", progress=False)
     for key, value in first.state_dict().items():
         assert torch.equal(second.state_dict()[key], value), key
+
+
+def test_no_label_free_model_sees_a_scored_image(tmp_path):
+    """Replacing every scored evaluation image by noise leaves the weights of the generated
+    CNNs (from a CycleGAN with the functional phase), the distilled CNN and the merges
+    unchanged: the label-free paths read no evaluation image."""
+    from kernelfusion import cnn, cyclegan, data, functional, store, zoo
+
+    cfg = config.load("smoke", {"gan.functional_weight": 10.0, "gan.functional_steps": 20})
+    run = store.open(cfg, tmp_path)
+    datasets = data.prepare(cfg, run, progress=False)
+    sources = cnn.train_sources(cfg, datasets, run, progress=False)
+    gan = cyclegan.train(cfg, zoo.train_zoo(cfg, datasets, run, progress=False), run)
+
+    def label_free(datasets) -> dict[str, torch.nn.Module]:
+        rivals = fusion.build_rivals(cfg, sources, datasets, "cpu", progress=False)
+        nets, _ = functional.train_phase(
+            cfg, gan, sources, functional.unlabelled(cfg, datasets), "cpu", progress=False
+        )
+        tuned = dataclasses.replace(
+            gan,
+            layers={
+                layer: cyclegan.LayerGan(nets[layer], g.history, g.channels)
+                for layer, g in gan.layers.items()
+            },
+        )
+        models, _ = fusion.build_models(cfg, sources, tuned, rivals)
+        kept = (
+            "aligned merge",
+            "weight average",
+            "task arithmetic",
+            "distilled CNN (no generator)",
+        )
+        return {name: rivals[name] for name in kept} | models
+
+    first = label_free(datasets)
+    scored = datasets.eval.split != 0
+    datasets.eval.images[scored] = torch.randint(
+        0, 256, datasets.eval.images[scored].shape, dtype=torch.uint8
+    )
+    second = label_free(datasets)
+    assert {"generated F(cat CNN)", "generated G(black CNN)", "aligned merge"} <= set(first)
+    for name, model in first.items():
+        for key, value in model.state_dict().items():
+            assert torch.equal(second[name].state_dict()[key], value), (name, key)
