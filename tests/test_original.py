@@ -146,6 +146,7 @@ def test_pipeline_runs_on_a_clone_of_the_original(tmp_path):
     clone = make_clone(tmp_path / "clone", black=6, cat=5, photos=6, source_number=3)
     smoke = config.PRESETS["smoke"]
     sizes = {k: v for k, v in smoke.items() if k.split(".")[0] in ("gan", "analysis")}
+    del sizes["analysis.protocol_points"]  # the preset's own: every photograph
     sizes |= {k: smoke[k] for k in ("data.black_count", "data.cat_count", "cnn.epochs")}
     overrides = sizes | {
         "data.root": str(clone),
@@ -178,5 +179,10 @@ def test_pipeline_runs_on_a_clone_of_the_original(tmp_path):
     assert len(spread) == cfg.analysis.protocol_models * len(analysis.SPREAD_KINDS)
     assert set(spread["model"]) <= set(range(5)) and spread["model"].nunique() == 2
     assert (spread["best accuracy"] >= spread["accuracy"]).all()
-    evaluated = datasets.eval.groups[datasets.eval.split != 0]
-    assert spread.attrs["call nothing"] == pytest.approx(float((evaluated != 0).float().mean()))
+    # the protocol and its reference score every photograph, labelled ones too, as the
+    # original did (it had no labelled part)
+    every = datasets.eval.groups
+    share = float((every != 0).float().mean())
+    assert metrics["protocol images"] == spread.attrs["images"] == len(PHOTO_NAMES) * 6
+    assert spread.attrs["call nothing"] == pytest.approx(share)
+    assert metrics["references"]["call nothing a black cat"] == pytest.approx(share)
