@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from . import book, config
+from .store import StorageError
 
 
 def parse_override(text: str) -> tuple[str, object]:
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.device:
             overrides["device"] = args.device
         result = book.make_book(args.preset, overrides, Path(args.out), only=args.only)
-    except (config.ConfigError, book.BookError) as error:
+    except (config.ConfigError, book.BookError, StorageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"book built: {result.index_html}")
@@ -110,7 +111,7 @@ def _sweep(args) -> int:
         results = sweep.sweep(
             args.preset, spec, backend=args.backend, workers=args.workers, address=args.address
         )
-    except config.ConfigError as error:
+    except (config.ConfigError, StorageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     table = sweep.summary(results)

@@ -964,7 +964,9 @@ def verdict_table(tables: dict, metrics=("probe F1", "probe ROC AUC", "K-means F
         )
         columns[(metric, "p (Holm)")] = table["p (Holm)"].map("{:.2g}".format)
         columns[(metric, "verdict")] = table["verdict"].map(VERDICT_MARKS)
-    return pd.DataFrame(columns).fillna("")
+    # rows in the tables' own order (decisive first), the union over the metrics
+    order = list(dict.fromkeys(r for m in metrics if len(tables[m]) for r in tables[m].index))
+    return pd.DataFrame(columns).reindex(order).fillna("")
 
 
 def bootstrap_table(metrics_artifact, model: str, metric: str = "f1", resamples: int = 1000):

@@ -103,10 +103,12 @@ def _select(names: list[str], only: str | None) -> list[str]:
     return chosen
 
 
-def _ipc_kernel_manager():
+def _ipc_kernel_manager(stderr_log: Path | None = None):
     """A kernel manager whose kernels talk over local Unix sockets (IPC) in a temporary folder,
     not over TCP on localhost: no port is opened, and ipykernel has no reason to print its
-    'running over TCP without encryption' warning once per chapter."""
+    'running over TCP without encryption' warning once per chapter. With `stderr_log`, the
+    kernel's own stderr (its shutdown chatter after a failed cell) goes to that file, not
+    between the terminal's lines."""
     import tempfile
     import uuid
 
@@ -121,6 +123,11 @@ def _ipc_kernel_manager():
         @default("ip")
         def _default_ip(self) -> str:
             return str(Path(tempfile.gettempdir()) / f"kernelfusion-{uuid.uuid4().hex[:12]}")
+
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            if stderr_log is not None:
+                kw.setdefault("stderr", stderr_log.open("ab"))
+            return await super()._async_launch_kernel(kernel_cmd, **kw)
 
     return IpcKernelManager
 
@@ -158,7 +165,10 @@ def execute(
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    from .store import check_writable
+
     config_module.load(preset, overrides)  # fail before starting any kernel
+    check_writable()  # the runs folder, before the first chapter rather than half-way through
     names = _select(chapters(project), only)
     seconds: dict[str, float] = {}
     peaks: dict[str, float] = {}
@@ -185,10 +195,12 @@ def execute(
                     cwd=str(project / "notebooks"),
                     progress_bar=False,
                     log_output=False,
-                    kernel_manager_class=_ipc_kernel_manager(),
+                    kernel_manager_class=_ipc_kernel_manager(source / "kernel-stderr.log"),
                 )
         except PapermillExecutionError as error:
             log("failed")
+            if error.ename == "StorageError":  # the runs folder: its own line says the fix
+                raise BookError(f"chapter {Path(name).name}: {error.evalue}") from None
             raise BookError(
                 f"chapter {Path(name).name} failed in cell [{error.exec_count}] "
                 f"({error.ename}: {error.evalue}).\nCell source:\n{error.source}\n"

@@ -10,6 +10,7 @@ safetensors and everything else as JSON: nothing here unpickles.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -25,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as serialise
 
 from .config import Config
 
@@ -42,6 +44,80 @@ class ArtifactError(RuntimeError):
 
 class NotCached(ArtifactError):
     """A stage asked of a store opened with `build=False` that has no sealed artifact for it."""
+
+
+class StorageError(ArtifactError):
+    """The runs folder cannot be written (read-only, no permission) or its disk is full: one
+    line that says what failed, where, and the fix."""
+
+
+_READ_ONLY = {
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+def storage_error(error: OSError, root: Path, stage: str | None = None) -> StorageError | None:
+    """The one-line StorageError for an OSError met while writing under the runs folder `root`
+    (None when it is another kind of failure, which keeps its own traceback)."""
+    shown = str(root)  # the whole path: the user has to find it
+    inside = error.filename is None or Path(error.filename).resolve().is_relative_to(
+        Path(root).resolve()
+    )
+    if error.errno in _READ_ONLY and inside:  # not an input that cannot be read
+        return StorageError(
+            f"cannot write to the runs folder {shown} ({_READ_ONLY[error.errno]}): set "
+            "KERNELFUSION_RUNS to a writable folder"
+        )
+    if error.errno in _FULL:
+        where = f" while writing stage {stage}" if stage else ""
+        needed = _typical_size(root, stage) if stage else 0
+        need = f"needs about {needed / 1e6:.0f} MB more; " if needed else ""
+        freeable = prunable_bytes(root)
+        return StorageError(
+            f"the disk holding the runs folder {shown} is full{where} ({need}`python -m "
+            f"kernelfusion cache --prune` frees {freeable / 1e6:.0f} MB, or set "
+            "KERNELFUSION_RUNS to a folder on a larger disk)"
+        )
+    return None
+
+
+def _os_error(error: BaseException) -> OSError | None:
+    """The OSError behind `error`: itself, one it was raised from, or the errno that a
+    library's own exception names in its message (torch's and safetensors' writers)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    text = str(error)
+    for code, words in ((errno.ENOSPC, "No space left"), (errno.EROFS, "Read-only file system")):
+        if words in text or f"os error {code}" in text:
+            return OSError(code, text)
+    return None
+
+
+def _typical_size(root: Path, stage: str) -> int:
+    """The largest sealed artifact of `stage` under `root` (0 when there is none): what one
+    more of it will take."""
+    sizes = [_size(f) for f in (root / STAGES / safe_name(stage)).glob("[!.]*") if f.is_dir()]
+    return max(sizes, default=0)
+
+
+def check_writable(root: str | Path | None = None) -> Path:
+    """Fail now, with `StorageError`'s one line, if the runs folder cannot be written: before
+    the first chapter or run starts, not half-way through the book."""
+    root = Path(root) if root is not None else default_root()
+    probe = root / f".write-check.{uuid.uuid4().hex}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"kernelfusion")
+        probe.unlink()
+    except OSError as error:
+        raise storage_error(error, root) or error from None
+    return root
 
 
 def safe_name(name: str) -> str:
@@ -118,7 +194,8 @@ class StageWriter:
         """Save `tensors` as one safetensors file. Tensors that share storage (one tensor under
         two names, or views of one buffer) are written as copies: safetensors refuses shared
         storage, and every stage of every source saves through here."""
-        save_file(unshared(tensors), self.path(f"{name}.safetensors"))
+        # serialised here and written by Python: a full disk is then an OSError like any other
+        self.path(f"{name}.safetensors").write_bytes(serialise(unshared(tensors)))
 
     def save_json(self, name: str, value: Any) -> None:
         self.path(f"{name}.json").write_text(json.dumps(value, indent=1, sort_keys=True) + "\n")
@@ -202,9 +279,12 @@ class Store:
                 log.warning("recomputing stage %r: %s", stage, error)
         if not self.build:
             raise NotCached(f"stage {stage!r} of {self.cfg.run_name} is not cached")
-        folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.tmp"
-        tmp.mkdir()
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp.mkdir()
+        except OSError as error:
+            raise storage_error(error, self.root, stage) or error from None
         checkpoints = self.root / CHECKPOINTS / f"{stage}-{key_hash[:16]}"
         started = time.time()
         try:
@@ -224,8 +304,12 @@ class Store:
             }
             atomic_write_bytes(tmp / MANIFEST, json.dumps(manifest, indent=1).encode())
             winner = _publish(tmp, folder, stage, key_hash, replace=force)
-        except BaseException:
+        except BaseException as error:  # nothing half-written is kept
             shutil.rmtree(tmp, ignore_errors=True)
+            cause = _os_error(error) if isinstance(error, Exception) else None
+            fault = storage_error(cause, self.root, stage) if cause is not None else None
+            if fault is not None:  # a full disk or a read-only folder: one line, the fix
+                raise fault from None
             raise
         shutil.rmtree(checkpoints, ignore_errors=True)
         self._link(stage, folder)
@@ -236,6 +320,12 @@ class Store:
 
     def _link(self, stage: str, folder: Path) -> None:
         """Point the run's `stage` name at `folder` (a relative symlink, replaced atomically)."""
+        try:
+            self._make_link(stage, folder)
+        except OSError as error:
+            raise storage_error(error, self.root, stage) or error from None
+
+    def _make_link(self, stage: str, folder: Path) -> None:
         link = self.stage_dir(stage)
         link.parent.mkdir(parents=True, exist_ok=True)
         target = os.path.relpath(folder, link.parent)
@@ -353,6 +443,17 @@ def cached(root: str | Path | None = None) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def prunable_bytes(root: Path) -> int:
+    """What `prune` (unused stages, leftovers, checkpoints) would free under `root`."""
+    users = _links(root)
+    total = 0
+    for folder in (root / STAGES).glob("*/*"):
+        leftover = folder.name.startswith(".") and folder.suffix in (".tmp", ".old")
+        if leftover or (not folder.name.startswith(".") and folder.resolve() not in users):
+            total += _size(folder)
+    return total + sum(_size(p) for p in (root / CHECKPOINTS).glob("*") if p.is_dir())
 
 
 def prune(

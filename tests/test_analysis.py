@@ -197,6 +197,8 @@ def test_verdict_table_joins_metrics_with_different_rivals():
     table = analysis.verdict_table(tables)
     assert table.loc["p(black) x p(cat)", ("K-means F1", "verdict")] == ""
     assert table.loc["random CNN", ("probe F1", "difference")] == "+0.100"
+    assert list(table.index) == ["p(black) x p(cat)", "random CNN"]  # decisive first
+    assert list(table[("", "comparison")]) == ["decisive", "descriptive"]
 
 
 def test_holm_adjustment_by_hand():

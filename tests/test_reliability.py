@@ -104,3 +104,34 @@ def test_runs_share_a_stage_only_when_its_key_is_the_same(tmp_path):
     shared = b.stage("data", {"n": 1}, lambda w: w.save_json("counts", {"run": "b"}))
     assert shared.reused and shared.json("counts") == {"run": "a"}
     assert b.load("data").folder == a.load("data").folder
+
+
+THREADS_SCRIPT = textwrap.dedent("""
+    import sys, torch
+    torch.set_num_threads(int(sys.argv[2]))
+    from kernelfusion import analysis, cnn, config, data, store
+    cfg = config.load("smoke")
+    run = store.open(cfg, sys.argv[1])
+    sources = cnn.train_sources(cfg, data.prepare(cfg, run, progress=False), run, progress=False)
+    print(analysis.weights_hash((sources.cat, sources.black)), sources.artifact.reused)
+""")
+
+
+def test_same_key_same_numbers_across_thread_counts(tmp_path):
+    """A cached stage holds what any process with its key would make: the source CNNs made in
+    a one-thread process (a sweep's worker) are not handed to a two-thread one (a chapter's
+    kernel), whose reductions split differently, and each is reused at its own count."""
+
+    def run(threads: int) -> tuple[str, str]:
+        done = subprocess.run(
+            [sys.executable, "-c", THREADS_SCRIPT, str(tmp_path), str(threads)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        weights, reused = done.stdout.split()
+        return weights, reused
+
+    one, two = run(1), run(2)
+    assert one[1] == "False" and two[1] == "False"  # neither served the other's stage
+    assert run(1) == (one[0], "True") and run(2) == (two[0], "True")
