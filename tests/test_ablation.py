@@ -37,7 +37,6 @@ def test_arms_are_configs_on_top_of_the_book_and_invalid_or_repeated_ones_are_le
 def _metrics(values: dict[str, list[float]]) -> dict[int, dict]:
     """Metrics files whose every view of a model holds one number per seed (the product rule,
     a score model, likewise)."""
-    from kernelfusion import analysis
 
     views = {view for view, _ in analysis.METRICS.values()}
     keys = set(analysis._FROM_VIEW.values())
