@@ -25,7 +25,7 @@ def table(title: str, rows: list[dict]) -> str:
     """Rows of dicts as a plain-text table, printed and returned."""
     columns = list(rows[0])
     cells = [
-        [f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in columns] for r in rows
+        [f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in columns] for r in rows
     ]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     lines = [title, "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
