@@ -542,14 +542,15 @@ def stage_key(cfg: Config, *sections: str, version: int) -> dict[str, Any]:
 
 
 def threads_class() -> str:
-    """The part of torch's intra-op thread count that can change a stage's numbers: measured
-    on the project's 2-core CPU, 1 to 4 threads give bit-identical weights and 8 do not (a
-    reduction splits differently), so runs at 1-4 threads share cached stages and any other
-    count gets its own."""
+    """The part of torch's intra-op thread count that can change a stage's numbers: all of it.
+    On the project's 2-core CPU, the source CNNs and the oracle trained at 1 and at 2 threads
+    differ in their last bits (oneDNN's convolution splits its weight-gradient reductions by
+    thread; with oneDNN off they agree, at 1.7x the training time), so a one-thread worker
+    and a two-thread chapter each keep their own stages. Keys made before this rule said
+    "1-4" and are made again once."""
     import torch
 
-    threads = torch.get_num_threads()
-    return "1-4" if threads <= 4 else str(threads)
+    return str(torch.get_num_threads())
 
 
 def resolve_device(name: str) -> str:
