@@ -59,56 +59,56 @@ def _errors(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
-def test_a_read_only_runs_folder_is_one_line_before_any_chapter(tmp_path):
+def _fault(tmp_path: Path, fault: str, recover: str, check: str = "") -> tuple[Path, list[str]]:
+    """`make book`'s and `sweep`'s command lines under `fault` (sh lines that mount the runs
+    folder), both refused with status 2; then `check`, `recover`, and the next run's numbers.
+    Returns the runs folder and the script's output lines."""
     runs = tmp_path / "runs"
     runs.mkdir()
     (tmp_path / "weights_of_a_run.py").write_text(NUMBERS)
     script = f"""
-        mount -t tmpfs -o size=64m tmpfs "$KERNELFUSION_RUNS"
-        mount -o remount,ro "$KERNELFUSION_RUNS"
+        {fault}
         set +e
-        "$PY" -m kernelfusion book --preset smoke --out "{tmp_path}/book" 2> "{tmp_path}/book.err"
+        "$PY" -m kernelfusion book --preset smoke --out "$ERR/book" 2> "$ERR/book.err"
         echo "book $?"
         "$PY" -m kernelfusion sweep --preset smoke --grid seed=0 --workers 1 2> "$ERR/sweep.err"
         echo "sweep $?"
         set -e
-        mount -o remount,rw "$KERNELFUSION_RUNS"
-        "$PY" "{tmp_path / "weights_of_a_run.py"}"
+        {check}
+        {recover}
+        "$PY" "$ERR/weights_of_a_run.py"
     """
     done = _namespace(textwrap.dedent(script), runs, tmp_path)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert "book 2" in lines and "sweep 2" in lines
+    return runs, lines
+
+
+def test_a_read_only_runs_folder_is_one_line_before_any_chapter(tmp_path):
+    runs, lines = _fault(
+        tmp_path,
+        'mount -t tmpfs -o size=64m tmpfs "$KERNELFUSION_RUNS"\n'
+        'mount -o remount,ro "$KERNELFUSION_RUNS"',
+        recover='mount -o remount,rw "$KERNELFUSION_RUNS"',
+    )
     expected = (
         f"error: cannot write to the runs folder {runs} (read-only file system): set "
         "KERNELFUSION_RUNS to a writable folder"
     )
     for name in ("book", "sweep"):
         assert _errors((tmp_path / f"{name}.err").read_text()) == [expected], name
-    assert "[1/" not in done.stdout  # refused before the first chapter started
+    assert not any(line.startswith("[1/") for line in lines)  # refused before chapter 1
     assert lines[-1] == _clean_numbers(tmp_path)  # the next run: a clean run's numbers
 
 
 def test_a_disk_that_fills_up_is_one_line_and_keeps_nothing_half_written(tmp_path):
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    (tmp_path / "weights_of_a_run.py").write_text(NUMBERS)
-    script = f"""
-        mount -t tmpfs -o size=1m tmpfs "$KERNELFUSION_RUNS"
-        set +e
-        "$PY" -m kernelfusion book --preset smoke --out "{tmp_path}/book" 2> "{tmp_path}/book.err"
-        echo "book $?"
-        "$PY" -m kernelfusion sweep --preset smoke --grid seed=0 --workers 1 2> "$ERR/sweep.err"
-        echo "sweep $?"
-        set -e
-        find "$KERNELFUSION_RUNS/stages" -name '.*' | wc -l
-        mount -o remount,size=512m "$KERNELFUSION_RUNS"
-        "$PY" "{tmp_path / "weights_of_a_run.py"}"
-    """
-    done = _namespace(textwrap.dedent(script), runs, tmp_path)
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    assert "sweep 2" in lines and "book 2" in lines
+    runs, lines = _fault(
+        tmp_path,
+        'mount -t tmpfs -o size=1m tmpfs "$KERNELFUSION_RUNS"',
+        recover='mount -o remount,size=512m "$KERNELFUSION_RUNS"',
+        check="find \"$KERNELFUSION_RUNS/stages\" -name '.*' | wc -l",
+    )
     full = re.escape(f"the disk holding the runs folder {runs} is full")
     sweep_err = _errors((tmp_path / "sweep.err").read_text())
     # full before it starts, or part-way: one line either way
