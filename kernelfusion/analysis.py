@@ -928,14 +928,30 @@ def comparisons(frame, model: str, metrics=VERDICT_METRICS) -> dict:
 
 
 def verdict_counts(tables: dict) -> dict[str, dict[str, int]]:
-    """metric -> {verdict: number of rivals}."""
+    """metric -> {verdict: number of decisive rivals}: the counts the chapters' words use
+    (descriptive rivals describe, they decide nothing)."""
     return {
         metric: {
-            verdict: int((table["verdict"] == verdict).sum()) if len(table) else 0
+            verdict: int((decisive_rows(table)["verdict"] == verdict).sum()) if len(table) else 0
             for verdict in ("better", "worse", "not distinguishable")
         }
         for metric, table in tables.items()
     }
+
+
+def count_glue(tables: dict, prefix: str) -> dict[str, int]:
+    """`verdict_counts` as glue keys for a chapter: `{prefix}_{metric}_{verdict}`, e.g.
+    `f_probe_f1_better`, `f_kmeans_f1_not`."""
+    return {
+        f"{prefix}_{metric.replace(' ', '_').replace('-', '').lower()}_{verdict.split()[0]}": n
+        for metric, count in verdict_counts(tables).items()
+        for verdict, n in count.items()
+    }
+
+
+def seed_interval_width(table) -> float:
+    """The median width of the decisive rivals' paired 95% intervals over seeds."""
+    return float((2 * decisive_rows(table)["ci95"]).median())
 
 
 VERDICT_MARKS = {"better": "better", "worse": "worse", "not distinguishable": "n.d."}
@@ -1055,7 +1071,6 @@ def headline(frame, summary, model: str = "generated F(cat CNN)", metric: str = 
         "vs source size": abs(float(source["difference"])),  # the word above says the sign
         "vs source word": "above" if source["difference"] > 0 else "below",
         "vs source verdict": source["verdict"],
-        "vs source high": float(source["high"]),
         "bounds": bound_words(table),
         "detectable": detectable_difference(frame, model, metric),
         "level": verdict_level(),

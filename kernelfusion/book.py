@@ -24,6 +24,7 @@ import yaml
 
 from . import config as config_module
 from .plots import plotly_js_path
+from .store import check_writable
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -125,9 +126,10 @@ def _ipc_kernel_manager(stderr_log: Path | None = None):
             return str(Path(tempfile.gettempdir()) / f"kernelfusion-{uuid.uuid4().hex[:12]}")
 
         async def _async_launch_kernel(self, kernel_cmd, **kw):
-            if stderr_log is not None:
-                kw.setdefault("stderr", stderr_log.open("ab"))
-            return await super()._async_launch_kernel(kernel_cmd, **kw)
+            if stderr_log is None:
+                return await super()._async_launch_kernel(kernel_cmd, **kw)
+            with stderr_log.open("ab") as stderr:  # the kernel keeps its own copy of the file
+                return await super()._async_launch_kernel(kernel_cmd, stderr=stderr, **kw)
 
     return IpcKernelManager
 
@@ -164,8 +166,6 @@ def execute(
     each chapter's seconds and the peak memory (MiB) of its kernel and workers."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
-
-    from .store import check_writable
 
     config_module.load(preset, overrides)  # fail before starting any kernel
     check_writable()  # the runs folder, before the first chapter rather than half-way through

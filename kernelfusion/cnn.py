@@ -58,6 +58,11 @@ def build(cfg: CNNConfig, image_size: int, seed: int, classes: int = 2) -> Small
         )
 
 
+def weight_count(cfg: CNNConfig, image_size: int) -> int:
+    """Weights (and biases) of one CNN of this shape: the scale the chapters state."""
+    return sum(p.numel() for p in build(cfg, image_size, 0).parameters())
+
+
 # --- the two source CNNs ----------------------------------------------------------------------
 
 DOMAINS = ("black", "cat")

@@ -549,10 +549,8 @@ def differences_plot(tables: dict[str, object], title: str = "") -> go.Figure:
                     x=part["difference"],
                     # descriptive rivals are corrected in their own family: say so on the axis
                     y=[
-                        r
-                        if part.get("role", {}).get(r, "decisive") == "decisive"
-                        else f"{r} (descriptive)"
-                        for r in part.index
+                        f"{r} (descriptive)" if role == "descriptive" else r
+                        for r, role in zip(part.index, part["role"], strict=True)
                     ],
                     mode="markers",
                     name=verdict,

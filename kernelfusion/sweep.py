@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config
+from .store import check_writable
 
 
 def grid(spec: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -53,8 +54,6 @@ def run_configs(
     """Run the pipeline for each config, `workers` at a time: in a local process pool (each
     with its share of the cores as torch threads) or on a Ray cluster at `address` (or a local
     one started here). `labels` (e.g. each run's overrides) are passed through to the results."""
-    from .store import check_writable
-
     labels = labels if labels is not None else [{} for _ in configs]
     check_writable(root)  # a read-only or missing runs folder: one line now, not per worker
     root = str(root) if root is not None else None

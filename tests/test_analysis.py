@@ -290,3 +290,22 @@ def test_probe_views_alone_give_the_probes_numbers_without_the_clusterings():
     assert set(long["metric"]) >= {"probe F1", "probe ROC AUC"} and "K-means F1" not in set(
         long["metric"]
     )
+
+
+def test_verdict_counts_and_their_glue_count_decisive_rivals_only():
+    gen = [0.80, 0.82, 0.81, 0.85, 0.79]
+    values = {
+        "generated F(cat CNN)": gen,
+        "task arithmetic": [v - 0.2 for v in gen],  # decisive, far behind every seed
+        "random CNN": [v - 0.3 for v in gen],  # descriptive: better, but it decides nothing
+    }
+    frame = analysis.long_metrics(_seeded_metrics(values))
+    tables = analysis.comparisons(frame, "generated F(cat CNN)", ("probe F1",))
+    assert tables["probe F1"].loc["random CNN", "verdict"] == "better"
+    assert analysis.count_glue(tables, "f") == {
+        "f_probe_f1_better": 1,
+        "f_probe_f1_worse": 0,
+        "f_probe_f1_not": 0,
+    }
+    width = 2 * tables["probe F1"].loc["task arithmetic", "ci95"]
+    assert analysis.seed_interval_width(tables["probe F1"]) == pytest.approx(width)
