@@ -51,6 +51,8 @@ ARMS: dict[str, tuple[dict[str, Any], str]] = {
     # losses at the start and barely moves the generators
     "functional": ({"gan.functional_weight": 10.0}, "functional loss (distillation)"),
 }
+# the gan.* settings that still mean something with gan.source = original
+PUBLISHED_KEYS = ("gan.layers",)
 # The rivals a label-free generated CNN must beat: the comparisons that decide every verdict
 # (analysis.DECISIVE; the distilled CNN is the functional loss's control).
 RIVALS = DECISIVE
@@ -80,6 +82,13 @@ def arm_configs(cfg: Config) -> tuple[dict[str, Config], dict[str, str]]:
         )
     for arm, (overrides, _) in ARMS.items():
         if chosen and arm not in chosen:
+            continue
+        unused = [k for k in overrides if k.startswith("gan.") and k not in PUBLISHED_KEYS]
+        if cfg.gan.source == "original" and unused:
+            skipped[arm] = (
+                f"the original's published generators are read, not trained here: "
+                f"{', '.join(unused)} would change nothing"
+            )
             continue
         try:
             # the arms are compared on the probe's F1 and AUC alone (METRICS)

@@ -10,6 +10,7 @@ Loss names follow the reference implementation: loss_G_A, loss_cycle_A, loss_idt
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from safetensors.torch import load_file
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
+from . import original
 from .cnn import CONV_LAYERS
 from .config import Config, GanConfig, resolve_device, stage_key
 from .machine import derive_seed, generator
@@ -351,20 +353,25 @@ class LayerGan:
     nets: dict[str, nn.Module]
     history: dict[str, list[float]]
     channels: int | tuple[int, ...]  # a filter's C_in, or one sample's shape
+    published: bool = False  # the original's generators: raw whole layers in and out
 
     @torch.no_grad()
     def translate(self, kernels: torch.Tensor, direction: str) -> torch.Tensor:
         """Translate real-scale kernels (N, C, 5, 5) with G ('black->cat') or F ('cat->black'),
-        normalising first and giving each output its source filter's scale back."""
-        return translate_with(self.nets[GENERATOR[direction]], kernels)
+        normalising first and giving each output its source filter's scale back (the
+        published generators: raw samples (N, C_in, C_out, 5, 5) in and out)."""
+        return translate_with(self.nets[GENERATOR[direction]], kernels, self.published)
 
 
 GENERATOR = {"black->cat": "G", "cat->black": "F"}  # direction -> the network that translates
 
 
-def translate_with(net: nn.Module, kernels: torch.Tensor) -> torch.Tensor:
+def translate_with(net: nn.Module, kernels: torch.Tensor, published: bool = False) -> torch.Tensor:
     """`net` applied to real-scale samples (N, ...): normalised first, each output given its
-    input's scale back; differentiable (the functional loss trains through it)."""
+    input's scale back; differentiable (the functional loss trains through it). A published
+    generator of the original is applied to the raw samples, as the original did."""
+    if published:
+        return net(kernels)
     vectors, scale = normalise(kernels)
     return restore(net(vectors), scale, kernels.shape[1:])
 
@@ -575,6 +582,9 @@ class KernelGan:
 
     reference2: torch.Tensor | None = None  # layer-2 filters whose order layer 2's follow
     match_images: torch.Tensor | None = None  # layer 1 matched by responses to these
+    # the original's published generators (`gan.source = original`): each model's own layers
+    # translated raw, in its own channel order, as the original applied them; no alignment
+    published: bool = False
 
     @torch.no_grad()
     def translate(self, layer: str, kernels: torch.Tensor, direction: str) -> torch.Tensor:
@@ -591,8 +601,9 @@ class KernelGan:
         """`translate` with the given networks and gradients kept (the functional loss)."""
         net = nets[GENERATOR[direction]]
         if self.sample == "layer" and kernels.dim() == 4:
-            return translate_with(net, kernels.transpose(0, 1)[None])[0].transpose(0, 1)
-        return translate_with(net, kernels)
+            sample = kernels.transpose(0, 1)[None]
+            return translate_with(net, sample, self.published)[0].transpose(0, 1)
+        return translate_with(net, kernels, self.published)
 
 
 def conv1_snapshots(zoo_artifact, domain: str) -> dict[tuple[int, int], torch.Tensor]:
@@ -702,8 +713,48 @@ def prepared_kernels(
     return kernels, index, reference, reference2
 
 
+def published_generators(cfg: Config, zoo: Zoo, store: Store, *, force=False) -> KernelGan:
+    """The original's published generator pair per layer (`gan.source = original`), read
+    from the clone at `zoo.root` and checked (`original.read_generators`), as a `KernelGan`
+    over the zoo's whole layers as the original gave them to its generators: in each model's
+    own channel order, unnormalised. Nothing is trained; the stage keeps the generators'
+    weights and is keyed by their files' bytes."""
+
+    def build(writer: StageWriter) -> None:
+        for layer, nets in original.read_generators(cfg.zoo.root).items():
+            writer.save_tensors(f"{layer}_nets", net_tensors(nets))
+        writer.save_json("history", {})  # none: trained by the original, not here
+
+    key = {
+        "source": "original",
+        "generators": original.generator_fingerprint(cfg.zoo.root),
+        "version": 1,
+    }
+    artifact = store.stage("cyclegan", key, build, inputs=[zoo.artifact], force=force)
+    raw = dataclasses.replace(cfg, gan=dataclasses.replace(cfg.gan, align_layer2=False))
+    kernels, index, reference, _ = prepared_kernels(raw, zoo)
+    layers = {}
+    for layer in translated_layers(cfg.gan):
+        state = artifact.tensors(f"{layer}_nets")
+        hidden = int(state["G.0.weight"].shape[0])
+        nets = {
+            name: original.generator_network(original.GENERATOR_CHANNELS[layer], hidden)
+            for name in ("G", "F")
+        }
+        load_nets(nets, state)
+        for net in nets.values():
+            net.eval()
+        layers[layer] = LayerGan(nets, {}, tuple(kernels["black"][layer].shape[1:]), True)
+    return KernelGan(
+        layers, kernels, reference, index, artifact, zoo.artifact, "layer", published=True
+    )
+
+
 def train(cfg: Config, zoo: Zoo, store: Store, *, force=False, progress=True) -> KernelGan:
-    """Train (or reuse) one CycleGAN per conv layer on the zoo's kernel sets."""
+    """Train (or reuse) one CycleGAN per conv layer on the zoo's kernel sets; with
+    `gan.source = original`, read the original's published generators instead."""
+    if cfg.gan.source == "original":
+        return published_generators(cfg, zoo, store, force=force)
     device = resolve_device(cfg.device)
     images = None
     if cfg.gan.align_by == "activations":
@@ -735,7 +786,7 @@ def train(cfg: Config, zoo: Zoo, store: Store, *, force=False, progress=True) ->
     # 2: seeds from derive_seed (gan.sample is in cfg.gan); the functional phase's settings are
     # left out: it is a stage of its own that starts from this one (`functional.tune`)
     key = stage_key(cfg, "gan", version=2)
-    for name in FUNCTIONAL_KEYS:
+    for name in (*FUNCTIONAL_KEYS, "source"):
         del key["gan"][name]
     # keys of runs from before these options stay as they were
     if not cfg.gan.align_outputs:
@@ -787,7 +838,13 @@ def evaluate(gan: KernelGan) -> dict[str, dict[str, float]]:
         black, _ = normalise(gan.kernels["black"][layer])
         cat, _ = normalise(gan.kernels["cat"][layer])
         G, Fn = layer_gan.nets["G"], layer_gan.nets["F"]
-        fake_cat, fake_black = G(black), Fn(cat)
+        if layer_gan.published:  # raw samples in and out: judged normalised, as the rest
+            raw_cat, raw_black = G(gan.kernels["black"][layer]), Fn(gan.kernels["cat"][layer])
+            fake_cat, fake_black = normalise(raw_cat)[0], normalise(raw_black)[0]
+            cycle_black, cycle_cat = normalise(Fn(raw_cat))[0], normalise(G(raw_black))[0]
+        else:
+            fake_cat, fake_black = G(black), Fn(cat)
+            cycle_black, cycle_cat = Fn(fake_cat), G(fake_black)
         models = np.r_[
             gan.index["black"][layer][:, 0].numpy(),
             gan.index["cat"][layer][:, 0].numpy() + 1_000_000,
@@ -805,8 +862,8 @@ def evaluate(gan: KernelGan) -> dict[str, dict[str, float]]:
         ).median()
         results[layer] = {
             "kernel sets (black, cat)": f"{len(black)}, {len(cat)}",
-            "cycle L1 black->cat->black": float((Fn(fake_cat) - black).abs().mean()),
-            "cycle L1 cat->black->cat": float((G(fake_black) - cat).abs().mean()),
+            "cycle L1 black->cat->black": float((cycle_black - black).abs().mean()),
+            "cycle L1 cat->black->cat": float((cycle_cat - cat).abs().mean()),
             "FD real black vs real cat": analysis.frechet_distance(black, cat),
             "FD G(black) vs real cat": analysis.frechet_distance(fake_cat, cat),
             "FD F(cat) vs real black": analysis.frechet_distance(fake_black, black),

@@ -418,17 +418,18 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def decode_files(
-    files: list[Path], size: int, desc: str, progress: bool = True
+    files: list[Path], size: int, desc: str, progress: bool = True, decode=None
 ) -> tuple[list[torch.Tensor], list[Path]]:
-    """Decode each file (`decode_image`); return the images and the files that could not be
-    read (empty, truncated, not an image, or a decompression bomb), which are left out."""
+    """Decode each file (`decode`, default `decode_image`); return the images and the files
+    that could not be read (empty, truncated, not an image, or a decompression bomb), which
+    are left out."""
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     images, skipped = [], []
     for path in progress_bar(files, desc=desc, unit="img", progress=progress):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
-                images.append(decode_image(path, size))
+                images.append((decode or decode_image)(path, size))
         except (
             OSError,
             ValueError,
@@ -509,7 +510,8 @@ def read_folder(cfg: Config, progress: bool = True) -> Sets:
 
 def read_original(cfg: Config, progress: bool = True) -> Sets:
     """The original project's 89 test photographs (a clone of its repository at `data.root`,
-    see `kernelfusion.original`) as the evaluation set, grouped by folder and file name; its
+    see `kernelfusion.original`) as the evaluation set, read as its notebook read them and in
+    its order (`original.read_photo`, `photo_files`), grouped by folder and file name; its
     labelled and evaluated parts split as a folder's are. Its training photographs were not
     published, so the black and cat sets are drawn as the synthetic source draws them (only
     the source CNNs and zoo trained here, and the aligned merge's matching, use them)."""
@@ -519,7 +521,10 @@ def read_original(cfg: Config, progress: bool = True) -> Sets:
     root = Path(cfg.data.root)
     drawn = dataclasses.replace(cfg.data, eval_per_group=1, labelled_per_group=2)
     sets = make_synthetic(dataclasses.replace(cfg, data=drawn), progress)
-    images, skipped = decode_files(files, cfg.data.image_size, "decoding photos", progress)
+    # decoded as the original's notebook read them (stretched to a square, alpha dropped)
+    images, skipped = decode_files(
+        files, cfg.data.image_size, "decoding photos", progress, original.read_photo
+    )
     readable = [p for p in files if p not in set(skipped)]
     groups = torch.tensor([GROUPS.index(original.photo_group(p)) for p in readable])
     if not images:
@@ -701,7 +706,8 @@ def _data_key(cfg: Config) -> dict:
     key = dataclasses.asdict(cfg.data)
     if cfg.data.source != "synthetic":
         key.pop("batch_size")  # decoding does not depend on it; drawing does
-    return {"data": key, "seed": cfg.seed, "generator": GENERATOR_VERSION}
+    extra = {"photos": "as the original read them"} if cfg.data.source == "original" else {}
+    return {"data": key, "seed": cfg.seed, "generator": GENERATOR_VERSION} | extra
 
 
 def prepare(cfg: Config, store: Store, *, force: bool = False, progress: bool = True) -> Datasets:

@@ -76,8 +76,13 @@ def map_filters(model: SmallCNN, gan: KernelGan, function) -> SmallCNN:
     """A copy of `model` whose conv filters are `function(layer, kernels)`, applied per layer in
     place, each layer handed over as the CycleGAN saw its samples (layer 2's input channels in
     the reference order; whole aligned layers' filters too) and put back in the model's own
-    order: wiring is unchanged (`cyclegan.in_reference_order`)."""
+    order: wiring is unchanged (`cyclegan.in_reference_order`). The original's published
+    generators (`gan.published`) are handed each layer as it is, as the original did."""
     state = _conv_state(model)
+    if gan.published:
+        for layer in CONV_LAYERS:
+            state[f"{layer}.weight"] = function(layer, state[f"{layer}.weight"])
+        return _from_state(model, state)
     state["conv1.weight"], state["conv2.weight"] = in_reference_order(
         state["conv1.weight"],
         state["conv2.weight"],
@@ -90,16 +95,25 @@ def map_filters(model: SmallCNN, gan: KernelGan, function) -> SmallCNN:
 
 
 def generated(source: SmallCNN, gan: KernelGan, direction: str) -> SmallCNN:
-    """The source CNN with every filter translated through the layer's generator."""
-    return map_filters(source, gan, lambda layer, k: gan.translate(layer, k, direction))
+    """The source CNN with every filter translated through the layer's generator. With the
+    original's published generators, every translated layer's bias is zero, as in the
+    original's generated CNN (its generators make weights only)."""
+    model = map_filters(source, gan, lambda layer, k: gan.translate(layer, k, direction))
+    if gan.published:
+        with torch.no_grad():
+            for layer in gan.layers:
+                getattr(model, layer).bias.zero_()
+    return model
 
 
 def with_noise(source: SmallCNN, translated: SmallCNN, seed: int) -> SmallCNN:
     """The source CNN plus Gaussian noise whose norm, filter by filter, equals the change that
-    the translation made to that filter."""
+    the translation made to that filter; its conv biases are the translated CNN's (the source's
+    own, unless the translation set them, as the original's generated CNN did)."""
     gen = torch.Generator().manual_seed(seed)
     state = _conv_state(source)
     for layer in CONV_LAYERS:
+        state[f"{layer}.bias"] = translated.state_dict()[f"{layer}.bias"].clone()
         key = f"{layer}.weight"
         change = (translated.state_dict()[key] - state[key]).flatten(1).norm(dim=1)
         noise = torch.randn(state[key].shape, generator=gen)

@@ -7,6 +7,8 @@ nothing is downloaded at run time) published, besides its notebooks:
     <root>/cat_models/cat_model_NNNN.pth       1,749 CNNs, cat vs random
     <root>/GeneratedCNN_test/1/*               34 photographs of black cats
     <root>/GeneratedCNN_test/0/*               55 others, named by what they show
+    <root>/generator_A2B.pth, generator_B2A.pth     its CycleGAN generators for conv layer 1
+    <root>/2_generator_A2B.pth, 2_generator_B2A.pth  ... and for conv layer 2 (A black, B cat)
 
 Each `.pth` is the state dict of its CNN: conv 3->6 and 6->16 (5x5, no padding), ReLU and 2x2
 max-pooling after each, one linear layer 400->2 (`fc1`), on 32x32 images normalised to [-1, 1]
@@ -20,6 +22,13 @@ the concept: the weights as published (the CNN maps its input to [-1, 1] itself)
 b1 - sum W1): that ties each bias to its filter's sum, and a translated filter with another
 sum then shifts every activation (the generated CNN's features were all zero on the photos).
 
+Each generator is a small 3-D conv net over one whole layer: the layer's weights (C_out, C_in,
+5, 5) permuted to (C_in, C_out, 5, 5) are read as C_in channels over a C_out x 5 x 5 volume;
+a 3x3x3 conv (padding 1) to H channels, ReLU, a 3x3x3 conv back to C_in channels, tanh; the
+output permuted back is the translated layer, with no normalisation on either side. (H = 64
+in the published files; it is read from them.) Its generated CNN used the translated weights
+with every conv bias set to zero (`GeneratedCNN` in its generatedCNN.ipynb).
+
 Files are read with `torch.load(weights_only=True)` only, and anything that is not a dict of
 exactly the expected float tensors is refused, naming the file.
 """
@@ -27,13 +36,18 @@ exactly the expected float tensors is refused, naming the file.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
+from torch import nn
 
 from .progress import bar as progress_bar
+from .store import atomic_write_bytes
 
 REPOSITORY = "https://github.com/Jain-Karan/mlusingml"
 # Models per domain in the published repository, and the one its notebook made its generated CNN
@@ -58,6 +72,16 @@ CNN_SETTINGS = {
     "cnn.centre_inputs": True,
 }
 PHOTOS = "GeneratedCNN_test"
+# Its generator files per conv layer and direction (A = black, B = cat): G translates black
+# kernels to cat kernels, F cat to black, as this book's CycleGAN names them.
+GENERATOR_FILES = {
+    "conv1": {"G": "generator_A2B.pth", "F": "generator_B2A.pth"},
+    "conv2": {"G": "2_generator_A2B.pth", "F": "2_generator_B2A.pth"},
+}
+GENERATOR_CHANNELS = {"conv1": 3, "conv2": 6}  # a layer's C_in: the generator's channels
+# The protocol as its notebook ran it on model 1234: UMAP(random_state=47) on the 89
+# photographs' features, then KMeans(n_clusters=2, random_state=1).
+PROTOCOL_STATES = {"umap": 47, "kmeans": 1}
 
 
 class OriginalError(ValueError):
@@ -168,14 +192,47 @@ def read_zoo(
     return stacked, numbers
 
 
-def fingerprint(root: str | Path, domain: str, count: int) -> str:
-    """A hash of the bytes of the models `read_zoo` would read: the cache key of a zoo read
-    from a clone, so an edited or different clone is never mistaken for a cached one."""
+def _listing_key(files: list[tuple[int, Path]]) -> str:
+    """A hash of what the file system says of `files` (name, size, modification time), read
+    without opening them: a change of any of these is taken for a change of content."""
     digest = hashlib.sha256()
-    for number, path in list(model_files(root, domain).items())[:count]:
+    for number, path in files:
+        stat = path.stat()
+        digest.update(f"{number}:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return digest.hexdigest()
+
+
+def fingerprint(root: str | Path, domain: str, count: int, cache: Path | None = None) -> str:
+    """A hash of the bytes of the models `read_zoo` would read: the cache key of a zoo read
+    from a clone, so an edited or different clone is never mistaken for a cached one.
+
+    Reading every published model's bytes (about 78 MB for 4,498 files) each time a chapter
+    and seed asks for the zoo cost more than the rest of that stage's lookup: with a `cache`
+    folder (the runs folder), the hash is kept there under the files' listing key (names,
+    sizes, modification times), so the bytes are read once per state of the clone."""
+    files = list(model_files(root, domain).items())[:count]
+    memo = None
+    if cache is not None:
+        memo = Path(cache) / "original-fingerprints.json"
+        listing = _listing_key(files)
+        try:
+            known = json.loads(memo.read_text())
+        except (OSError, ValueError):
+            known = {}
+        if listing in known:
+            return known[listing]
+    digest = hashlib.sha256()
+    for number, path in files:
         digest.update(f"{number}:".encode())
         digest.update(path.read_bytes())
-    return digest.hexdigest()[:20]
+    value = digest.hexdigest()[:20]
+    if memo is not None:
+        try:
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(memo, json.dumps(known | {listing: value}).encode())
+        except OSError:  # a read-only runs folder only costs the re-read next time
+            pass
+    return value
 
 
 def fingerprint_model(root: str | Path, domain: str, number: int) -> str:
@@ -184,6 +241,110 @@ def fingerprint_model(root: str | Path, domain: str, number: int) -> str:
     if number not in files:
         read_model(root, domain, number)  # raises, naming the numbers there are
     return hashlib.sha256(files[number].read_bytes()).hexdigest()[:20]
+
+
+# --- its trained generators ------------------------------------------------------------------
+
+
+def generator_network(channels: int, hidden: int) -> nn.Sequential:
+    """The published generators' architecture (see the module's notes), weights unset."""
+    return nn.Sequential(
+        nn.Conv3d(channels, hidden, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv3d(hidden, channels, 3, padding=1),
+        nn.Tanh(),
+    )
+
+
+# its state-dict keys -> (position in `generator_network`, parameter)
+GENERATOR_KEYS = {
+    "main.0.weight": "0.weight",
+    "main.0.bias": "0.bias",
+    "main.2.weight": "2.weight",
+    "main.2.bias": "2.bias",
+}
+
+
+def generator_shapes(channels: int, hidden: int) -> dict[str, tuple[int, ...]]:
+    return {
+        "main.0.weight": (hidden, channels, 3, 3, 3),
+        "main.0.bias": (hidden,),
+        "main.2.weight": (channels, hidden, 3, 3, 3),
+        "main.2.bias": (channels,),
+    }
+
+
+def load_generator(path: Path, channels: int) -> nn.Sequential:
+    """One published generator, checked: a plain dict of finite float tensors
+    (`weights_only=True`) with exactly its four keys, shaped for a layer of `channels` input
+    channels (the hidden width read from the file); refused otherwise, naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise OriginalError(
+            f"'{path}' does not exist: zoo.root must be a clone of the original repository "
+            f"(git clone {REPOSITORY}), which holds its generators "
+            f"({', '.join(f for pair in GENERATOR_FILES.values() for f in pair.values())}); "
+            "or set gan.source=trained to train a CycleGAN here"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip and torch each raise their own kind
+        raise OriginalError(
+            f"'{path}' is not a plain state dict of tensors and is not loaded "
+            f"(torch.load with weights_only=True refused it: {type(error).__name__})"
+        ) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise OriginalError(f"'{path}' is not a dict of tensors: not an original generator")
+    if set(state) != set(GENERATOR_KEYS):
+        raise OriginalError(
+            f"'{path}' has keys {sorted(state)}, the original generator has "
+            f"{sorted(GENERATOR_KEYS)}"
+        )
+    first = state["main.0.weight"]
+    hidden = int(first.shape[0]) if first.dim() == 5 else -1
+    for name, shape in generator_shapes(channels, hidden).items():
+        value = state[name]
+        if tuple(value.shape) != shape or not value.is_floating_point():
+            raise OriginalError(
+                f"'{path}': {name} is {value.dtype} {tuple(value.shape)}, a generator for a "
+                f"layer of {channels} input channels needs float {shape}"
+            )
+        if not torch.isfinite(value).all():
+            raise OriginalError(f"'{path}': {name} holds NaN or infinite values")
+    net = generator_network(channels, hidden)
+    net.load_state_dict({GENERATOR_KEYS[k]: v.float() for k, v in state.items()})
+    return net.eval()
+
+
+def read_generators(root: str | Path) -> dict[str, dict[str, nn.Sequential]]:
+    """Every published generator, checked: layer -> {"G": black->cat, "F": cat->black}."""
+    return {
+        layer: {
+            name: load_generator(Path(root) / file, GENERATOR_CHANNELS[layer])
+            for name, file in files.items()
+        }
+        for layer, files in GENERATOR_FILES.items()
+    }
+
+
+def generator_fingerprint(root: str | Path) -> str:
+    """A hash of the four generator files' bytes (170 kB): the translator's cache key."""
+    digest = hashlib.sha256()
+    for files in GENERATOR_FILES.values():
+        for file in files.values():
+            path = Path(root) / file
+            if not path.is_file():
+                load_generator(path, 1)  # raises, naming the file and the fix
+            digest.update(f"{file}:".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:20]
+
+
+def translate_layer(net: nn.Module, weight: torch.Tensor) -> torch.Tensor:
+    """One conv layer's weights (C_out, C_in, 5, 5), or a batch of them (N, C_out, C_in, 5, 5),
+    through a published generator as the original applied it: permuted to (C_in, C_out, 5, 5),
+    translated, permuted back; raw weights in and out."""
+    return net(weight.transpose(-4, -3)).transpose(-4, -3)
 
 
 # --- its test photographs ---------------------------------------------------------------------
@@ -205,6 +366,15 @@ def photo_group(path: Path) -> str:
     return "other image"
 
 
+def read_photo(path: Path, size: int) -> torch.Tensor:
+    """One photograph as the original's notebook read it: converted to RGB (an alpha channel
+    dropped, not composited), resized to size x size without cropping (bilinear, as
+    torchvision's `Resize` on an image), as uint8 (3, size, size)."""
+    with Image.open(path) as image:
+        image = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+        return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+
+
 def photo_files(root: str | Path) -> list[Path]:
     folder = Path(root) / PHOTOS
     if not (folder / "0").is_dir() or not (folder / "1").is_dir():
@@ -214,8 +384,10 @@ def photo_files(root: str | Path) -> list[Path]:
         )
     from .data import IMAGE_SUFFIXES
 
+    # in the order torchvision's ImageFolder gives them: folder, then file name
     return sorted(
-        p for p in folder.glob("[01]/*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        (p for p in folder.glob("[01]/*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+        key=lambda p: (p.parent.name, p.name),
     )
 
 

@@ -629,7 +629,7 @@ def spread_plot(frame) -> go.Figure:
         annotation_font_size=9,
     )
     fig.update_xaxes(range=[0, 1])
-    fig.update_layout(height=300, margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    fig.update_layout(height=420, margin={"l": 10, "r": 10, "t": 30, "b": 10})
     return fig
 
 

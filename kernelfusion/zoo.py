@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+from torch.func import functional_call
 
 from . import original, training
 from .cnn import CONV_LAYERS, DOMAINS, build
@@ -149,13 +150,20 @@ def _train_domain(domain: str, cfg: Config, datasets, device: str, progress: boo
 
 def _accuracies(model, params, val) -> tuple[torch.Tensor, torch.Tensor]:
     """Validation accuracy and balanced accuracy (the mean of the two classes' recalls) of
-    each stacked model, 64 models at a time (bounded activations)."""
-    correct = []
-    for start in range(0, len(next(iter(params.values()))), 64):
-        chunk = {name: value[start : start + 64] for name, value in params.items()}
-        logits = training.predict_stacked(model, chunk, val.images)
-        correct.append(logits.argmax(-1).cpu() == val.labels)
-    correct = torch.cat(correct).float()  # (K, N)
+    each stacked model, one model at a time on all validation images: on a CPU, 7x faster
+    than `vmap` over the stack for the 4,498 published models (2 s against 15 s per 256)."""
+    base = training.meta_copy(model)
+    device = next(iter(params.values())).device
+    images = val.images.to(device).float().div(255)
+    count = len(next(iter(params.values())))
+    with torch.no_grad():
+        correct = torch.stack(
+            [
+                functional_call(base, training.unstack(params, k), (images,)).argmax(-1).cpu()
+                == val.labels
+                for k in range(count)
+            ]
+        ).float()  # (K, N)
     recalls = [correct[:, val.labels == c].mean(1) for c in (0, 1)]
     return correct.mean(1), (recalls[0] + recalls[1]) / 2
 
@@ -238,11 +246,15 @@ def train_zoo(cfg: Config, datasets, store: Store, *, force=False, progress=True
                 }
         writer.save_json("summary", summary)
 
-    # 2: layer-1 snapshots; 3: derive_seed; 4: balanced accuracy, models that learned
-    key = stage_key(cfg, "cnn", "zoo", version=4)
+    # 2: layer-1 snapshots; 3: derive_seed; 4: balanced accuracy, models that learned;
+    # 5: accuracy one model at a time (logits equal to 2e-6, so an argmax tie could differ)
+    key = stage_key(cfg, "cnn", "zoo", version=5)
     if published:
         key |= {
-            "published": [original.fingerprint(cfg.zoo.root, d, zoo_size(cfg, d)) for d in DOMAINS]
+            "published": [
+                original.fingerprint(cfg.zoo.root, d, zoo_size(cfg, d), cache=store.root)
+                for d in DOMAINS
+            ]
         }
     artifact = store.stage("zoo", key, build_stage, inputs=[datasets.artifact], force=force)
     return load(artifact)

@@ -166,3 +166,13 @@ def test_words_of_the_ablation_come_from_adjusted_tests_only():
     assert (summary["probe F1: rivals beaten"] == 0).all()
     best = ablation.best(long)
     assert best["rivals beaten"] == 0 and not any(best["beats"].values())
+
+
+def test_with_the_published_generators_only_the_arms_that_change_something_run():
+    cfg = config.load("original", {"data.root": "c", "zoo.root": "c", "analysis.ablation_arms": ""})
+    configs, skipped = ablation.arm_configs(cfg)
+    assert set(configs) == {"reference", "layer1"}
+    assert set(skipped) == set(ablation.ARMS) - set(configs)
+    assert "read, not trained here: gan.identity_weight" in skipped["identity2"]
+    default = config.load("original", {"data.root": "c", "zoo.root": "c"})
+    assert set(ablation.arm_configs(default)[0]) == {"reference", "layer1"}

@@ -5,11 +5,25 @@ linear layer 400->2, inputs normalised with mean 0.5 and std 0.5, class 0 the co
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from kernelfusion import analysis, cnn, config, cyclegan, data, original, pipeline, store
+from kernelfusion import (
+    book,
+    cnn,
+    config,
+    cyclegan,
+    data,
+    fusion,
+    original,
+    pipeline,
+    replication,
+    store,
+)
 from kernelfusion import zoo as zoo_module
 from kernelfusion.config import ConfigError
 from kernelfusion.original import OriginalError
@@ -40,10 +54,36 @@ PHOTO_NAMES = {
 }
 
 
+def generator_state(channels: int, hidden: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A generator file's content in the original's layout (`main` = Conv3d, ReLU, Conv3d,
+    tanh; written here from its description), small and random."""
+    gen = torch.Generator().manual_seed(seed)
+    shapes = {
+        "main.0.weight": (hidden, channels, 3, 3, 3),
+        "main.0.bias": (hidden,),
+        "main.2.weight": (channels, hidden, 3, 3, 3),
+        "main.2.bias": (channels,),
+    }
+    return {k: 0.3 * torch.randn(shape, generator=gen) for k, shape in shapes.items()}
+
+
+GENERATOR_FILES = {  # its file names, channels: A = black, B = cat
+    "generator_A2B.pth": 3,
+    "generator_B2A.pth": 3,
+    "2_generator_A2B.pth": 6,
+    "2_generator_B2A.pth": 6,
+}
+
+
 def make_clone(root, black: int = 6, cat: int = 5, photos: int = 6, source_number: int = 3):
     """A clone in the original's layout: `black` and `cat` model files (numbered from 0, so
-    `source_number` exists), and `photos` photographs per name pattern above."""
+    `source_number` exists), `photos` photographs per name pattern above, and the four
+    generator files."""
     from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    for i, (name, channels) in enumerate(GENERATOR_FILES.items()):
+        torch.save(generator_state(channels, seed=i), root / name)
 
     for domain, count in (("black", black), ("cat", cat)):
         folder = root / original.MODEL_FILES[domain][0]
@@ -139,50 +179,175 @@ def test_config_refuses_the_published_zoo_with_another_cnn():
     assert paper.gan.sample == "layer"
 
 
-@pytest.mark.slow
-def test_pipeline_runs_on_a_clone_of_the_original(tmp_path):
-    """The whole pipeline on a tiny clone: its models are the zoo and the source CNNs, its
-    photographs the evaluation set, and every model gets the original protocol's numbers."""
-    clone = make_clone(tmp_path / "clone", black=6, cat=5, photos=6, source_number=3)
+def original_generator(state: dict[str, torch.Tensor], layer: torch.Tensor) -> torch.Tensor:
+    """What a stored generator gives for one layer (C_out, C_in, 5, 5), computed as the
+    original's notebook describes it: the layer permuted to (C_in, C_out, 5, 5), Conv3d,
+    ReLU, Conv3d, tanh, permuted back."""
+    x = layer.permute(1, 0, 2, 3)
+    x = torch.relu(F.conv3d(x, state["main.0.weight"], state["main.0.bias"], padding=1))
+    x = torch.tanh(F.conv3d(x, state["main.2.weight"], state["main.2.bias"], padding=1))
+    return x.permute(1, 0, 2, 3)
+
+
+def tiny_original(clone, **more) -> dict:
+    """The `original` preset on a tiny clone, at smoke sizes (every photograph scored)."""
     smoke = config.PRESETS["smoke"]
     sizes = {k: v for k, v in smoke.items() if k.split(".")[0] in ("gan", "analysis")}
-    del sizes["analysis.protocol_points"]  # the preset's own: every photograph
+    for key in ("analysis.protocol_points", "analysis.ablation_arms"):
+        del sizes[key]  # the preset's own: every photograph; the arms that fit
     sizes |= {k: smoke[k] for k in ("data.black_count", "data.cat_count", "cnn.epochs")}
-    overrides = sizes | {
-        "data.root": str(clone),
-        "zoo.root": str(clone),
-        "zoo.models": 6,
-        "zoo.cat_models": 5,
-        "zoo.source_model": 3,
-        "gan.arch": "conv3d",
-        "analysis.kmeans_clusters": 2,
-        "analysis.protocol_models": 2,
-    }
-    cfg = config.load("original", overrides)
+    return (
+        sizes
+        | {
+            "data.root": str(clone),
+            "zoo.root": str(clone),
+            "zoo.models": 6,
+            "zoo.cat_models": 5,
+            "zoo.source_model": 3,
+            "analysis.kmeans_clusters": 2,
+            "analysis.protocol_models": 2,
+            "analysis.seeds": 2,
+        }
+        | more
+    )
+
+
+@pytest.mark.parametrize("content", ["module", "extra key", "wrong shape", "integers", "missing"])
+def test_generator_files_are_refused_unless_plain_tensors_of_their_shapes(tmp_path, content):
+    make_clone(tmp_path, black=6, cat=5, photos=4)
+    path = tmp_path / "2_generator_B2A.pth"
+    state = generator_state(6)
+    if content == "module":  # a pickled object: weights_only=True must refuse to run it
+        torch.save(nn.Conv3d(6, 4, 3), path)
+    elif content == "extra key":
+        torch.save(state | {"epoch": torch.tensor(3.0)}, path)
+    elif content == "wrong shape":  # a layer-1 generator where layer 2's belongs
+        torch.save(generator_state(3), path)
+    elif content == "integers":
+        torch.save(state | {"main.2.bias": torch.zeros(6, dtype=torch.long)}, path)
+    else:
+        path.unlink()
+    with pytest.raises(OriginalError, match="2_generator_B2A.pth"):
+        original.read_generators(tmp_path)
+    cfg = config.load("original", tiny_original(tmp_path))
     runs = store.open(cfg, tmp_path / "runs")
+    datasets = data.prepare(cfg, runs, progress=False)
+    zoo = zoo_module.train_zoo(cfg, datasets, runs, progress=False)
+    with pytest.raises(OriginalError, match="2_generator_B2A.pth"):
+        cyclegan.train(cfg, zoo, runs, progress=False)
+
+
+@pytest.mark.parametrize("layers", ["both", "conv1"])
+def test_the_published_generators_make_the_generated_cnns(tmp_path, layers):
+    """F(cat CNN) and G(black CNN) are the stored generators applied to the source CNN's own
+    layers (no alignment, no normalisation), conv biases zero, as the original made them;
+    with gan.layers = conv1, layer 2 is the source's own. Nothing is trained."""
+    clone = make_clone(tmp_path / "clone", black=6, cat=5, photos=4)
+    cfg = config.load("original", tiny_original(clone, **{"gan.layers": layers}))
+    runs = store.open(cfg, tmp_path / "runs")
+    datasets = data.prepare(cfg, runs, progress=False)
+    zoo = zoo_module.train_zoo(cfg, datasets, runs, progress=False)
+    gan = cyclegan.train(cfg, zoo, runs, progress=False)
+    assert gan.published and runs.load("cyclegan").json("history") == {}
+    sources = cnn.train_sources(cfg, datasets, runs, progress=False)
+    for direction, model, files in (
+        ("cat->black", sources.cat, ("generator_B2A.pth", "2_generator_B2A.pth")),
+        ("black->cat", sources.black, ("generator_A2B.pth", "2_generator_A2B.pth")),
+    ):
+        made = fusion.generated(model, gan, direction).state_dict()
+        for layer, file in zip(("conv1", "conv2"), files, strict=True):
+            weight = model.state_dict()[f"{layer}.weight"]
+            if layer == "conv2" and layers == "conv1":
+                torch.testing.assert_close(made[f"{layer}.weight"], weight)
+                continue
+            stored = torch.load(clone / file, weights_only=True)
+            expected = original_generator(stored, weight)
+            torch.testing.assert_close(made[f"{layer}.weight"], expected)
+            assert not torch.equal(expected, weight)
+            assert (made[f"{layer}.bias"] == 0).all()
+    # the switch to the method re-run: a CycleGAN trained here on the published zoo
+    trained_cfg = config.with_overrides(
+        cfg, {"gan.source": "trained", "gan.steps": 4, "gan.decay_steps": 2}
+    )
+    trained = cyclegan.train(trained_cfg, zoo, runs, progress=False)
+    assert not trained.published and len(trained.layers["conv1"].history["loss_G_A"]) == 4
+
+
+def test_config_says_where_the_published_generators_fit():
+    for overrides, needs in (
+        ({"gan.source": "original"}, "zoo.source = original"),
+        ({"gan.functional_weight": 1.0}, "gan.functional_weight = 0"),
+        ({"gan.sample": "filter", "gan.arch": "mlp"}, "gan.sample = layer"),
+    ):
+        preset = "default" if "gan.source" in overrides else "original"
+        roots = {} if preset == "default" else {"data.root": "c", "zoo.root": "c"}
+        with pytest.raises(ConfigError, match=needs):
+            config.load(preset, overrides | roots)
+    cfg = config.load("original", {"data.root": "c", "zoo.root": "c"})
+    assert cfg.gan.source == "original"
+
+
+def test_zoo_fingerprint_reads_the_bytes_once_per_state_of_the_clone(tmp_path, monkeypatch):
+    clone = make_clone(tmp_path / "clone", black=3, cat=2, photos=1)
+    first = original.fingerprint(clone, "black", 3, cache=tmp_path / "runs")
+    reads = []
+    real = type(clone).read_bytes
+    monkeypatch.setattr(type(clone), "read_bytes", lambda p: reads.append(p) or real(p))
+    assert original.fingerprint(clone, "black", 3, cache=tmp_path / "runs") == first
+    assert reads == []
+    path = clone / "black_models" / "black_model_0001.pth"
+    torch.save(OriginalCNN().state_dict(), path)  # a changed model: read again, a new key
+    assert original.fingerprint(clone, "black", 3, cache=tmp_path / "runs") != first
+    assert len(reads) == 3
+
+
+@pytest.mark.slow
+def test_the_book_builds_at_the_original_preset_on_a_clone(tmp_path, monkeypatch):
+    """Every chapter at the `original` preset on a tiny clone, with the published generators:
+    its models are the zoo and the source CNNs, its photographs the evaluation set, the
+    generated CNN is what the stored generators give, and the showcase and the spread over
+    both zoos score every photograph."""
+    clone = make_clone(tmp_path / "clone", black=6, cat=5, photos=6, source_number=3)
+    monkeypatch.setenv("KERNELFUSION_RUNS", str(tmp_path / "runs"))
+    overrides = tiny_original(clone)
+    result = book.make_book("original", overrides, tmp_path / "book", log=lambda *a, **k: 0)
+    assert set(result.chapter_seconds) == {Path(c).name for c in book.chapters()}
+    page = (result.index_html.parent / "notebooks" / "04_cyclegan.html").read_text()
+    assert "published generators" in page
+    cfg = config.load("original", overrides)
+    runs = store.open(cfg, tmp_path / "runs", build=False)
     metrics = pipeline.run(cfg, runs, progress=False).json("metrics")
     zoo = runs.load("zoo").json("summary")
     assert zoo["black"]["model numbers"] == list(range(6)) and zoo["cat"]["models"] == 5
-    sources = runs.load("sources")
+    source = original.read_model(clone, "cat", 3)
     torch.testing.assert_close(
-        sources.tensors("cat_cnn")["conv2.weight"],
-        original.read_model(clone, "cat", 3)["conv2.weight"],
+        runs.load("sources").tensors("cat_cnn")["conv2.weight"], source["conv2.weight"]
     )
-    assert sum(metrics["groups"]) + metrics["labelled images"] == len(PHOTO_NAMES) * 6
-    for name, result in metrics["models"].items():
-        protocol = result["original protocol"]
+    generated = runs.load("fusion").tensors(fusion.file_name("generated F(cat CNN)"))
+    stored = torch.load(clone / "2_generator_B2A.pth", weights_only=True)
+    expected = original_generator(stored, source["conv2.weight"])
+    torch.testing.assert_close(generated["conv2.weight"], expected)
+    photographs = len(PHOTO_NAMES) * 6
+    assert sum(metrics["groups"]) + metrics["labelled images"] == photographs
+    for name, result_ in metrics["models"].items():
+        protocol = result_["original protocol"]
         assert 0 <= protocol["accuracy"] <= 1 and 0 <= protocol["purity"] <= 1, name
-    # the protocol one source model at a time, on the clone's cat models by their numbers
+    # the showcase and the spread: every photograph, labelled ones too, as the original did
     datasets = data.prepare(cfg, runs, progress=False)
-    gan = cyclegan.train(cfg, zoo_module.train_zoo(cfg, datasets, runs, progress=False), runs)
-    spread = analysis.protocol_spread(cfg, datasets, gan, runs, progress=False)
-    assert len(spread) == cfg.analysis.protocol_models * len(analysis.SPREAD_KINDS)
-    assert set(spread["model"]) <= set(range(5)) and spread["model"].nunique() == 2
+    gan = cyclegan.train(cfg, zoo_module.train_zoo(cfg, datasets, runs), runs)
+    models = fusion.make(cfg, datasets, cnn.train_sources(cfg, datasets, runs), gan, runs)
+    shown = replication.showcase(cfg, datasets, models, runs, progress=False)
+    assert list(shown.index) == list(replication.SHOWCASE)
+    assert (shown["lowest"] <= shown["mean over states"]).all()
+    spread = replication.protocol_spread(cfg, datasets, gan, runs, progress=False)
+    assert len(spread) == 2 * cfg.analysis.protocol_models * len(replication.KINDS)
+    cats = spread[spread["direction"] == "cat->black"]
+    assert set(cats["model"]) <= set(range(5)) and cats["model"].nunique() == 2
     assert (spread["best accuracy"] >= spread["accuracy"]).all()
-    # the protocol and its reference score every photograph, labelled ones too, as the
-    # original did (it had no labelled part)
-    every = datasets.eval.groups
-    share = float((every != 0).float().mean())
-    assert metrics["protocol images"] == spread.attrs["images"] == len(PHOTO_NAMES) * 6
+    share = float((datasets.eval.groups != 0).float().mean())
+    assert metrics["protocol images"] == spread.attrs["images"] == photographs
+    assert shown.attrs["images"] == photographs
     assert spread.attrs["call nothing"] == pytest.approx(share)
     assert metrics["references"]["call nothing a black cat"] == pytest.approx(share)
+    differences = replication.spread_differences(spread)
+    assert len(differences) == 2 * len(replication.CONTROLS)

@@ -1,0 +1,261 @@
+"""The original's own protocol, as it ran it: its showcase model at its fixed random states, and
+the spread over many source models of the zoo.
+
+The original judged one generated CNN (made from source model 1234) by one run of its protocol:
+features of its 89 test photographs, a 2-D UMAP of them alone (`random_state=47`), K-means with
+2 clusters (`random_state=1`), the cluster holding most black cats called "black cat", and the
+accuracy of that call. `showcase` repeats exactly that for this run's generated CNNs and their
+controls, then over other random states; `protocol_spread` runs the protocol (over
+`analysis.protocol_states` random states) on `analysis.protocol_models` source models of each
+zoo, translated and not, beside same-size noise and a random CNN, with paired differences.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import analysis, fusion, original
+from .analysis import BLACK_CAT, protocol_run, protocol_sample
+from .cnn import build, load_state
+from .config import Config, resolve_device, stage_key
+from .machine import derive_seed, generator
+from .progress import bar as progress_bar
+from .store import Store
+from .training import unstack
+
+# --- the showcase: the original's one model, as it ran it ---------------------------------------
+
+# The models the showcase judges (labels of fusion.MODELS), in the order of its table.
+SHOWCASE = (
+    "generated F(cat CNN)",
+    "generated G(black CNN)",
+    "cat CNN (source unchanged)",
+    "black CNN",
+    "cat CNN + noise",
+    "random CNN",
+)
+
+
+def as_original_ran_it(x: np.ndarray, groups: np.ndarray, umap_state: int, kmeans_state: int):
+    """The original's protocol once, with its own settings: UMAP at umap-learn's defaults (15
+    neighbours, min_dist 0.1, its own epoch count) with `umap_state`, then
+    `KMeans(n_clusters=2, random_state=kmeans_state)` at scikit-learn's defaults; the cluster
+    with most black cats is called "black cat". Returns accuracy, precision, recall and F1."""
+    from sklearn.cluster import KMeans
+
+    umap = analysis._umap()
+    embedding = umap.UMAP(n_components=2, random_state=umap_state).fit_transform(
+        x.astype(np.float32)
+    )
+    clusters = KMeans(n_clusters=2, random_state=kmeans_state).fit_predict(embedding)
+    truth = groups == BLACK_CAT
+    chosen = np.argmax([(truth & (clusters == c)).sum() for c in (0, 1)])
+    return analysis.binary_scores(clusters == chosen, truth)
+
+
+def showcase(cfg: Config, datasets, models, store: Store, *, progress: bool = True):
+    """Each model of SHOWCASE under the original protocol on the protocol's images (every
+    photograph at the `original` preset), at the original's fixed random states
+    (`original.PROTOCOL_STATES`) and over `analysis.protocol_states` other pairs of random
+    states (UMAP and K-means): one row per model, with the images' "call nothing" accuracy."""
+    device = resolve_device(cfg.device)
+
+    def build_stage(writer) -> None:
+        all_groups = datasets.eval.groups.numpy()
+        ev = protocol_sample(len(all_groups), cfg, cfg.seed)
+        groups = all_groups[ev]
+        images = datasets.eval.images[torch.as_tensor(ev)]
+        rows = []
+        for label in progress_bar(SHOWCASE, desc="showcase", progress=progress):
+            x = fusion.features(models.cnns[label], images, device).numpy()
+            fixed = as_original_ran_it(x, groups, **_states())
+            states = [
+                as_original_ran_it(
+                    x,
+                    groups,
+                    derive_seed(cfg.seed, "showcase umap", label, i) % 2**31,
+                    derive_seed(cfg.seed, "showcase k-means", label, i) % 2**31,
+                )["accuracy"]
+                for i in range(cfg.analysis.protocol_states)
+            ]
+            rows.append(
+                {
+                    "model": label,
+                    "accuracy at its states": fixed["accuracy"],
+                    "precision at its states": fixed["precision"],
+                    "recall at its states": fixed["recall"],
+                    "mean over states": float(np.mean(states)),
+                    "lowest": float(np.min(states)),
+                    "highest": float(np.max(states)),
+                }
+            )
+        writer.save_json(
+            "showcase",
+            {
+                "rows": rows,
+                "call nothing": float(np.mean(groups != BLACK_CAT)),
+                "images": int(len(ev)),
+                "black cats": int((groups == BLACK_CAT).sum()),
+                "states": cfg.analysis.protocol_states,
+            },
+        )
+
+    key = stage_key(cfg, "analysis", version=1)
+    artifact = store.stage(
+        "showcase", key, build_stage, inputs=[datasets.artifact, models.artifact]
+    )
+    result = artifact.json("showcase")
+    frame = pd.DataFrame(result["rows"]).set_index("model")
+    frame.attrs |= {k: v for k, v in result.items() if k != "rows"}
+    return frame
+
+
+def _states() -> dict[str, int]:
+    return {
+        "umap_state": original.PROTOCOL_STATES["umap"],
+        "kmeans_state": original.PROTOCOL_STATES["kmeans"],
+    }
+
+
+# --- the spread over source models ---------------------------------------------------------------
+
+DIRECTIONS = {"cat->black": "cat", "black->cat": "black"}  # translation -> the zoo it reads
+KINDS = ("generated", "source", "noise", "random")
+CONTROLS = ("source", "noise", "random")
+
+
+def spread_label(direction: str, kind: str) -> str:
+    """The display label of one kind of model in the spread."""
+    zoo = DIRECTIONS[direction]
+    net = "F" if direction == "cat->black" else "G"
+    return {
+        "generated": f"generated {net}(zoo {zoo} CNN)",
+        "source": f"zoo {zoo} CNN (unchanged)",
+        "noise": f"zoo {zoo} CNN + same-size noise",
+        "random": f"random CNN (beside the {zoo} zoo)",
+    }[kind]
+
+
+def protocol_spread(cfg: Config, datasets, gan, store: Store, *, progress: bool = True):
+    """The original protocol (2-means on a label-free UMAP of the protocol's images'
+    features, `analysis.protocol_sample`, the cluster with most black cats called "black
+    cat", `analysis.protocol_states` K-means random states) run as the original ran it, on one
+    source model at a time: `analysis.protocol_models` models of the cat zoo translated by F
+    and as many of the black zoo translated by G (the original ran both, its models A and B),
+    each beside itself unchanged, itself plus noise of the translation's size, and a random
+    CNN. The original reported one source model (its number 1234); this is the spread its
+    number came from. Returns a long table: direction, kind, model number, mean and best
+    accuracy over the states."""
+    device = resolve_device(cfg.device)
+
+    def build_stage(writer) -> None:
+        all_groups = datasets.eval.groups.numpy()
+        # the protocol's own images, as in the metrics stage (every photograph at `original`)
+        ev = protocol_sample(len(all_groups), cfg, cfg.seed)
+        groups = all_groups[ev]
+        images = datasets.eval.images[torch.as_tensor(ev)]
+        rows = []
+        for direction, domain in DIRECTIONS.items():
+            params = gan.zoo_artifact.tensors(f"{domain}_models")
+            numbers = gan.zoo_artifact.json("summary")[domain].get("model numbers")
+            count = len(params["conv1.weight"])
+            rng = generator(cfg.seed, "protocol spread", *(() if domain == "cat" else (domain,)))
+            chosen = torch.randperm(count, generator=rng)[: cfg.analysis.protocol_models]
+            desc = f"protocol per {domain} model"
+            for k in progress_bar(chosen.tolist(), desc=desc, progress=progress):
+                source = load_state(cfg, unstack(params, k))
+                translated = fusion.generated(source, gan, direction)
+                tag = (k,) if domain == "cat" else (domain, k)
+                models = {
+                    "generated": translated,
+                    "source": source,
+                    "noise": fusion.with_noise(
+                        source, translated, derive_seed(cfg.seed, "spread noise", *tag)
+                    ),
+                    "random": build(
+                        cfg.cnn, cfg.data.image_size, derive_seed(cfg.seed, "spread random", *tag)
+                    ),
+                }
+                for kind, model in models.items():
+                    x = fusion.features(model, images, device).numpy()
+                    result = protocol_run(x, groups, cfg, cfg.seed, "spread", *tag, kind)
+                    rows.append(
+                        {
+                            "direction": direction,
+                            "kind": kind,
+                            "model": numbers[k] if numbers else k,
+                            "accuracy": result["accuracy"],
+                            "best accuracy": result["best accuracy"],
+                        }
+                    )
+        writer.save_json(
+            "spread",
+            {
+                "rows": rows,
+                "call nothing": float(np.mean(groups != BLACK_CAT)),
+                "images": int(len(ev)),
+            },
+        )
+
+    # 2: the protocol's own sample of all images; 3: both zoos
+    key = stage_key(cfg, "analysis", version=3)
+    artifact = store.stage(
+        "protocol-spread", key, build_stage, inputs=[datasets.artifact, gan.artifact]
+    )
+    spread = artifact.json("spread")
+    frame = pd.DataFrame(spread["rows"])
+    pairs = zip(frame["direction"], frame["kind"], strict=True)
+    frame["label"] = [spread_label(d, k) for d, k in pairs]
+    frame.attrs |= {"call nothing": spread["call nothing"], "images": spread["images"]}
+    return frame
+
+
+def spread_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per direction and kind: the median accuracy over source models, its 5-95% range, the
+    best single model's best state, and the share of models whose mean accuracy beats calling
+    nothing a black cat."""
+    rows = {}
+    for direction in DIRECTIONS:
+        for kind in KINDS:
+            part = frame[(frame["direction"] == direction) & (frame["kind"] == kind)]
+            rows[spread_label(direction, kind)] = {
+                "models": int(len(part)),
+                "median accuracy": float(part["accuracy"].median()),
+                "5% accuracy": float(part["accuracy"].quantile(0.05)),
+                "95% accuracy": float(part["accuracy"].quantile(0.95)),
+                "best model, best state": float(part["best accuracy"].max()),
+                "share above calling nothing": float(
+                    (part["accuracy"] > frame.attrs["call nothing"]).mean()
+                ),
+            }
+    return pd.DataFrame(rows).T
+
+
+def spread_differences(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per direction, the generated CNN's accuracy minus each control's, paired by source
+    model: the mean difference over models, its 95% t-interval, and a direction word
+    ("better" or "worse" when the interval excludes zero, else "not distinguishable"). The
+    random CNN is a different network per source model: paired by position, not by source."""
+    rows = []
+    for direction in DIRECTIONS:
+        part = frame[frame["direction"] == direction]
+        wide = part.pivot_table(index="model", columns="kind", values="accuracy")
+        for control in CONTROLS:
+            differences = (wide["generated"] - wide[control]).to_numpy(dtype=float)
+            mean, half = analysis._t_interval(differences)
+            low, high = mean - half, mean + half
+            verdict = "better" if low > 0 else "worse" if high < 0 else "not distinguishable"
+            rows.append(
+                {
+                    "generated": spread_label(direction, "generated"),
+                    "control": spread_label(direction, control),
+                    "models": len(differences),
+                    "difference": mean,
+                    "low": low,
+                    "high": high,
+                    "verdict": verdict,
+                }
+            )
+    return pd.DataFrame(rows)
