@@ -104,6 +104,23 @@ def arm_configs(cfg: Config) -> tuple[dict[str, Config], dict[str, str]]:
     return configs, skipped
 
 
+def arms_words(cfg: Config, ablation: Ablation) -> str:
+    """Which arms this build ran, of how many, and why (for chapter 08)."""
+    ran = ", ".join(f"*{ARMS[a][1]}*" for a in ablation.results)
+    words = f"This build runs {len(ablation.results)} of the {len(ARMS)} arms: {ran}"
+    if cfg.analysis.ablation_arms:
+        words += f" (chosen by `analysis.ablation_arms = {cfg.analysis.ablation_arms}`)"
+    if cfg.gan.source == "original":
+        words += (
+            ". With the original's published generators (`gan.source = original`) nothing is "
+            "trained: an arm that changes how a CycleGAN learns changes nothing, and a CycleGAN "
+            "trained here on the published zoo's whole layers costs about 15 minutes a seed on "
+            "2 CPU cores; the arms that still change the generated CNN are the reference and "
+            "layer 1 translated only"
+        )
+    return words + "."
+
+
 def selection_seeds(cfg: Config) -> list[int]:
     """The seeds every arm runs at, on which the best arm is chosen: `cfg.seed` and the next
     `analysis.ablation_seeds - 1` (the first of chapter 07's, so the reference arm is cached)."""

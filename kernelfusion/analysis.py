@@ -1057,7 +1057,15 @@ def headline(frame, summary, model: str = "generated F(cat CNN)", metric: str = 
         chosen = [r for r in decisive.index if decisive.loc[r, "verdict"] == verdict]
         return ", ".join(f"*{r}*" for r in chosen) if chosen else "none"
 
+    beaten = int((decisive["verdict"] == "better").sum())
+    if beaten == 0:
+        answer = "does not beat any of the rivals a label-free method must beat"
+    elif beaten == len(decisive):
+        answer = "beats every rival a label-free method must beat"
+    else:
+        answer = f"beats {beaten} of the {len(decisive)} rivals a label-free method must beat"
     return {
+        "answer": f"The generated CNN {answer}.",
         "mean": float(part[model]),
         "better than": names("better"),
         "worse than": names("worse"),

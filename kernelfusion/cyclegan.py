@@ -668,6 +668,24 @@ SAMPLES = {
 }
 
 
+def translator_words(cfg: Config) -> str:
+    """Which translator the run used (`gan.source`), for chapter 04's prose."""
+    if cfg.gan.source == "original":
+        return (
+            "**the original's own published generators** (`gan.source = original`): its "
+            "generator pair per conv layer (`generator_A2B.pth`, `generator_B2A.pth`, "
+            "`2_generator_A2B.pth`, `2_generator_B2A.pth`), read from the clone and checked, "
+            "not trained here. They translate each model's raw whole layers in its own "
+            "channel order, as the original applied them (no normalisation, no alignment), "
+            "and the generated CNN's conv biases are zero, as in the original's. The CycleGAN "
+            "settings below are not used, and there are no losses to show"
+        )
+    return (
+        "**a CycleGAN trained here** (`gan.source = trained`) on this run's zoo, with the "
+        "settings below"
+    )
+
+
 def match_images(cfg: Config, datasets) -> torch.Tensor:
     """The unlabelled images layer-1 filters are matched on with `gan.align_by =
     activations`: MATCH_IMAGES of both source CNNs' training images (seeded), as floats in

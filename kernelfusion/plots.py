@@ -15,6 +15,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import torch
 
+from .replication import spread_label, spread_summary
+
 
 def show(fig: go.Figure, post_script: str | None = None) -> None:
     """Display `fig` as HTML that needs no network, plus plotly's own mime type. `post_script`
@@ -352,6 +354,11 @@ def gan_losses(history: dict[str, dict[str, list[float]]], smooth: int = 25):
         "identity (x weight)": ("loss_idt_A", "loss_idt_B"),
     }
     names = {"A": "black->cat", "B": "cat->black"}
+    if not history:  # the original's published generators: trained by the original, not here
+        fig, ax = plt.subplots(figsize=(6, 1.2))
+        ax.text(0.5, 0.5, "read, not trained here: no training history", ha="center")
+        ax.set_axis_off()
+        return fig
     fig, axes = plt.subplots(len(history), 4, figsize=(14, 2.8 * len(history)), squeeze=False)
     for row, (layer, losses) in enumerate(history.items()):
         for col, (title, keys) in enumerate(groups.items()):
@@ -665,4 +672,44 @@ def ablation_plot(long, model: str = "generated F(cat CNN)") -> go.Figure:
         legend={"orientation": "h", "y": -0.15, "x": 0},
     )
     fig.for_each_annotation(lambda a: a.update(text=a.text.replace("metric=", "")))
+    return fig
+
+
+def showcase_plot(shown, spread, claim: float):
+    """The original's protocol in one picture: each showcase model's accuracy at the
+    original's random states (dot) and its range over other states (bar); below, the
+    translated zoo models' 5-95% range with its median; calling nothing a black cat dashed,
+    the original's claimed accuracy dotted."""
+    import matplotlib.pyplot as plt
+
+    rows = [
+        (label, r["accuracy at its states"], r["lowest"], r["highest"])
+        for label, r in shown.iterrows()
+    ]
+    table = spread_summary(spread)
+    for direction in ("cat->black", "black->cat"):
+        label = spread_label(direction, "generated")
+        r = table.loc[label]
+        rows.append(
+            (
+                f"{label}: {int(r['models'])} models, median and 5-95%",
+                r["median accuracy"],
+                r["5% accuracy"],
+                r["95% accuracy"],
+            )
+        )
+    fig, ax = plt.subplots(figsize=(7.5, 0.38 * len(rows) + 1.0))
+    for y, (label, value, low, high) in enumerate(rows):
+        colour = "C3" if label.startswith("generated") else "C0"
+        ax.plot([low, high], [y, y], color=colour, linewidth=3, alpha=0.35)
+        ax.plot(value, y, "o", color=colour)
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(shown.attrs["call nothing"], color="grey", linestyle="--", linewidth=1)
+    ax.axvline(claim, color="black", linestyle=":", linewidth=1)
+    ax.text(shown.attrs["call nothing"], -0.9, "call nothing\na black cat", fontsize=7, ha="center")
+    ax.text(claim, -0.9, "original's\nclaim", fontsize=7, ha="center")
+    ax.set_xlim(0.3, 1.0)
+    ax.set_xlabel("accuracy under the original protocol (dot: its random states; bar: others)")
+    fig.tight_layout()
     return fig

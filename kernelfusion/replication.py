@@ -80,6 +80,8 @@ def showcase(cfg: Config, datasets, models, store: Store, *, progress: bool = Tr
                 )["accuracy"]
                 for i in range(cfg.analysis.protocol_states)
             ]
+            # the spread's protocol on the same features, so the two tables compare
+            spread_like = protocol_run(x, groups, cfg, cfg.seed, "showcase", label)
             rows.append(
                 {
                     "model": label,
@@ -89,6 +91,7 @@ def showcase(cfg: Config, datasets, models, store: Store, *, progress: bool = Tr
                     "mean over states": float(np.mean(states)),
                     "lowest": float(np.min(states)),
                     "highest": float(np.max(states)),
+                    "spread's protocol": spread_like["accuracy"],
                 }
             )
         writer.save_json(
@@ -259,3 +262,80 @@ def spread_differences(frame: pd.DataFrame) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+# --- what the chapters glue ---------------------------------------------------------------------
+
+SHOWCASE_KEYS = {  # short glue key -> showcase model
+    "gen": "generated F(cat CNN)",
+    "gen_g": "generated G(black CNN)",
+    "cat": "cat CNN (source unchanged)",
+    "black": "black CNN",
+    "noise": "cat CNN + noise",
+    "random": "random CNN",
+}
+DIRECTION_KEYS = {"cat->black": "f", "black->cat": "g"}
+
+
+def source_words(cfg: Config) -> str:
+    """What the showcase's source CNNs are, in words."""
+    if cfg.zoo.source == "original":
+        return f"model {cfg.zoo.source_model} of the original's published cat and black zoos"
+    return "this run's two source CNNs (trained here)"
+
+
+def glue_values(cfg: Config, shown: pd.DataFrame, spread: pd.DataFrame) -> dict:
+    """Every number and word the chapters say about the showcase and the spread, by glue
+    key: `show_<model>_<fixed|mean|low|high>`, `spread_<f|g>_<kind>_<median|low|high|best|
+    above>`, `diff_<f|g>_<control>[_low|_high|_verdict]`, the references, and
+    `show_rank`: the share of the spread's translated cat models that the showcase's
+    F(cat CNN) beats under the same protocol."""
+    values: dict = {
+        "show_images": shown.attrs["images"],
+        "show_black_cats": shown.attrs["black cats"],
+        "show_nothing": shown.attrs["call nothing"],
+        "show_states": shown.attrs["states"],
+        "show_source": source_words(cfg),
+        "show_umap_state": original.PROTOCOL_STATES["umap"],
+        "show_kmeans_state": original.PROTOCOL_STATES["kmeans"],
+        "show_claim": analysis.ORIGINAL_CLAIM["accuracy"],
+        "spread_models": int(spread[spread["direction"] == "cat->black"]["model"].nunique()),
+        "spread_images": spread.attrs["images"],
+        "spread_nothing": spread.attrs["call nothing"],
+    }
+    for key, label in SHOWCASE_KEYS.items():
+        row = shown.loc[label]
+        values |= {
+            f"show_{key}_fixed": float(row["accuracy at its states"]),
+            f"show_{key}_mean": float(row["mean over states"]),
+            f"show_{key}_low": float(row["lowest"]),
+            f"show_{key}_high": float(row["highest"]),
+        }
+    gap = values["show_gen_fixed"] - values["show_claim"]
+    values["show_claim_word"] = "above" if gap > 0 else "below"
+    values["show_claim_gap"] = abs(gap)
+    table = spread_summary(spread)
+    for direction, d in DIRECTION_KEYS.items():
+        for kind in KINDS:
+            row = table.loc[spread_label(direction, kind)]
+            values |= {
+                f"spread_{d}_{kind}_median": float(row["median accuracy"]),
+                f"spread_{d}_{kind}_low": float(row["5% accuracy"]),
+                f"spread_{d}_{kind}_high": float(row["95% accuracy"]),
+                f"spread_{d}_{kind}_best": float(row["best model, best state"]),
+                f"spread_{d}_{kind}_above": float(row["share above calling nothing"]),
+            }
+    for row in spread_differences(spread).itertuples():
+        direction = "cat->black" if row.generated.startswith("generated F") else "black->cat"
+        control = next(c for c in CONTROLS if spread_label(direction, c) == row.control)
+        key = f"diff_{DIRECTION_KEYS[direction]}_{control}"
+        values |= {
+            key: float(row.difference),
+            f"{key}_low": float(row.low),
+            f"{key}_high": float(row.high),
+            f"{key}_verdict": row.verdict,
+        }
+    generated = spread[(spread["direction"] == "cat->black") & (spread["kind"] == "generated")]
+    mine = float(shown.loc["generated F(cat CNN)", "spread's protocol"])
+    values["show_rank"] = float((generated["accuracy"] < mine).mean())
+    return values

@@ -12,6 +12,7 @@ class _Gan:
 
     def __init__(self, reference, function=None, reference2=None, match_images=None):
         self.reference, self.reference2, self.match_images = reference, reference2, match_images
+        self.published = False
         self.function = function or (lambda layer, k, direction: k.clone())
         self.kernels = {
             "black": {
