@@ -334,12 +334,17 @@ def hidden_signal(gan, noise: float = 0.01, seed: int = 0) -> dict[str, float]:
     gen = torch.Generator().manual_seed(seed)
     out = {}
     for layer, layer_gan in gan.layers.items():
-        black, _ = normalise(gan.kernels["black"][layer])  # unit-norm vectors
+        if layer_gan.published:  # the original's generators: raw whole layers in and out
+            black = gan.kernels["black"][layer]
+        else:
+            black, _ = normalise(gan.kernels["black"][layer])  # unit-norm vectors
         G, F = layer_gan.nets["G"], layer_gan.nets["F"]
         fake = G(black)
         clean = float((F(fake) - black).abs().mean())
         jitter = torch.randn(fake.shape, generator=gen)
-        jitter = jitter / jitter.norm(dim=1, keepdim=True) * noise * fake.norm(dim=1, keepdim=True)
+        shape = (-1, *[1] * (fake.dim() - 1))  # one norm per sample
+        norm = fake.flatten(1).norm(dim=1).view(shape)
+        jitter = jitter / jitter.flatten(1).norm(dim=1).view(shape) * noise * norm
         noisy = float((F(fake + jitter) - black).abs().mean())
         out[layer] = {
             "cycle L1": clean,

@@ -97,7 +97,7 @@ def test_hidden_signal_check_separates_a_hiding_cyclegan_from_an_honest_one():
 
     def gan(G, F):
         return SimpleNamespace(
-            layers={"conv1": SimpleNamespace(nets={"G": G, "F": F})},
+            layers={"conv1": SimpleNamespace(nets={"G": G, "F": F}, published=False)},
             kernels={"black": {"conv1": kernels}},
         )
 
