@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -260,15 +261,20 @@ def tidy_executed(path: Path, project: Path = PROJECT, key: str | None = None) -
 
 def drop_unexecuted(source: Path, project: Path = PROJECT) -> list[str]:
     """Take the chapters that were never executed in `source` (a first build with `--only`)
-    out of its `_toc.yml`: their glued numbers do not exist, so the build would fail on them.
-    Returns their names."""
+    out of its `_toc.yml`: their glued numbers do not exist, so the build would fail on them;
+    so are the chapters that paste values from them. In the hand-written pages, a value pasted
+    from a chapter not in the build becomes a note saying so. Returns their names."""
     import nbformat
 
-    missing = [
-        name
-        for name in chapters(project)
-        if "papermill" not in nbformat.read(source / f"{name}.ipynb", as_version=4).metadata
-    ]
+    notebooks = {
+        name: nbformat.read(source / f"{name}.ipynb", as_version=4) for name in chapters(project)
+    }
+    missing = [name for name, nb in notebooks.items() if "papermill" not in nb.metadata]
+    names = {Path(name).name for name in missing}
+    for name, notebook in notebooks.items():
+        text = "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+        if name not in missing and _pasted_from(text) & names:
+            missing.append(name)
     if missing:
         toc = yaml.safe_load((source / "_toc.yml").read_text())
 
@@ -280,7 +286,38 @@ def drop_unexecuted(source: Path, project: Path = PROJECT) -> list[str]:
         if "chapters" in toc:
             toc["chapters"] = keep(toc["chapters"])
         (source / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+        _unpaste(source, {Path(name).name for name in missing})
     return [Path(name).name for name in missing]
+
+
+# a value pasted from another chapter (`{glue:text}`path::key:fmt``) and a pasted output
+# (the `{glue}` directive with `:doc:`), as the first page and "The original, re-run" use them
+_PASTED_ROLE = re.compile(r"\{glue(?::\w*)?\}`(?P<doc>[^`]*?)::[^`]*`")
+_PASTED_BLOCK = re.compile(r"```\{glue\}[^\n]*\n:doc: (?P<doc>[^\n]*)\n```\n?")
+
+
+def _pasted_from(text: str) -> set[str]:
+    """The chapters (notebook names) whose glued values `text` pastes."""
+    found = [m.group("doc") for m in _PASTED_ROLE.finditer(text)]
+    found += [m.group("doc") for m in _PASTED_BLOCK.finditer(text)]
+    return {Path(doc).stem for doc in found}
+
+
+def _unpaste(source: Path, missing: set[str]) -> None:
+    """In the staged hand-written pages (copied afresh each build), replace every value pasted
+    from a chapter not in this build (`missing`) by a note saying so."""
+
+    def note(match: re.Match) -> str:
+        name = Path(match.group("doc")).stem
+        return f"*(chapter {name[:2]} is not in this build)*" if name in missing else match[0]
+
+    def drop(match: re.Match) -> str:
+        return "" if Path(match.group("doc")).stem in missing else match[0]
+
+    for page in source.rglob("*.md"):
+        if "_build" not in page.parts:
+            text = page.read_text()
+            page.write_text(_PASTED_ROLE.sub(note, _PASTED_BLOCK.sub(drop, text)))
 
 
 def build(source: Path, out: Path) -> Path:

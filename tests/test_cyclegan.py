@@ -231,6 +231,9 @@ def test_whole_layer_samples_run_the_pipeline_and_chapter_04(tmp_path, monkeypat
     result = book.make_book("smoke", overrides, tmp_path / "book", only="04", log=lambda *a, **k: 0)
     page = (result.index_html.parent / "notebooks" / "04_cyclegan.html").read_text()
     assert "one sample is one whole conv layer" in page and "conv3d" in page
+    # the first page pastes chapter 07's numbers: without chapter 07 it says so, and builds
+    intro = (result.index_html.parent / "book" / "intro.html").read_text()
+    assert "(chapter 07 is not in this build)" in intro
 
 
 def test_set_networks_ignore_the_order_of_a_layers_filters():
