@@ -116,9 +116,9 @@ def model_files(root: str | Path, domain: str) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
-def load_state(path: Path) -> dict[str, torch.Tensor]:
-    """One published state dict, checked: plain tensors only (`weights_only=True`), exactly the
-    original CNN's keys and shapes, finite floats."""
+def _plain_tensors(path: Path, keys, what: str) -> dict[str, torch.Tensor]:
+    """The dict of tensors in `path`, read with `weights_only=True` (nothing pickled runs),
+    holding exactly `keys`; refused otherwise, naming the file and `what` it should be."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip and torch each raise their own kind
@@ -127,20 +127,30 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
             f"(torch.load with weights_only=True refused it: {type(error).__name__})"
         ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise OriginalError(f"'{path}' is not a dict of tensors: not an original CNN")
-    if set(state) != set(SHAPES):
-        raise OriginalError(
-            f"'{path}' has keys {sorted(state)}, the original CNN has {sorted(SHAPES)}"
-        )
-    for name, shape in SHAPES.items():
+        raise OriginalError(f"'{path}' is not a dict of tensors: not {what}")
+    if set(state) != set(keys):
+        raise OriginalError(f"'{path}' has keys {sorted(state)}, {what} has {sorted(keys)}")
+    return state
+
+
+def _check_values(path: Path, state: dict, shapes: dict, what: str) -> None:
+    """Every tensor of `state` a finite float of its shape in `shapes`; refused otherwise."""
+    for name, shape in shapes.items():
         value = state[name]
         if tuple(value.shape) != shape or not value.is_floating_point():
             raise OriginalError(
-                f"'{path}': {name} is {value.dtype} {tuple(value.shape)}, the original CNN's is "
+                f"'{path}': {name} is {value.dtype} {tuple(value.shape)}, {what} needs "
                 f"float {shape}"
             )
         if not torch.isfinite(value).all():
             raise OriginalError(f"'{path}': {name} holds NaN or infinite values")
+
+
+def load_state(path: Path) -> dict[str, torch.Tensor]:
+    """One published state dict, checked: plain tensors only (`weights_only=True`), exactly the
+    original CNN's keys and shapes, finite floats."""
+    state = _plain_tensors(path, SHAPES, "the original CNN")
+    _check_values(path, state, SHAPES, "the original CNN")
     return {name: state[name].float() for name in SHAPES}
 
 
@@ -286,31 +296,11 @@ def load_generator(path: Path, channels: int) -> nn.Sequential:
             f"({', '.join(f for pair in GENERATOR_FILES.values() for f in pair.values())}); "
             "or set gan.source=trained to train a CycleGAN here"
         )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle, zip and torch each raise their own kind
-        raise OriginalError(
-            f"'{path}' is not a plain state dict of tensors and is not loaded "
-            f"(torch.load with weights_only=True refused it: {type(error).__name__})"
-        ) from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise OriginalError(f"'{path}' is not a dict of tensors: not an original generator")
-    if set(state) != set(GENERATOR_KEYS):
-        raise OriginalError(
-            f"'{path}' has keys {sorted(state)}, the original generator has "
-            f"{sorted(GENERATOR_KEYS)}"
-        )
+    what = f"a generator for a layer of {channels} input channels"
+    state = _plain_tensors(path, GENERATOR_KEYS, what)
     first = state["main.0.weight"]
     hidden = int(first.shape[0]) if first.dim() == 5 else -1
-    for name, shape in generator_shapes(channels, hidden).items():
-        value = state[name]
-        if tuple(value.shape) != shape or not value.is_floating_point():
-            raise OriginalError(
-                f"'{path}': {name} is {value.dtype} {tuple(value.shape)}, a generator for a "
-                f"layer of {channels} input channels needs float {shape}"
-            )
-        if not torch.isfinite(value).all():
-            raise OriginalError(f"'{path}': {name} holds NaN or infinite values")
+    _check_values(path, state, generator_shapes(channels, hidden), what)
     net = generator_network(channels, hidden)
     net.load_state_dict({GENERATOR_KEYS[k]: v.float() for k, v in state.items()})
     return net.eval()
