@@ -582,9 +582,12 @@ class KernelGan:
 
     reference2: torch.Tensor | None = None  # layer-2 filters whose order layer 2's follow
     match_images: torch.Tensor | None = None  # layer 1 matched by responses to these
-    # the original's published generators (`gan.source = original`): each model's own layers
-    # translated raw, in its own channel order, as the original applied them; no alignment
-    published: bool = False
+
+    @property
+    def published(self) -> bool:
+        """The original's published generators (`gan.source = original`): each model's own
+        layers translated raw, in its own channel order, as the original applied them."""
+        return all(layer.published for layer in self.layers.values())
 
     @torch.no_grad()
     def translate(self, layer: str, kernels: torch.Tensor, direction: str) -> torch.Tensor:
@@ -763,9 +766,7 @@ def published_generators(cfg: Config, zoo: Zoo, store: Store, *, force=False) ->
         for net in nets.values():
             net.eval()
         layers[layer] = LayerGan(nets, {}, tuple(kernels["black"][layer].shape[1:]), True)
-    return KernelGan(
-        layers, kernels, reference, index, artifact, zoo.artifact, "layer", published=True
-    )
+    return KernelGan(layers, kernels, reference, index, artifact, zoo.artifact, "layer")
 
 
 def train(cfg: Config, zoo: Zoo, store: Store, *, force=False, progress=True) -> KernelGan:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import analysis, fusion, original
+from . import analysis, cnn, cyclegan, data, fusion, original, zoo
 from .analysis import BLACK_CAT, protocol_run, protocol_sample
 from .cnn import build, load_state
 from .config import Config, resolve_device, stage_key
@@ -63,14 +63,13 @@ def showcase(cfg: Config, datasets, models, store: Store, *, progress: bool = Tr
     device = resolve_device(cfg.device)
 
     def build_stage(writer) -> None:
-        all_groups = datasets.eval.groups.numpy()
-        ev = protocol_sample(len(all_groups), cfg, cfg.seed)
-        groups = all_groups[ev]
-        images = datasets.eval.images[torch.as_tensor(ev)]
+        groups, images, reference = protocol_images(cfg, datasets)
         rows = []
         for label in progress_bar(SHOWCASE, desc="showcase", progress=progress):
             x = fusion.features(models.cnns[label], images, device).numpy()
-            fixed = as_original_ran_it(x, groups, **_states())
+            fixed = as_original_ran_it(
+                x, groups, original.PROTOCOL_STATES["umap"], original.PROTOCOL_STATES["kmeans"]
+            )
             states = [
                 as_original_ran_it(
                     x,
@@ -94,16 +93,8 @@ def showcase(cfg: Config, datasets, models, store: Store, *, progress: bool = Tr
                     "spread's protocol": spread_like["accuracy"],
                 }
             )
-        writer.save_json(
-            "showcase",
-            {
-                "rows": rows,
-                "call nothing": float(np.mean(groups != BLACK_CAT)),
-                "images": int(len(ev)),
-                "black cats": int((groups == BLACK_CAT).sum()),
-                "states": cfg.analysis.protocol_states,
-            },
-        )
+        states = cfg.analysis.protocol_states
+        writer.save_json("showcase", {"rows": rows, "states": states} | reference)
 
     key = stage_key(cfg, "analysis", version=1)
     artifact = store.stage(
@@ -115,11 +106,20 @@ def showcase(cfg: Config, datasets, models, store: Store, *, progress: bool = Tr
     return frame
 
 
-def _states() -> dict[str, int]:
-    return {
-        "umap_state": original.PROTOCOL_STATES["umap"],
-        "kmeans_state": original.PROTOCOL_STATES["kmeans"],
+def protocol_images(cfg: Config, datasets) -> tuple[np.ndarray, torch.Tensor, dict]:
+    """The original protocol's images (`analysis.protocol_sample` of the whole evaluation set,
+    the labelled part included: every photograph at `original`), their groups, and what the
+    tables say of them: their count, the black cats among them, and the accuracy of calling
+    none a black cat."""
+    all_groups = datasets.eval.groups.numpy()
+    chosen = protocol_sample(len(all_groups), cfg, cfg.seed)
+    groups = all_groups[chosen]
+    reference = {
+        "call nothing": float(np.mean(groups != BLACK_CAT)),
+        "images": int(len(chosen)),
+        "black cats": int((groups == BLACK_CAT).sum()),
     }
+    return groups, datasets.eval.images[torch.as_tensor(chosen)], reference
 
 
 # --- the spread over source models ---------------------------------------------------------------
@@ -131,13 +131,13 @@ CONTROLS = ("source", "noise", "random")
 
 def spread_label(direction: str, kind: str) -> str:
     """The display label of one kind of model in the spread."""
-    zoo = DIRECTIONS[direction]
+    domain = DIRECTIONS[direction]
     net = "F" if direction == "cat->black" else "G"
     return {
-        "generated": f"generated {net}(zoo {zoo} CNN)",
-        "source": f"zoo {zoo} CNN (unchanged)",
-        "noise": f"zoo {zoo} CNN + same-size noise",
-        "random": f"random CNN (beside the {zoo} zoo)",
+        "generated": f"generated {net}(zoo {domain} CNN)",
+        "source": f"zoo {domain} CNN (unchanged)",
+        "noise": f"zoo {domain} CNN + same-size noise",
+        "random": f"random CNN (beside the {domain} zoo)",
     }[kind]
 
 
@@ -154,11 +154,7 @@ def protocol_spread(cfg: Config, datasets, gan, store: Store, *, progress: bool 
     device = resolve_device(cfg.device)
 
     def build_stage(writer) -> None:
-        all_groups = datasets.eval.groups.numpy()
-        # the protocol's own images, as in the metrics stage (every photograph at `original`)
-        ev = protocol_sample(len(all_groups), cfg, cfg.seed)
-        groups = all_groups[ev]
-        images = datasets.eval.images[torch.as_tensor(ev)]
+        groups, images, reference = protocol_images(cfg, datasets)
         rows = []
         for direction, domain in DIRECTIONS.items():
             params = gan.zoo_artifact.tensors(f"{domain}_models")
@@ -193,14 +189,7 @@ def protocol_spread(cfg: Config, datasets, gan, store: Store, *, progress: bool 
                             "best accuracy": result["best accuracy"],
                         }
                     )
-        writer.save_json(
-            "spread",
-            {
-                "rows": rows,
-                "call nothing": float(np.mean(groups != BLACK_CAT)),
-                "images": int(len(ev)),
-            },
-        )
+        writer.save_json("spread", {"rows": rows} | reference)
 
     # 2: the protocol's own sample of all images; 3: both zoos
     key = stage_key(cfg, "analysis", version=3)
@@ -262,6 +251,20 @@ def spread_differences(frame: pd.DataFrame) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+def run(cfg: Config, store: Store, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The showcase and the spread of `cfg`'s run (its data, zoo, translator and models, reused
+    from the cache or made): what chapter 07 shows and the first page pastes."""
+    datasets = data.prepare(cfg, store, progress=progress)
+    kernels = zoo.train_zoo(cfg, datasets, store, progress=progress)
+    gan = cyclegan.train(cfg, kernels, store, progress=progress)
+    sources = cnn.train_sources(cfg, datasets, store, progress=progress)
+    models = fusion.make(cfg, datasets, sources, gan, store, progress=progress)
+    return (
+        showcase(cfg, datasets, models, store, progress=progress),
+        protocol_spread(cfg, datasets, gan, store, progress=progress),
+    )
 
 
 # --- what the chapters glue ---------------------------------------------------------------------
