@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from kernelfusion import ablation, config, cyclegan, functional
+from kernelfusion import ablation, behaviour, config, cyclegan, translators
 from kernelfusion.cnn import SourceCNNs, build
 
 from .common import table
@@ -51,7 +51,7 @@ def _functional_step(cfg, device: str, steps: int) -> float:
     layers, kernels = {}, {}
     for layer, channels in (("conv1", 3), ("conv2", c1)):
         layers[layer] = cyclegan.LayerGan(
-            cyclegan.make_networks(cfg.gan, channels, 0), {}, channels
+            translators.make_networks(cfg.gan, channels, 0), {}, channels
         )
     for domain in ("black", "cat"):
         kernels[domain] = {"conv1": torch.randn(400, 3, 5, 5), "conv2": torch.randn(400, c1, 5, 5)}
@@ -61,7 +61,7 @@ def _functional_step(cfg, device: str, steps: int) -> float:
     sources = SourceCNNs(black=models[0], cat=models[1], init=models[2], report={})
     images = torch.randint(0, 256, (2000, 3, size, size), dtype=torch.uint8)
     started = time.perf_counter()
-    functional.train_phase(cfg, gan, sources, images, device, progress=False)
+    behaviour.train_phase(cfg, gan, sources, images, device, progress=False)
     return (time.perf_counter() - started) / steps
 
 

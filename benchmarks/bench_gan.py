@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from kernelfusion import config, cyclegan
+from kernelfusion import alignment, config, cyclegan
 
 from .common import table
 
@@ -24,8 +24,8 @@ def run(device: str | None = None, steps: int = 300) -> list[dict]:
             channels = shape if whole else channels[0]
             gen = torch.Generator().manual_seed(0)
             count = 4498 if not whole else 512
-            black, _ = cyclegan.normalise(torch.randn(count, *shape, generator=gen))
-            cat, _ = cyclegan.normalise(torch.randn(count, *shape, generator=gen) + 0.1)
+            black, _ = alignment.normalise(torch.randn(count, *shape, generator=gen))
+            cat, _ = alignment.normalise(torch.randn(count, *shape, generator=gen) + 0.1)
             cyclegan.train_layer(
                 cfg.gan, black, cat, channels, 0, device, progress=False, stop_after=10
             )  # warm-up

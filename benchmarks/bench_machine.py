@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from kernelfusion import config, cyclegan
+from kernelfusion import alignment, config, cyclegan
 
 from .common import table
 
@@ -26,8 +26,8 @@ def gan_steps_per_second(threads: int) -> float:
     torch.set_num_threads(threads)
     cfg = config.load("default", {"gan.steps": STEPS, "gan.decay_steps": 0})
     gen = torch.Generator().manual_seed(0)
-    black, _ = cyclegan.normalise(torch.randn(4096, 3, 5, 5, generator=gen))
-    cat, _ = cyclegan.normalise(torch.randn(4096, 3, 5, 5, generator=gen) + 0.1)
+    black, _ = alignment.normalise(torch.randn(4096, 3, 5, 5, generator=gen))
+    cat, _ = alignment.normalise(torch.randn(4096, 3, 5, 5, generator=gen) + 0.1)
     cyclegan.train_layer(cfg.gan, black, cat, 3, 0, "cpu", progress=False, stop_after=20)
     started = time.perf_counter()
     cyclegan.train_layer(cfg.gan, black, cat, 3, 0, "cpu", progress=False)

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import book, config
+from . import book, config, store, sweep
 from .store import StorageError
 
 
@@ -100,8 +100,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _sweep(args) -> int:
-    from . import sweep
-
     try:
         spec = {}
         for item in args.grid:
@@ -123,8 +121,6 @@ def _sweep(args) -> int:
 
 def _cache(args) -> int:
     import pandas as pd
-
-    from . import store
 
     if args.prune or args.stage:
         try:

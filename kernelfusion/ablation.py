@@ -18,11 +18,18 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import torch
-
-from .analysis import DECISIVE, long_metrics, paired_differences
-from .config import Config, ConfigError, with_overrides
+from . import pipeline
+from .alignment import alignment_go, go_words, match_images
+from .cnn import weight_count
+from .config import Config, ConfigError, with_overrides, zoo_size
+from .evaluate import long_metrics
+from .gan_checks import evaluate as gan_evaluation
+from .gan_checks import hidden_signal
+from .models import DECISIVE, GENERATED, label
+from .original import CLAIM
+from .report import dependence_words, differences, headline, separability_words
+from .stats import mean_ci
+from .store import open as open_store
 
 # short key -> (overrides on top of the book's config, display label)
 ARMS: dict[str, tuple[dict[str, Any], str]] = {
@@ -54,9 +61,8 @@ ARMS: dict[str, tuple[dict[str, Any], str]] = {
 # the gan.* settings that still mean something with gan.source = original
 PUBLISHED_KEYS = ("gan.layers",)
 # The rivals a label-free generated CNN must beat: the comparisons that decide every verdict
-# (analysis.DECISIVE; the distilled CNN is the functional loss's control).
+# (models.DECISIVE; the distilled CNN is the functional loss's control).
 RIVALS = DECISIVE
-GENERATED = ("generated F(cat CNN)", "generated G(black CNN)")
 METRICS = ("probe F1", "probe ROC AUC")
 
 
@@ -138,7 +144,6 @@ def confirmation_seeds(cfg: Config) -> list[int]:
 def run(cfg: Config, root=None) -> Ablation:
     """Every arm at the selection seeds (`selection_seeds`), through the pipeline's shared
     cache and workers (`pipeline.run_many`)."""
-    from . import pipeline
 
     configs, skipped = arm_configs(cfg)
     jobs = [
@@ -154,7 +159,7 @@ def run(cfg: Config, root=None) -> Ablation:
 
 
 def frames(ablation: Ablation) -> dict[str, Any]:
-    """arm -> the long metrics table of its seeds (`analysis.long_metrics`)."""
+    """arm -> the long metrics table of its seeds (`evaluate.long_metrics`)."""
     return {arm: long_metrics(results) for arm, results in ablation.results.items()}
 
 
@@ -168,9 +173,9 @@ def table(ablation: Ablation):
     for arm, frame in frames(ablation).items():
         for model in GENERATED:
             for metric in METRICS:
-                differences = paired_differences(frame, model, metric, list(RIVALS))
+                table = differences(frame, model, metric, list(RIVALS))
                 own = frame[(frame["model"] == model) & (frame["metric"] == metric)]["value"]
-                for rival, row in differences.iterrows():
+                for rival, row in table.iterrows():
                     rows.append(
                         {
                             "arm": arm,
@@ -218,13 +223,12 @@ def confirm(study: Ablation, best_variant: dict[str, Any]) -> dict[str, Any]:
     uses, none of them a selection seed: a best of several arms judged on the seeds that chose
     it is flattered by them): its paired differences with each rival on each metric, and the
     rivals it beats on all of them."""
-    from . import pipeline
 
     arm_cfg = study.configs[best_variant["arm"]]
     seeds = confirmation_seeds(arm_cfg)  # disjoint from selection_seeds (tests/test_ablation)
     frame = long_metrics(pipeline.run_seeds(arm_cfg, at_seeds=seeds))
     tables = {
-        metric: paired_differences(frame, best_variant["model"], metric, list(RIVALS))
+        metric: differences(frame, best_variant["model"], metric, list(RIVALS))
         for metric in METRICS
     }
     beaten = [r for r in RIVALS if all(t.loc[r, "verdict"] == "better" for t in tables.values())]
@@ -240,17 +244,17 @@ def confirm(study: Ablation, best_variant: dict[str, Any]) -> dict[str, Any]:
 
 def verdict_words(checked: dict[str, Any]) -> str:
     """What `confirm` found, in words for the chapters: the rivals beaten and the others."""
-    beaten = ", ".join(f"*{r}*" for r in checked["beaten"])
+    beaten = ", ".join(f"*{label(r)}*" for r in checked["beaten"])
     if not checked["not beaten"]:
         return "beats every rival on both metrics"
     if not beaten:
         return "beats none of them on both metrics"
     return f"beats {beaten} on both metrics, and not " + ", ".join(
-        f"*{r}*" for r in checked["not beaten"]
+        f"*{label(r)}*" for r in checked["not beaten"]
     )
 
 
-CONTROL = "distilled CNN (no generator)"  # the functional loss's control
+CONTROL = "distilled"  # the functional loss's control
 # what the functional arm's paired verdict against its control says about the generator
 CONTROL_WORDS = {
     "better": "the translated CNN beats the control: the generator adds something that the "
@@ -260,19 +264,6 @@ CONTROL_WORDS = {
     "not distinguishable": "the two cannot be told apart at these seeds: nothing here shows "
     "that the generator is what helps",
 }
-
-
-GO_CHANCE = 0.6  # a layer-2 domain classifier below this after alignment: near chance
-
-
-def go_words(go: dict[str, float]) -> str:
-    """What `alignment_go` found, in words for chapter 08."""
-    if max(go["aligned"], go["aligned by activations"]) < GO_CHANCE:
-        return (
-            "stays near chance either way: translation has little to learn in layer 2, which "
-            "is why translating layer 1 only is one of the arms"
-        )
-    return "is above chance: layer 2's domains differ once aligned, so translating it can matter"
 
 
 def control_check(long, arm: str = "functional", model: str = GENERATED[0]) -> dict | None:
@@ -309,7 +300,7 @@ def summary_frame(long):
 
     rows = []
     for (arm, model), part in long.groupby(["arm", "model"], sort=False):
-        row = {"variant": ARMS[arm][1], "model": model}
+        row = {"variant": ARMS[arm][1], "model": label(model)}
         for metric in METRICS:
             m = part[part["metric"] == metric]
             row[f"{metric}"] = float(m["mean"].iloc[0])
@@ -322,69 +313,128 @@ def summary_frame(long):
 # --- checks on one arm's CycleGAN -----------------------------------------------------------
 
 
-@torch.no_grad()
-def hidden_signal(gan, noise: float = 0.01, seed: int = 0) -> dict[str, float]:
-    """A CycleGAN can satisfy its cycle loss by hiding its input in a faint signal of the
-    translation (Chu et al., 2017). Per translated layer: the cycle error black -> cat -> black
-    of the real black samples, and with noise of `noise` times the kernel scale added to each
-    translation first; their ratio. A ratio far above 1 means the cycle rides on a signal too
-    faint to survive 1% noise."""
-    from .cyclegan import normalise
-
-    gen = torch.Generator().manual_seed(seed)
-    out = {}
-    for layer, layer_gan in gan.layers.items():
-        if layer_gan.published:  # the original's generators: raw whole layers in and out
-            black = gan.kernels["black"][layer]
-        else:
-            black, _ = normalise(gan.kernels["black"][layer])  # unit-norm vectors
-        G, F = layer_gan.nets["G"], layer_gan.nets["F"]
-        fake = G(black)
-        clean = float((F(fake) - black).abs().mean())
-        jitter = torch.randn(fake.shape, generator=gen)
-        shape = (-1, *[1] * (fake.dim() - 1))  # one norm per sample
-        norm = fake.flatten(1).norm(dim=1).view(shape)
-        jitter = jitter / jitter.flatten(1).norm(dim=1).view(shape) * noise * norm
-        noisy = float((F(fake + jitter) - black).abs().mean())
-        out[layer] = {
-            "cycle L1": clean,
-            "cycle L1, with noise": noisy,
-            "ratio": noisy / max(clean, 1e-12),
-        }
-    return out
+# --- what chapter 08 shows and says ----------------------------------------------------------
 
 
-def alignment_go(cfg: Config, datasets, store, max_rows: int = 4000) -> dict[str, float]:
-    """The go/no-go for alignment: how well a logistic regression tells black from cat layer-2
-    kernel sets (5-fold, folds grouped by zoo model), as trained and after the layer-2
-    alignment, layer 1 matched by weights ("aligned") and by its responses to unlabelled images
-    ("aligned by activations"); on a seeded sample of at most `max_rows` kernel sets per domain.
-    Near 0.5 after alignment, translation has nothing to learn in layer 2."""
-    from . import analysis, zoo
-    from .cyclegan import align_layer2, conv1_snapshots, match_images, normalise, reference_filters
-    from .machine import generator
+@dataclass
+class Chapter:
+    """Chapter 08's results: the ablation's long table, the best variant and its confirmation,
+    the tables it shows (by name), and the values its prose glues (plain, and Markdown)."""
 
-    kernels = zoo.train_zoo(cfg, datasets, store, progress=False)
-    reference = reference_filters(kernels)
-    images = match_images(cfg, datasets)
-    out = {}
-    for name, aligned, by in (
-        ("as trained", False, None),
-        ("aligned", True, None),
-        ("aligned by activations", True, images),
-    ):
-        vectors, groups = [], []
-        for offset, domain in enumerate(("black", "cat")):
-            k2 = kernels[domain].kernels["conv2"]
-            index = kernels[domain].index["conv2"]
-            if aligned:
-                snapshots = conv1_snapshots(kernels.artifact, domain)
-                k2 = align_layer2(k2, index, snapshots, reference, by)
-            rows = torch.randperm(len(k2), generator=generator(cfg.seed, "go rows", domain))
-            rows = rows[:max_rows].sort().values
-            k2, index = k2[rows], index[rows]
-            vectors.append(normalise(k2)[0])
-            groups.append(index[:, 0].numpy() + offset * 1_000_000)
-        _, accuracy = analysis.domain_classifier(*vectors, np.concatenate(groups))
-        out[name] = accuracy
-    return out
+    long: Any
+    best: dict[str, Any]
+    checked: dict[str, Any]
+    tables: dict[str, Any]
+    values: dict[str, Any]
+    markdown: dict[str, str]
+
+
+def chapter(cfg: Config, store) -> Chapter:
+    """Every arm at the selection seeds, the best variant confirmed at fresh seeds, the
+    alignment go/no-go, the hidden-signal check of the best variant's CycleGAN and the
+    functional arm against its control: what chapter 08 shows, as tables and glue values."""
+    import pandas as pd
+
+    upstream = pipeline.run(cfg, store, progress=False, until="zoo")
+    go = alignment_go(cfg, upstream.zoo, match_images(cfg, upstream.datasets))
+    study = run(cfg)
+    long = table(study)
+    best_variant = best(long)
+    checked = confirm(study, best_variant)
+    best_cfg = checked["config"]
+    best_gan = pipeline.run(best_cfg, open_store(best_cfg), progress=False, until="gan").gan
+    hidden = hidden_signal(best_gan, noise=0.01, seed=cfg.seed)
+    control = control_summary(long)
+    tables = {
+        "go": pd.Series(go, name="black vs cat, balanced accuracy").to_frame(),
+        "skipped": pd.DataFrame(
+            {"left out because": {ARMS[a][1]: why for a, why in study.skipped.items()}}
+        ),
+        "summary": summary_frame(long),
+        "best": pd.DataFrame(
+            {
+                "beaten on both metrics": {
+                    label(r): "yes" if b else "no" for r, b in best_variant["beats"].items()
+                }
+            }
+        ),
+        "hidden": pd.DataFrame(hidden).T,
+        "control": pd.DataFrame(
+            {
+                m: {k: v for k, v in row.items()}
+                for m, row in (control_check(long) or {}).items()
+                if m != "words"
+            }
+        ).T,
+    }
+    values = {
+        "go_before": go["as trained"],
+        "go_after": go["aligned"],
+        "go_after_act": go["aligned by activations"],
+        "ablation_seeds": cfg.analysis.ablation_seeds,
+        "n_arms": len(study.results),
+        "n_rivals": len(RIVALS),
+        "best_f1": best_variant["probe F1"],
+        "best_beaten": best_variant["rivals beaten"],
+        "confirm_seeds": checked["seeds"],
+        "confirm_beaten": len(checked["beaten"]),
+        "hidden_noise": 0.01,
+        "hidden_ratio": max(v["ratio"] for v in hidden.values()),
+    } | {f"control_{k}": v for k, v in control.items() if not isinstance(v, str)}
+    markdown = {
+        "go_verdict": go_words(go),
+        "selection_seeds": ", ".join(map(str, selection_seeds(cfg))),
+        "arms_words": arms_words(cfg, study),
+        "best_variant": f"**{best_variant['variant']}**, `{label(best_variant['model'])}`",
+        "confirm_seed_list": ", ".join(map(str, checked["seed list"])),
+        "confirm_verdict": verdict_words(checked),
+        "hidden_layer": max(hidden, key=lambda k: hidden[k]["ratio"]),
+        "control_words": control["words"],
+    }
+    return Chapter(long, best_variant, checked, tables, values, markdown)
+
+
+def lessons(cfg: Config, store) -> tuple[dict[str, Any], dict[str, str]]:
+    """What chapter 09 says, from chapters 07 and 08's cached runs: the headline on probe F1
+    and AUC, the ablation's best variant and its confirmation, the control's words, and how
+    separable the two kernel domains are per layer. Plain values and Markdown, by glue key."""
+    frame = long_metrics(pipeline.run_seeds(cfg))
+    summary = mean_ci(frame)
+    values: dict[str, Any] = {}
+    markdown: dict[str, str] = {}
+    for key, metric in (("f1", "probe F1"), ("auc", "probe ROC AUC")):
+        for name, value in headline(frame, summary, "gen_f", metric).items():
+            glue_key = f"{key}_{name.replace(' ', '_').replace('-', '_')}"
+            (markdown if isinstance(value, str) else values)[glue_key] = value
+    study = run(cfg)
+    long = table(study)
+    best_variant = best(long)
+    checked = confirm(study, best_variant)
+    gan = pipeline.run(cfg, store, progress=False, until="gan").gan
+    evaluation = gan_evaluation(gan)
+    separable = "domain classifier accuracy (real, 5-fold by model)"
+    values |= {
+        "n_seeds": len(frame["seed"].unique()),
+        "n_train": cfg.data.black_count
+        + cfg.data.black_random_count
+        + cfg.data.cat_count
+        + cfg.data.cat_random_count,
+        "n_weights": weight_count(cfg.cnn, cfg.data.image_size),
+        "n_zoo": zoo_size(cfg, "cat"),
+        "best_seeds": checked["seeds"],
+        "best_rivals": len(RIVALS),
+        "l1_separable": evaluation["conv1"][separable],
+        "l2_separable": evaluation["conv2"][separable],
+        "l2_cosine": evaluation["conv2"]["cosine(black, G(black))"],
+    } | {f"claim_{k.replace(' ', '_')}": v for k, v in CLAIM.items()}
+    markdown |= {
+        "best_variant": f"*{best_variant['variant']}* (`{label(best_variant['model'])}`)",
+        "best_beaten": ", ".join(f"*{label(r)}*" for r in checked["beaten"]) or "none of them",
+        "best_not_beaten": ", ".join(f"*{label(r)}*" for r in checked["not beaten"]) or "any",
+        "control_words09": control_summary(long)["words"],
+        "domains_words": separability_words(
+            max(evaluation["conv1"][separable], evaluation["conv2"][separable])
+        ),
+        "l2_words": dependence_words(evaluation["conv2"]["cosine(black, G(black))"]),
+    }
+    return values, markdown

@@ -25,7 +25,7 @@ import yaml
 
 from . import config as config_module
 from .plots import plotly_js_path
-from .store import check_writable
+from .store import check_writable, package_versions
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -220,8 +220,6 @@ def chapter_key(notebook: Path, preset: str, overrides: dict[str, Any]) -> str:
     package's code and the versions of the libraries it records. The stages are functions of
     these, so a chapter whose key is unchanged would print the same pages again."""
     import hashlib
-
-    from .store import package_versions
 
     digest = hashlib.sha256(notebook.read_bytes())
     digest.update(json.dumps([preset, overrides, package_versions()], sort_keys=True).encode())

@@ -8,9 +8,10 @@ import torch
 from torch import nn
 
 from . import original, training
-from .config import CNNConfig, Config, resolve_device, stage_key
+from .config import CNNConfig, Config, resolve_device
+from .data import GROUPS, Datasets
 from .machine import generator, init_seed, seed_everything
-from .store import Artifact, StageWriter, Store
+from .store import Artifact, StageWriter, Store, stage_key
 
 CONV_LAYERS = ("conv1", "conv2")
 
@@ -82,26 +83,51 @@ class SourceCNNs:
         return getattr(self, domain)
 
 
-def _train_one(domain, cfg: Config, datasets, device, progress):
-    """Train one source CNN on its set's train split; return its state and per-epoch history."""
-    images = datasets[domain]
-    train, val = images.part("train"), images.part("val")
-    x, y = train.images.to(device), train.labels.to(device)
-    gen = generator(cfg.seed, "source CNN batches", domain)
+def train_classifier(
+    cfg: Config,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batches: torch.Generator,
+    device: str,
+    *,
+    stage: str,
+    progress: bool,
+    on_epoch=None,
+) -> training.StackResult:
+    """One CNN of `cfg.cnn`'s shape, from the shared initialisation, trained on `images` and
+    binary `labels` (batches drawn with `batches`, the imbalance handled as `cnn.imbalance`
+    says); `on_epoch(step, params)` after every epoch. The source CNNs and the oracle."""
     plan = training.plan_batches(
-        train.labels,
-        torch.arange(len(train)),
+        labels,
+        torch.arange(len(labels)),
         cfg.cnn.epochs,
         cfg.cnn.batch_size,
         cfg.cnn.imbalance,
-        gen,
+        batches,
     )
-    weights = (
-        training.class_weights(train.labels) if cfg.cnn.imbalance == "weighted" else torch.ones(2)
-    )
+    weights = training.class_weights(labels) if cfg.cnn.imbalance == "weighted" else torch.ones(2)
     model = build(cfg.cnn, cfg.data.image_size, init_seed(cfg))
     per_epoch = len(plan) // cfg.cnn.epochs
+    return training.train_stacked(
+        [model],
+        images.to(device),
+        labels.to(device),
+        plan[None],
+        weights[None],
+        cfg.cnn,
+        stage=stage,
+        progress=progress,
+        on_step=on_epoch,
+        on_steps=tuple(per_epoch * e for e in range(1, cfg.cnn.epochs + 1)) if on_epoch else (),
+    )
+
+
+def _train_one(domain, cfg: Config, datasets: Datasets, device, progress):
+    """Train one source CNN on its set's train split; return its state and per-epoch history."""
+    images = datasets[domain]
+    train, val = images.part("train"), images.part("val")
     history = []
+    model = build(cfg.cnn, cfg.data.image_size, init_seed(cfg))  # the shape, for predictions
 
     def evaluate(step, params):
         logits = training.predict_stacked(model, params, val.images)[0]
@@ -110,28 +136,39 @@ def _train_one(domain, cfg: Config, datasets, device, progress):
         )
         history.append(
             {
-                "epoch": step // per_epoch,
+                "epoch": len(history) + 1,
                 "val accuracy": report["accuracy"],
                 "val balanced accuracy": report["balanced accuracy"],
             }
         )
 
-    result = training.train_stacked(
-        [model],
-        x,
-        y,
-        plan[None],
-        weights[None],
-        cfg.cnn,
+    result = train_classifier(
+        cfg,
+        train.images,
+        train.labels,
+        generator(cfg.seed, "source CNN batches", domain),
+        device,
         stage=f"{domain} CNN",
         progress=progress,
-        on_step=evaluate,
-        on_steps=tuple(per_epoch * e for e in range(1, cfg.cnn.epochs + 1)),
+        on_epoch=evaluate,
     )
     losses = result.losses[0].view(cfg.cnn.epochs, -1).mean(1).tolist()
     for row, loss in zip(history, losses, strict=True):
         row["train loss"] = loss
     return training.unstack(result.params, 0), history
+
+
+@torch.no_grad()
+def features(model: SmallCNN | tuple, images: torch.Tensor, device: str = "cpu") -> torch.Tensor:
+    """Flattened second-block features of uint8 images (concatenated for a pair of CNNs)."""
+    if isinstance(model, tuple):
+        return torch.cat([features(m, images, device) for m in model], 1)
+    model = model.to(device).eval()
+    out = [
+        model.features(images[i : i + 512].to(device).float().div(255)).cpu()
+        for i in range(0, len(images), 512)
+    ]
+    return torch.cat(out)
 
 
 @torch.no_grad()
@@ -148,7 +185,6 @@ def positive_probability(
 
 
 def _report(states, histories, cfg: Config, datasets, device) -> dict:
-    from .data import GROUPS
 
     report = {"history": histories, "test": {}, "eval groups": {}}
     for domain in DOMAINS:
@@ -177,7 +213,9 @@ def load_state(cfg: Config, state: dict[str, torch.Tensor]) -> SmallCNN:
     return model.eval()
 
 
-def train_sources(cfg: Config, datasets, store: Store, *, force=False, progress=True) -> SourceCNNs:
+def make_sources(
+    cfg: Config, store: Store, datasets: Datasets, *, progress: bool = True, force: bool = False
+) -> SourceCNNs:
     """Train (or reuse) the black CNN and the cat CNN from one shared initialisation."""
     device = resolve_device(cfg.device)
 
@@ -216,7 +254,7 @@ def train_sources(cfg: Config, datasets, store: Store, *, force=False, progress=
             }
         writer.save_json("card", card)
 
-    key = stage_key(cfg, "cnn", version=2)  # 2: seeds from derive_seed
+    key = stage_key(cfg, "sources")
     if published:
         key |= {
             "published": [
@@ -254,8 +292,6 @@ def metrics_table(report: dict):
 def group_table(report: dict):
     """Mean p(positive) of each source CNN on each evaluation group."""
     import pandas as pd
-
-    from .data import GROUPS
 
     frame = pd.DataFrame(report["eval groups"]).T.rename(index=lambda d: f"p({d})")
     return frame[list(GROUPS)]

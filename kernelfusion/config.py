@@ -15,6 +15,17 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+# The CNN settings the original's published models need (zoo.source = original): see `_validate`.
+ORIGINAL_CNN = {
+    "data.image_size": 32,
+    "cnn.channels1": 6,
+    "cnn.channels2": 16,
+    "cnn.padding": 0,
+    "cnn.centre_inputs": True,
+}
+# What counts as an image file in a folder of photographs (data.source = folder, original).
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
 
 class ConfigError(ValueError):
     """A preset name, override key, type or value that the pipeline cannot use."""
@@ -117,12 +128,12 @@ class GanConfig:
     align_layer2: bool = True  # match layer-2 input channels across models (gan.align_by)
     # how layer-1 filters are matched to the reference's (and layer 2's inputs with them):
     # weights (cosine of the filters) | activations (correlation of their responses to
-    # unlabelled images, cyclegan.MATCH_IMAGES of them)
+    # unlabelled images, alignment.MATCH_IMAGES of them)
     align_by: str = "weights"
     # whole layers (gan.sample = layer): also put each layer's filters in the reference model's
     # order, so that both axes of a sample mean the same across models
     align_outputs: bool = False
-    # the functional loss (functional.tune): after the CycleGAN, train both layers' generators
+    # the functional loss (behaviour.tune): after the CycleGAN, train both layers' generators
     # on with a term on what the generated CNN does on unlabelled images; 0: off
     functional_weight: float = 0.0
     functional_steps: int = 300  # steps of that phase (about 10 s on one CPU thread at default)
@@ -538,12 +549,10 @@ def _validate(cfg: Config) -> None:
         if not ok:
             raise ConfigError(f"override {key!r} is out of range: it must be {what}")
     if cfg.zoo.source == "original":
-        from .original import CNN_SETTINGS
-
-        for key, value in CNN_SETTINGS.items():
+        for key, value in ORIGINAL_CNN.items():
             section, name = key.split(".")
             if getattr(getattr(cfg, section), name) != value:
-                fix = ", ".join(f"{k}={v}" for k, v in CNN_SETTINGS.items())
+                fix = ", ".join(f"{k}={v}" for k, v in ORIGINAL_CNN.items())
                 raise ConfigError(
                     f"override {key!r} must be {value} with zoo.source = 'original' (the "
                     f"published models' shape): use --preset original, or set {fix}"
@@ -555,25 +564,6 @@ def zoo_size(cfg: Config, domain: str) -> int:
     if domain == "cat" and cfg.zoo.cat_models:
         return cfg.zoo.cat_models
     return cfg.zoo.models
-
-
-def stage_key(cfg: Config, *sections: str, version: int) -> dict[str, Any]:
-    """The part of `cfg` a stage depends on: the named config sections, the seed, the stage's
-    code version (bumped when its outputs change for the same config) and the thread class."""
-    key: dict[str, Any] = {name: dataclasses.asdict(getattr(cfg, name)) for name in sections}
-    return key | {"seed": cfg.seed, "version": version, "threads": threads_class()}
-
-
-def threads_class() -> str:
-    """The part of torch's intra-op thread count that can change a stage's numbers: all of it.
-    On the project's 2-core CPU, the source CNNs and the oracle trained at 1 and at 2 threads
-    differ in their last bits (oneDNN's convolution splits its weight-gradient reductions by
-    thread; with oneDNN off they agree, at 1.7x the training time), so a one-thread worker
-    and a two-thread chapter each keep their own stages. Keys made before this rule said
-    "1-4" and are made again once."""
-    import torch
-
-    return str(torch.get_num_threads())
 
 
 def resolve_device(name: str) -> str:

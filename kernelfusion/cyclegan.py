@@ -16,20 +16,21 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from . import original
+from .alignment import match_images, normalise, prepared_kernels, restore
 from .cnn import CONV_LAYERS
-from .config import Config, GanConfig, resolve_device, stage_key
-from .machine import derive_seed, generator
+from .config import Config, GanConfig, resolve_device
+from .data import Datasets
+from .machine import derive_seed
 from .progress import bar as progress_bar
-from .store import StageWriter, Store, atomic_write_bytes
+from .store import StageWriter, Store, atomic_write_bytes, stage_key
 from .training import DivergedError
+from .translators import make_networks
 from .zoo import Zoo
 
 LOSSES = (
@@ -42,7 +43,7 @@ LOSSES = (
     "loss_D_A",
     "loss_D_B",
 )
-FUNCTIONAL_KEYS = ("functional_weight", "functional_steps")  # gan.* of `functional.tune` only
+FUNCTIONAL_KEYS = ("functional_weight", "functional_steps")  # gan.* of `behaviour.tune` only
 # A = black, B = cat: G = G_A (black -> cat), F = G_B (cat -> black), D_A judges cat kernels
 # (the outputs of G), D_B judges black kernels, as in the reference code.
 
@@ -50,229 +51,10 @@ FUNCTIONAL_KEYS = ("functional_weight", "functional_steps")  # gan.* of `functio
 # --- the invertible per-filter normalisation ---------------------------------------------------
 
 
-@dataclass
-class FilterScale:
-    """What `normalise` removed from each filter, so that `restore` can put it back."""
-
-    mean: torch.Tensor  # (N, 1)
-    norm: torch.Tensor  # (N, 1)
-
-
-def normalise(kernels: torch.Tensor) -> tuple[torch.Tensor, FilterScale]:
-    """(N, C, 5, 5) -> flat (N, C*25) vectors with zero mean and unit norm, and their scale."""
-    flat = kernels.flatten(1)
-    mean = flat.mean(1, keepdim=True)
-    centred = flat - mean
-    norm = centred.norm(dim=1, keepdim=True).clamp(min=1e-8)
-    return centred / norm, FilterScale(mean, norm)
-
-
-def restore(vectors: torch.Tensor, scale: FilterScale, shape: tuple[int, ...]) -> torch.Tensor:
-    """Inverse of `normalise`: give each vector back its filter's norm and mean."""
-    return (vectors * scale.norm + scale.mean).view(-1, *shape)
-
-
 # --- layer-2 alignment (weight matching) -------------------------------------------------------
 
 
-MATCH_IMAGES = 256  # unlabelled images layer-1 responses are correlated on (8-16 channels)
-
-
-def responses(filters: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """Each layer-1 filter's response to `images` (float, N x 3 x H x W), before bias and ReLU,
-    standardised per filter: (C, N * H' * W'). A bias shifts a response and the CNN's input
-    centring scales and shifts it, so neither changes a correlation of these."""
-    x = F.conv2d(images, filters.to(images.dtype)).transpose(0, 1).flatten(1).double()
-    return (x - x.mean(1, keepdim=True)) / x.std(1, keepdim=True).clamp(min=1e-8)
-
-
-def matching_permutation(
-    filters: torch.Tensor, reference: torch.Tensor, images: torch.Tensor | None = None
-) -> torch.Tensor:
-    """perm such that filters[perm] best matches reference, filter by filter: Hungarian on the
-    cosine similarity of flattened filters (weight matching), or, given unlabelled `images`, on
-    the correlation of the layer-1 filters' responses to them (activation matching, Ainsworth
-    et al., 2023)."""
-    if images is None:
-        a = F.normalize(filters.flatten(1), dim=1)
-        b = F.normalize(reference.flatten(1), dim=1)
-        cost = -(b @ a.T).numpy()
-    else:
-        a, b = responses(filters.detach(), images), responses(reference, images)
-        cost = -(b @ a.T / a.shape[1]).numpy()
-    rows, cols = linear_sum_assignment(cost)
-    return torch.as_tensor(cols[np.argsort(rows)], dtype=torch.long)
-
-
-def align_layer2(
-    kernels2: torch.Tensor,
-    index2: torch.Tensor,
-    conv1_snapshots: dict,
-    reference: torch.Tensor,
-    images: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Permute the input channels of every layer-2 kernel into the reference's layer-1 order
-    (layer-1 filters matched by weights, or by their responses to `images`).
-
-    `conv1_snapshots[(model, step)]` holds that snapshot's layer-1 filters (C1, 3, 5, 5)."""
-    aligned = kernels2.clone()
-    perms = {
-        key: matching_permutation(weights, reference, images)
-        for key, weights in conv1_snapshots.items()
-    }
-    for row, (model, step, _) in enumerate(index2.tolist()):
-        aligned[row] = kernels2[row][perms[(model, step)]]
-    return aligned
-
-
-def in_reference_order(
-    conv1: torch.Tensor,
-    conv2: torch.Tensor,
-    reference: torch.Tensor,
-    function,
-    reference2: torch.Tensor | None = None,
-    images: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """`function(layer, kernels)` applied to one model's conv weights as the CycleGAN saw its
-    samples, the result put back in the model's own channel order (its wiring unchanged).
-
-    Layer 2 is handed its kernels with input channels in the reference's layer-1 order. With
-    `reference2` (whole aligned layers, `gan.align_outputs`), each layer's filters are also
-    handed over in the reference's order: layer 1's matched to `reference`, layer 2's to
-    `reference2`. Layer 1 is matched as the zoo was (`images`: by responses; see
-    `match_images`). Differentiable in `function`'s output (the functional loss)."""
-    perm1 = matching_permutation(conv1.detach(), reference, images)
-    back1 = torch.argsort(perm1)
-    aligned = conv2[:, perm1]
-    if reference2 is None:
-        return function("conv1", conv1), function("conv2", aligned)[:, back1]
-    perm2 = matching_permutation(aligned.detach(), reference2)
-    new1 = function("conv1", conv1[perm1])[back1]
-    new2 = function("conv2", aligned[perm2])[torch.argsort(perm2)]
-    return new1, new2[:, back1]
-
-
 # --- networks ----------------------------------------------------------------------------------
-
-
-def _mlp(sizes: list[int], final: nn.Module | None = None) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(nn.LeakyReLU(0.2))
-    if final is not None:
-        layers.append(final)
-    return nn.Sequential(*layers)
-
-
-class ConvKernelNet(nn.Module):
-    """A small conv net over the 5x5 grid with C_in channels; `out` = C_in (generator) or 1."""
-
-    def __init__(self, channels: int, hidden: int, out: int, depth: int):
-        super().__init__()
-        self.channels = channels
-        layers: list[nn.Module] = []
-        width = channels
-        for _ in range(depth - 1):
-            layers += [nn.Conv2d(width, hidden, 3, padding=1), nn.LeakyReLU(0.2)]
-            width = hidden
-        self.body = nn.Sequential(*layers)
-        self.generator = out == channels
-        self.tail = (
-            nn.Conv2d(width, channels, 3, padding=1) if self.generator else nn.Linear(width * 25, 1)
-        )
-
-    def forward(self, vectors: torch.Tensor) -> torch.Tensor:
-        x = self.body(vectors.view(-1, self.channels, 5, 5))
-        return self.tail(x).flatten(1) if self.generator else self.tail(x.flatten(1))
-
-
-class Conv3dKernelNet(nn.Module):
-    """The original project's network for whole layers: a 3-D conv net (3x3x3 kernels) over one
-    layer's (C_in, C_out, 5, 5) tensor, read as C_in channels over a C_out x 5 x 5 volume; a
-    generator maps it to the same shape, a discriminator pools it to one score. (The original's
-    generator ended in tanh; here, as for every network of this module, the output is linear:
-    the samples are normalised vectors, not images in [-1, 1].)"""
-
-    def __init__(self, shape: tuple[int, ...], hidden: int, generator: bool, depth: int):
-        super().__init__()
-        self.shape = tuple(shape)
-        layers: list[nn.Module] = []
-        width = self.shape[0]
-        for _ in range(depth - 1):
-            layers += [nn.Conv3d(width, hidden, 3, padding=1), nn.LeakyReLU(0.2)]
-            width = hidden
-        self.body = nn.Sequential(*layers)
-        self.tail = (
-            nn.Conv3d(width, self.shape[0], 3, padding=1)
-            if generator
-            else nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(width, 1))
-        )
-
-    def forward(self, vectors: torch.Tensor) -> torch.Tensor:
-        return self.tail(self.body(vectors.view(-1, *self.shape))).flatten(1)
-
-
-class SetKernelNet(nn.Module):
-    """A permutation-equivariant network for whole layers (Zaheer et al., 2017, Deep Sets):
-    each of a layer's C_out filters is embedded by one shared MLP, the embeddings' mean is
-    appended to each as the layer's context, and a second shared MLP maps each (filter,
-    context) pair to its output filter (generator) or a score averaged over the filters
-    (discriminator). Reordering a layer's filters reorders a generator's output the same way
-    and leaves a discriminator's score unchanged: the filters' order, which differs freely
-    between zoo models, carries no meaning here, without any alignment."""
-
-    def __init__(self, shape: tuple[int, ...], hidden: int, generator: bool, depth: int):
-        super().__init__()
-        self.c_in, self.c_out = shape[0], shape[1]
-        d = self.c_in * 25
-        self.generator = generator
-        self.embed = _mlp([d, *[hidden] * (depth - 1)], nn.LeakyReLU(0.2))
-        self.out = _mlp([2 * hidden, hidden, d if generator else 1])
-
-    def forward(self, vectors: torch.Tensor) -> torch.Tensor:
-        # (N, C_in * C_out * 25) -> one row per filter: (N, C_out, C_in * 25)
-        x = vectors.view(-1, self.c_in, self.c_out, 25).transpose(1, 2).flatten(2)
-        h = self.embed(x)
-        z = torch.cat([h, h.mean(1, keepdim=True).expand_as(h)], dim=2)
-        if not self.generator:
-            return self.out(z).mean(1)
-        y = self.out(z).view(-1, self.c_out, self.c_in, 25)
-        return y.transpose(1, 2).flatten(1)
-
-
-def make_networks(
-    cfg: GanConfig, channels: int | tuple[int, ...], seed: int
-) -> dict[str, nn.Module]:
-    """G, F, D_A (judges cat kernels) and D_B (judges black kernels) for one layer. `channels`
-    is a filter's C_in, or the shape of one sample: (C_in, 5, 5) for a filter, (C_in, C_out,
-    5, 5) for a whole layer (`gan.sample = "layer"`)."""
-    shape = (channels, 5, 5) if isinstance(channels, int) else tuple(channels)
-    d = int(np.prod(shape))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        if cfg.arch == "mlp":
-            hidden = [cfg.hidden] * (cfg.depth - 1)
-            return {
-                "G": _mlp([d, *hidden, d]),
-                "F": _mlp([d, *hidden, d]),
-                "D_A": _mlp([d, *hidden, 1]),
-                "D_B": _mlp([d, *hidden, 1]),
-            }
-        if cfg.arch in ("conv3d", "set"):
-            net = Conv3dKernelNet if cfg.arch == "conv3d" else SetKernelNet
-            return {
-                name: net(shape, cfg.hidden, name in ("G", "F"), cfg.depth)
-                for name in ("G", "F", "D_A", "D_B")
-            }
-        c = shape[0]
-        return {
-            "G": ConvKernelNet(c, cfg.hidden, c, cfg.depth),
-            "F": ConvKernelNet(c, cfg.hidden, c, cfg.depth),
-            "D_A": ConvKernelNet(c, cfg.hidden, 1, cfg.depth),
-            "D_B": ConvKernelNet(c, cfg.hidden, 1, cfg.depth),
-        }
 
 
 # --- the pool and the loss --------------------------------------------------------------------
@@ -609,54 +391,6 @@ class KernelGan:
         return translate_with(net, kernels, self.published)
 
 
-def conv1_snapshots(zoo_artifact, domain: str) -> dict[tuple[int, int], torch.Tensor]:
-    tensors = zoo_artifact.tensors(f"{domain}_snapshots")
-    steps = tensors["steps"].tolist()
-    weights = tensors["conv1"]  # (K, S, C1, 3, 5, 5)
-    return {(m, s): weights[m, i] for m in range(len(weights)) for i, s in enumerate(steps)}
-
-
-def reference_filters(zoo: Zoo) -> torch.Tensor:
-    """The layer-1 filters whose order all layer-2 input channels are aligned to: those of the
-    black zoo's last model at its last snapshot (a trained one)."""
-    snapshots = conv1_snapshots(zoo.artifact, "black")
-    return snapshots[max(snapshots)]
-
-
-def layer_samples(
-    kernels: torch.Tensor,
-    index: torch.Tensor,
-    reference: torch.Tensor | None = None,
-    images: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Whole layers from per-filter kernel sets: the filters of each (model, step) in filter
-    order, (C_out, C_in, 5, 5), given as the original did, permuted to (C_in, C_out, 5, 5);
-    with `reference` (C_out, C_in, 5, 5), in the order that best matches its filters instead
-    (whole *aligned* layers). A (model, step) missing some filters (a subset of kernel sets
-    was kept) is left out. Returns the samples and their (model, step, -1) index."""
-    groups: dict[tuple[int, int], dict[int, int]] = {}
-    for row, (model, step, filt) in enumerate(index.tolist()):
-        groups.setdefault((model, step), {})[filt] = row
-    c_out = max(len(g) for g in groups.values())
-    complete = sorted(key for key, g in groups.items() if len(g) == c_out)
-    layers = [kernels[[groups[key][f] for f in range(c_out)]] for key in complete]
-    if reference is not None:
-        layers = [layer[matching_permutation(layer, reference, images)] for layer in layers]
-    samples = torch.stack([layer.transpose(0, 1) for layer in layers])
-    return samples, torch.tensor([[m, s, -1] for m, s in complete])
-
-
-def reference_layer2(zoo: Zoo, reference: torch.Tensor) -> torch.Tensor:
-    """The layer-2 filters (C2, C1, 5, 5) whose order whole aligned layers follow: those of
-    the model and snapshot that give `reference_filters` (their inputs already in its order)."""
-    snapshots = conv1_snapshots(zoo.artifact, "black")
-    model, step = max(snapshots)
-    index = zoo["black"].index["conv2"]
-    rows = ((index[:, 0] == model) & (index[:, 1] == step)).nonzero().flatten()
-    rows = rows[torch.argsort(index[rows, 2])]
-    return zoo["black"].kernels["conv2"][rows]
-
-
 # What one sample of the CycleGAN is, for the book's prose (keys: `gan.sample`).
 SAMPLES = {
     "filter": (
@@ -689,52 +423,7 @@ def translator_words(cfg: Config) -> str:
     )
 
 
-def match_images(cfg: Config, datasets) -> torch.Tensor:
-    """The unlabelled images layer-1 filters are matched on with `gan.align_by =
-    activations`: MATCH_IMAGES of both source CNNs' training images (seeded), as floats in
-    [0, 1]."""
-    images = datasets.unlabelled(generator(cfg.seed, "match images"))
-    return images[:MATCH_IMAGES].float().div(255)
-
-
-def prepared_kernels(
-    cfg: Config, zoo: Zoo, images: torch.Tensor | None = None
-) -> tuple[dict, dict, torch.Tensor, torch.Tensor | None]:
-    """Samples of both domains per layer (filters, or whole layers with `gan.sample =
-    "layer"`), layer 2's input channels aligned when `gan.align_layer2`, and each whole layer's
-    filters in the reference model's order when `gan.align_outputs`; their (model, step,
-    filter) index; and the reference layer-1 (and, for aligned layers, layer-2) filters."""
-    reference = reference_filters(zoo)
-    reference2 = None
-    kernels = {d: {"conv1": zoo[d].kernels["conv1"]} for d in ("black", "cat")}
-    index = {d: dict(zoo[d].index) for d in ("black", "cat")}
-    for domain in ("black", "cat"):
-        k2 = zoo[domain].kernels["conv2"]
-        if cfg.gan.align_layer2:
-            k2 = align_layer2(
-                k2,
-                zoo[domain].index["conv2"],
-                conv1_snapshots(zoo.artifact, domain),
-                reference,
-                images,
-            )
-        kernels[domain]["conv2"] = k2
-    if cfg.gan.align_outputs:
-        reference2 = reference_layer2(zoo, reference)
-    if cfg.gan.sample == "layer":
-        order = {"conv1": reference if cfg.gan.align_outputs else None, "conv2": reference2}
-        for domain in ("black", "cat"):
-            for layer in CONV_LAYERS:
-                kernels[domain][layer], index[domain][layer] = layer_samples(
-                    kernels[domain][layer],
-                    index[domain][layer],
-                    order[layer],
-                    images if layer == "conv1" else None,  # layer 2's outputs: by weights
-                )
-    return kernels, index, reference, reference2
-
-
-def published_generators(cfg: Config, zoo: Zoo, store: Store, *, force=False) -> KernelGan:
+def published_generators(cfg: Config, store: Store, zoo: Zoo, *, force: bool = False) -> KernelGan:
     """The original's published generator pair per layer (`gan.source = original`), read
     from the clone at `zoo.root` and checked (`original.read_generators`), as a `KernelGan`
     over the zoo's whole layers as the original gave them to its generators: in each model's
@@ -769,17 +458,23 @@ def published_generators(cfg: Config, zoo: Zoo, store: Store, *, force=False) ->
     return KernelGan(layers, kernels, reference, index, artifact, zoo.artifact, "layer")
 
 
-def train(cfg: Config, zoo: Zoo, store: Store, *, force=False, progress=True) -> KernelGan:
-    """Train (or reuse) one CycleGAN per conv layer on the zoo's kernel sets; with
-    `gan.source = original`, read the original's published generators instead."""
+def make_translator(
+    cfg: Config,
+    store: Store,
+    datasets: Datasets,
+    zoo: Zoo,
+    *,
+    progress: bool = True,
+    force: bool = False,
+) -> KernelGan:
+    """Train (or reuse) one CycleGAN per conv layer on the zoo's kernel sets (layer 1 matched
+    on `datasets`' unlabelled images with `gan.align_by = activations`); with `gan.source =
+    original`, read the original's published generators instead. The functional phase, when
+    `gan.functional_weight > 0`, is the next stage (`behaviour.make_tuned`)."""
     if cfg.gan.source == "original":
-        return published_generators(cfg, zoo, store, force=force)
+        return published_generators(cfg, store, zoo, force=force)
     device = resolve_device(cfg.device)
-    images = None
-    if cfg.gan.align_by == "activations":
-        from . import data
-
-        images = match_images(cfg, data.prepare(cfg, store, progress=False))
+    images = match_images(cfg, datasets) if cfg.gan.align_by == "activations" else None
     kernels, index, reference, reference2 = prepared_kernels(cfg, zoo, images)
 
     def build(writer: StageWriter) -> None:
@@ -802,16 +497,7 @@ def train(cfg: Config, zoo: Zoo, store: Store, *, force=False, progress=True) ->
             history[layer] = gan.history
         writer.save_json("history", history)
 
-    # 2: seeds from derive_seed (gan.sample is in cfg.gan); the functional phase's settings are
-    # left out: it is a stage of its own that starts from this one (`functional.tune`)
-    key = stage_key(cfg, "gan", version=2)
-    for name in (*FUNCTIONAL_KEYS, "source"):
-        del key["gan"][name]
-    # keys of runs from before these options stay as they were
-    if not cfg.gan.align_outputs:
-        del key["gan"]["align_outputs"]
-    if cfg.gan.align_by == "weights":
-        del key["gan"]["align_by"]
+    key = stage_key(cfg, "cyclegan")
     artifact = store.stage("cyclegan", key, build, inputs=[zoo.artifact], force=force)
     history = artifact.json("history")
     layers = {}
@@ -834,150 +520,7 @@ def train(cfg: Config, zoo: Zoo, store: Store, *, force=False, progress=True) ->
         reference2,
         images,
     )
-    if cfg.gan.functional_weight > 0:
-        from . import functional
-
-        gan = functional.tune(cfg, gan, store, progress=progress)
     return gan
 
 
 # --- did it learn? -----------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def evaluate(gan: KernelGan) -> dict[str, dict[str, float]]:
-    """Per layer, in the normalised space the GAN works in: cycle error; distances between the
-    generated and the real target distributions next to the distance between the two real
-    domains; how separable the real domains are and where the translations land; how much each
-    output depends on its input; memorisation; and diversity (mode collapse)."""
-    from . import analysis
-
-    results = {}
-    for layer, layer_gan in gan.layers.items():
-        black, _ = normalise(gan.kernels["black"][layer])
-        cat, _ = normalise(gan.kernels["cat"][layer])
-        G, Fn = layer_gan.nets["G"], layer_gan.nets["F"]
-        if layer_gan.published:  # raw samples in and out: judged normalised, as the rest
-            raw_cat, raw_black = G(gan.kernels["black"][layer]), Fn(gan.kernels["cat"][layer])
-            fake_cat, fake_black = normalise(raw_cat)[0], normalise(raw_black)[0]
-            cycle_black, cycle_cat = normalise(Fn(raw_cat))[0], normalise(G(raw_black))[0]
-        else:
-            fake_cat, fake_black = G(black), Fn(cat)
-            cycle_black, cycle_cat = Fn(fake_cat), G(fake_black)
-        models = np.r_[
-            gan.index["black"][layer][:, 0].numpy(),
-            gan.index["cat"][layer][:, 0].numpy() + 1_000_000,
-        ]
-        classifier, separability = analysis.domain_classifier(black, cat, models)
-
-        def share_cat(x, classifier=classifier):
-            return float(classifier.predict(x.numpy()).mean())
-
-        # spacing of the real kernels: nearest neighbour from another model of the zoo
-        # (snapshots of one model's filter are near-copies of each other)
-        cat_nn = analysis.nearest_distance(cat, cat, same_model(gan.index["cat"][layer])).median()
-        black_nn = analysis.nearest_distance(
-            black, black, same_model(gan.index["black"][layer])
-        ).median()
-        results[layer] = {
-            "kernel sets (black, cat)": f"{len(black)}, {len(cat)}",
-            "cycle L1 black->cat->black": float((cycle_black - black).abs().mean()),
-            "cycle L1 cat->black->cat": float((cycle_cat - cat).abs().mean()),
-            "FD real black vs real cat": analysis.frechet_distance(black, cat),
-            "FD G(black) vs real cat": analysis.frechet_distance(fake_cat, cat),
-            "FD F(cat) vs real black": analysis.frechet_distance(fake_black, black),
-            "MMD real black vs real cat": analysis.mmd_rbf(black, cat),
-            "MMD G(black) vs real cat": analysis.mmd_rbf(fake_cat, cat),
-            "MMD F(cat) vs real black": analysis.mmd_rbf(fake_black, black),
-            "domain classifier accuracy (real, 5-fold by model)": separability,
-            "share classified cat: real black": share_cat(black),
-            "share classified cat: G(black)": share_cat(fake_cat),
-            "share classified cat: real cat": share_cat(cat),
-            "share classified cat: F(cat)": share_cat(fake_black),
-            "cosine(black, G(black))": float(F.cosine_similarity(black, fake_cat).mean()),
-            "cosine(cat, F(cat))": float(F.cosine_similarity(cat, fake_black).mean()),
-            "nearest real cat / real cat spacing": float(
-                analysis.nearest_distance(fake_cat, cat).median() / cat_nn
-            ),
-            "nearest real black / real black spacing": float(
-                analysis.nearest_distance(fake_black, black).median() / black_nn
-            ),
-            "diversity G(black) / real cat": analysis.mean_pairwise_distance(fake_cat)
-            / analysis.mean_pairwise_distance(cat),
-            "diversity F(cat) / real black": analysis.mean_pairwise_distance(fake_black)
-            / analysis.mean_pairwise_distance(black),
-        }
-    return results
-
-
-def same_model(index: torch.Tensor) -> torch.Tensor:
-    """(N, N) bool: kernel sets i and j come from the same model of the zoo."""
-    return index[:, 0, None] == index[None, :, 0]
-
-
-def alignment_effect(cfg: Config, zoo: Zoo, max_rows: int = 4000) -> dict[str, dict[str, float]]:
-    """Layer-2 kernels before and after weight matching: how similar each kernel's nearest
-    neighbour in its own domain is, and how far apart the two domains are; on a seeded sample
-    of at most `max_rows` kernels per domain (the cosine matrix grows with the square)."""
-    from . import analysis
-
-    reference = reference_filters(zoo)
-    rows = {
-        d: torch.randperm(len(zoo[d].kernels["conv2"]), generator=generator(cfg.seed, "rows", d))[
-            :max_rows
-        ]
-        .sort()
-        .values
-        for d in ("black", "cat")
-    }
-    out = {}
-    for name, aligned in (("as trained", False), ("aligned", True)):
-        vectors = {}
-        for domain in ("black", "cat"):
-            k2 = zoo[domain].kernels["conv2"]
-            if aligned:
-                k2 = align_layer2(
-                    k2, zoo[domain].index["conv2"], conv1_snapshots(zoo.artifact, domain), reference
-                )
-            vectors[domain], _ = normalise(k2[rows[domain]])
-        nearest = {}
-        for d, v in vectors.items():
-            cosine = v @ v.T
-            # neighbours from other models only
-            cosine[same_model(zoo[d].index["conv2"][rows[d]])] = -1
-            nearest[d] = float(cosine.max(1).values.mean())
-        out[name] = {
-            "nearest cosine to another model, black": nearest["black"],
-            "nearest cosine to another model, cat": nearest["cat"],
-            "FD black vs cat": analysis.frechet_distance(vectors["black"], vectors["cat"]),
-        }
-    return out
-
-
-@torch.no_grad()
-def translation_examples(gan: KernelGan, count: int = 16) -> dict[str, torch.Tensor]:
-    """Layer-1 kernels (real scale): real black and cat, their translations and cycles; for
-    whole-layer samples, the filters of the first layers, `count` in all."""
-    black, cat = gan.kernels["black"]["conv1"][:count], gan.kernels["cat"]["conv1"][:count]
-    layer = gan.layers["conv1"]
-
-    def filters(samples):  # (M, C_in, C_out, 5, 5) -> (M * C_out, C_in, 5, 5)
-        return samples.transpose(1, 2).flatten(0, 1)[:count] if samples.dim() == 5 else samples
-
-    fake_cat = layer.translate(black, "black->cat")
-    fake_black = layer.translate(cat, "cat->black")
-    examples = {
-        "real black": black,
-        "G(black)": fake_cat,
-        "F(G(black))": layer.translate(fake_cat, "cat->black"),
-        "real cat": cat,
-        "F(cat)": fake_black,
-        "G(F(cat))": layer.translate(fake_black, "black->cat"),
-    }
-    return {name: filters(value) for name, value in examples.items()}
-
-
-def evaluation_table(results: dict[str, dict[str, float]]):
-    import pandas as pd
-
-    return pd.DataFrame(results).map(lambda v: f"{v:.3f}" if isinstance(v, float) else v)

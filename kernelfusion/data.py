@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from . import synthetic
-from .config import Config, DataConfig
+from . import original, synthetic
+from .config import IMAGE_SUFFIXES, Config
 from .machine import derive_seed, generator
 from .progress import bar as progress_bar
 from .store import Artifact, StageWriter, Store, display_path
@@ -39,7 +39,6 @@ FOLDER_LAYOUT = {
     "cat": ("random", "cat"),
     "eval": ("black_cat", "other_cat", "black_noncat", "other"),
 }
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 GENERATOR_VERSION = 4  # bump when the stage's files change (3: skipped.json; 4: own seeds)
 
 # Oxford-IIIT Pet: the 12 cat breeds are the cats; Bombay is the black cat; the dog breeds whose
@@ -233,115 +232,15 @@ def counts(datasets: Datasets) -> list[dict]:
 # --- the synthetic source ---------------------------------------------------------------------
 
 
-@dataclass
-class _Recipe:
-    kinds: torch.Tensor
-    colours: torch.Tensor
-    labels: torch.Tensor
-    groups: torch.Tensor
-
-
-def _pick(options: tuple[int, ...], n: int, gen: torch.Generator) -> torch.Tensor:
-    return torch.tensor(options)[torch.randint(len(options), (n,), generator=gen)]
-
-
-def _random_images(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """'Random' images: photo crops, half with a non-black, non-cat object on them."""
-    kinds = torch.where(torch.rand(n, generator=gen) < 0.5, 0, _pick(synthetic.SHAPES, n, gen))
-    return kinds, _pick(synthetic.NON_BLACK, n, gen)
-
-
-def _black_cat_share(data: DataConfig) -> float:
-    return 0.2 if data.black_cats_in_training else 0.0
-
-
-def _group_recipe(m: int, gen: torch.Generator) -> _Recipe:
-    """`m` images of each of the four groups; brown is as common as any other coat."""
-    o_kinds, o_colours = _random_images(m, gen)
-    kinds = torch.cat(
-        [
-            torch.full((m,), synthetic.CAT),
-            torch.full((m,), synthetic.CAT),
-            _pick(synthetic.SHAPES, m, gen),
-            o_kinds,
-        ]
-    )
-    colours = torch.cat(
-        [
-            torch.zeros(m, dtype=torch.int64),
-            _pick(synthetic.CAT_COATS[1:], m, gen),
-            torch.zeros(m, dtype=torch.int64),
-            o_colours,
-        ]
-    )
-    groups = torch.arange(4).repeat_interleave(m)
-    return _Recipe(kinds, colours, groups.clone(), groups)
-
-
-RECIPES = ("black", "cat", "labelled", "evaluated")  # each drawn from its own generator
-
-
-def recipes(data: DataConfig, gens: dict[str, torch.Generator]) -> dict[str, _Recipe]:
-    """What each image shows (object kind, colour, label, group), before drawing: the black and
-    cat training sets, and the evaluation set's labelled and evaluated parts (one generator
-    each, so changing one count leaves the other parts' images as they were)."""
-    out = {}
-    # black/random: label 1 = a black object (a black cat only if leakage is switched on).
-    gen, n = gens["black"], data.black_count
-    kinds = torch.where(
-        torch.rand(n, generator=gen) < _black_cat_share(data),
-        synthetic.CAT,
-        _pick(synthetic.SHAPES, n, gen),
-    )
-    colours = torch.zeros(n, dtype=torch.int64)
-    r_kinds, r_colours = _random_images(data.black_random_count, gen)
-    out["black"] = _Recipe(
-        torch.cat([kinds, r_kinds]),
-        torch.cat([colours, r_colours]),
-        torch.cat([torch.ones(n), torch.zeros(len(r_kinds))]).long(),
-        None,
-    )
-    # cat/random: label 1 = a cat whose coat is not black (unless leakage is switched on).
-    gen, n = gens["cat"], data.cat_count
-    colours = torch.where(
-        torch.rand(n, generator=gen) < _black_cat_share(data),
-        synthetic.BLACK,
-        _pick(synthetic.CAT_COATS[1:], n, gen),
-    )
-    r_kinds, r_colours = _random_images(data.cat_random_count, gen)
-    out["cat"] = _Recipe(
-        torch.cat([torch.full((n,), synthetic.CAT), r_kinds]),
-        torch.cat([colours, r_colours]),
-        torch.cat([torch.ones(n), torch.zeros(len(r_kinds))]).long(),
-        None,
-    )
-    for recipe in out.values():
-        recipe.groups = ground_truth_groups(recipe.kinds, recipe.colours)
-    # evaluation: the labelled part (the probe and the oracle learn from it) and the part every
-    # metric is computed on, never mixed.
-    out["labelled"] = _group_recipe(data.labelled_per_group, gens["labelled"])
-    out["evaluated"] = _group_recipe(data.eval_per_group, gens["evaluated"])
-    return out
-
-
-def ground_truth_groups(kinds: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
-    """The evaluation group of each synthetic image, from what was drawn."""
-    is_cat = kinds == synthetic.CAT
-    is_black = (colours == synthetic.BLACK) & (kinds > 0)
-    groups = torch.full_like(kinds, 3)
-    groups[is_black & ~is_cat] = 2
-    groups[is_cat & ~is_black] = 1
-    groups[is_cat & is_black] = 0
-    return groups
-
-
 def make_synthetic(cfg: Config, progress: bool = True) -> Sets:
     """Draw the three sets from `cfg.seed`, in batches of `data.batch_size` (bounded memory).
     The evaluation set's labelled part has split code 0 (train) and its evaluated part 2
     (test): the probe and the oracle see only the first, every metric only the second."""
     data = cfg.data
     photos = synthetic.load_photos(data.image_size)
-    plans = recipes(data, {name: generator(cfg.seed, "recipe", name) for name in RECIPES})
+    plans = synthetic.recipes(
+        data, {name: generator(cfg.seed, "recipe", name) for name in synthetic.RECIPES}
+    )
     total = sum(len(p.kinds) for p in plans.values())
     bar = progress_bar(total=total, desc="drawing images", unit="img", progress=progress)
     parts = {}
@@ -515,7 +414,6 @@ def read_original(cfg: Config, progress: bool = True) -> Sets:
     labelled and evaluated parts split as a folder's are. Its training photographs were not
     published, so the black and cat sets are drawn as the synthetic source draws them (only
     the source CNNs and zoo trained here, and the aligned merge's matching, use them)."""
-    from . import original
 
     files = original.photo_files(cfg.data.root)
     root = Path(cfg.data.root)
@@ -710,7 +608,9 @@ def _data_key(cfg: Config) -> dict:
     return {"data": key, "seed": cfg.seed, "generator": GENERATOR_VERSION} | extra
 
 
-def prepare(cfg: Config, store: Store, *, force: bool = False, progress: bool = True) -> Datasets:
+def make_datasets(
+    cfg: Config, store: Store, *, progress: bool = True, force: bool = False
+) -> Datasets:
     """The three sets for `cfg`: decoded or drawn once, then loaded from the cached tensors."""
     artifact = store.stage("data", _data_key(cfg), _build(cfg, progress), force=force)
     sets = {name: ImageSet(**artifact.tensors(name)) for name in SETS}
@@ -726,48 +626,6 @@ def prepare(cfg: Config, store: Store, *, force: bool = False, progress: bool = 
     return datasets
 
 
-def black_rule_agreement(images: ImageSet, dark_fraction: float) -> dict[str, float]:
-    """How often the colour statistic (dark share >= `dark_fraction`) agrees with the truth."""
-    has_object = ~torch.isnan(images.dark_fraction)
-    truth = (images.groups == 0) | (images.groups == 2)
-    rule = images.dark_fraction >= dark_fraction
-    agree = (truth == rule) & has_object
-    n = int(has_object.sum())
-    return {
-        "objects": n,
-        "agreement": float(agree.sum()) / max(n, 1),
-        "black by truth": int((truth & has_object).sum()),
-        "black by rule": int((rule & has_object).sum()),
-        "disagreements": n - int(agree.sum()),
-    }
-
-
-def counts_table(datasets: Datasets):
-    """The count report as a table: one row per set and class, one column per split, and total."""
-    import pandas as pd
-
-    table = pd.DataFrame(counts(datasets)).pivot_table(
-        index=["set", "class"], columns="split", values="images", aggfunc="sum", sort=False
-    )[list(SPLITS)]
-    table["total"] = table.sum(axis=1)
-    return table
-
-
 def mean_luminance(images: torch.Tensor) -> torch.Tensor:
     """Mean relative luminance (0..1) of each uint8 image."""
     return synthetic.luminance(images.float() / 255).mean((1, 2))
-
-
-def rule_examples(images: ImageSet, n: int = 8) -> dict[str, torch.Tensor]:
-    """Indices of the objects closest to the black rule's threshold from each side: the black
-    objects with the lowest dark share and the non-black ones with the highest."""
-    has_object = ~torch.isnan(images.dark_fraction)
-    black = ((images.groups == 0) | (images.groups == 2)) & has_object
-    other = ~black & has_object
-    share = images.dark_fraction
-
-    def pick(mask, descending):
-        index = mask.nonzero().flatten()
-        return index[share[index].argsort(descending=descending)[:n]]
-
-    return {"black, least dark": pick(black, False), "not black, darkest": pick(other, True)}

@@ -1,23 +1,89 @@
-"""The whole pipeline in one call, and its repetition over seeds for the results chapter."""
+"""The whole chain of stages for one config, and its repetition over configs and seeds.
+
+data -> source CNNs -> zoo -> CycleGAN -> functional phase -> models -> metrics, each stage
+`make_<result>(cfg, store, <inputs in chain order>, *, progress, force)`, cached in the run's
+store; `run` is the one place that wires them. Many configs (seeds, arms of chapter 08, a
+sweep) run `analysis.workers` at a time in local processes or on a Ray cluster.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
 
-from . import analysis, cnn, cyclegan, data, fusion, zoo
-from .config import Config
-from .store import Artifact, NotCached, Store
+import torch
+
+from . import behaviour, cnn, cyclegan, data, evaluate, models, replication, zoo
+from .config import Config, ConfigError
+from .cyclegan import KernelGan
+from .data import Datasets
+from .evaluate import Metrics
+from .models import Models
+from .store import NotCached, Store, check_writable
 from .store import open as open_store
+from .zoo import Zoo
+
+# The stages in chain order; `run(..., until=...)` stops after the named one.
+STAGES = ("datasets", "sources", "zoo", "gan", "models", "metrics")
 
 
-def run(cfg: Config, store: Store, progress: bool = True) -> Artifact:
-    """Every stage for `cfg` (reusing what is cached); returns the `metrics` artifact."""
-    datasets = data.prepare(cfg, store, progress=progress)
-    sources = cnn.train_sources(cfg, datasets, store, progress=progress)
-    kernels = zoo.train_zoo(cfg, datasets, store, progress=progress)
-    gan = cyclegan.train(cfg, kernels, store, progress=progress)
-    models = fusion.make(cfg, datasets, sources, gan, store, progress=progress)
-    return analysis.evaluate_models(cfg, datasets, sources, models, store, progress=progress)
+@dataclass
+class Run:
+    """Every stage's result of one config (None for those after `until`)."""
+
+    cfg: Config
+    store: Store
+    datasets: Datasets
+    sources: cnn.SourceCNNs | None = None
+    zoo: Zoo | None = None
+    gan: KernelGan | None = None
+    models: Models | None = None
+    metrics: Metrics | None = None
+
+
+def run(cfg: Config, store: Store, progress: bool = True, until: str = "metrics") -> Run:
+    """Every stage for `cfg` up to `until` (one of STAGES), reusing what is cached."""
+    if until not in STAGES:
+        raise ConfigError(f"unknown stage {until!r}: choose one of {', '.join(STAGES)}")
+    last = STAGES.index(until)
+    out = Run(cfg, store, data.make_datasets(cfg, store, progress=progress))
+    if last >= 1:
+        out.sources = cnn.make_sources(cfg, store, out.datasets, progress=progress)
+    if last >= 2:
+        out.zoo = zoo.make_zoo(cfg, store, out.datasets, progress=progress)
+    if last >= 3:
+        gan = cyclegan.make_translator(cfg, store, out.datasets, out.zoo, progress=progress)
+        out.gan = behaviour.make_tuned(
+            cfg, store, out.datasets, out.sources, gan, progress=progress
+        )
+    if last >= 4:
+        out.models = models.make_models(
+            cfg, store, out.datasets, out.sources, out.gan, progress=progress
+        )
+    if last >= 5:
+        out.metrics = evaluate.make_metrics(
+            cfg, store, out.datasets, out.sources, out.models, progress=progress
+        )
+    return out
+
+
+def replication_of(cfg: Config, store: Store, progress: bool = False):
+    """The original's protocol on this run: the showcase (its one model, as it ran it) and the
+    spread over both zoos (`replication`), after the stages they read."""
+    done = run(cfg, store, progress, until="models")
+    return (
+        replication.make_showcase(cfg, store, done.datasets, done.models, progress=progress),
+        replication.make_spread(cfg, store, done.datasets, done.gan, progress=progress),
+    )
+
+
+# --- many runs -----------------------------------------------------------------------------
 
 
 def seeds(cfg: Config) -> list[int]:
@@ -40,22 +106,17 @@ def run_many(configs: list[Config], root=None) -> list[dict]:
     """The metrics file of the pipeline run for each config: what is cached is read here at
     once, the rest runs `analysis.workers` at a time (of the first config) in worker processes,
     or on the Ray cluster at its `analysis.ray_address`."""
-    import json
-    from pathlib import Path
-
-    from . import sweep
-
     results: dict[int, dict] = {}
     missing = []
     for i, cfg in enumerate(configs):
         try:
-            results[i] = run(cfg, open_store(cfg, root, build=False), False).json("metrics")
+            results[i] = run(cfg, open_store(cfg, root, build=False), False).metrics.values
         except NotCached:
             missing.append(i)
     if missing:
         first = configs[0].analysis
         address = first.ray_address or None
-        for result in sweep.run_configs(
+        for result in run_configs(
             [configs[i] for i in missing],
             [{"position": i} for i in missing],
             backend="ray" if address else "local",
@@ -66,3 +127,65 @@ def run_many(configs: list[Config], root=None) -> list[dict]:
             position = result["overrides"]["position"]
             results[position] = json.loads(Path(result["metrics"]).read_text())
     return [results[i] for i in range(len(configs))]
+
+
+def run_one(cfg: Config, overrides: dict[str, Any], root: str | None, threads: int) -> dict:
+    """One pipeline run in a worker (reusing its cached stages); where its metrics file is."""
+    torch.set_num_threads(threads)  # several runs share the machine's cores
+    done = run(cfg, open_store(cfg, root), progress=False)
+    return {
+        "preset": cfg.preset,
+        "overrides": overrides,
+        "run": cfg.run_name,
+        "metrics": str(done.metrics.artifact.path("metrics.json")),
+    }
+
+
+def run_configs(
+    configs: list[Config],
+    labels: list[dict[str, Any]] | None = None,
+    *,
+    backend: str = "local",
+    workers: int = 2,
+    root: str | Path | None = None,
+    address: str | None = None,
+) -> list[dict]:
+    """Run the pipeline for each config, `workers` at a time: in a local process pool (each
+    with its share of the cores as torch threads) or on a Ray cluster at `address` (or a local
+    one started here). `labels` (e.g. each run's overrides) are passed through to the results."""
+    labels = labels if labels is not None else [{} for _ in configs]
+    check_writable(root)  # a read-only or missing runs folder: one line now, not per worker
+    root = str(root) if root is not None else None
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    if backend == "local":
+        if workers == 1:
+            return [
+                run_one(c, o, root, torch.get_num_threads())
+                for c, o in zip(configs, labels, strict=True)
+            ]
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            futures = [
+                pool.submit(run_one, c, o, root, threads)
+                for c, o in zip(configs, labels, strict=True)
+            ]
+            return [f.result() for f in futures]
+    if backend == "ray":
+        import ray  # optional: only a sweep on a cluster needs it, and it is slow to import
+
+        started_here = not ray.is_initialized()
+        if started_here:
+            ray.init(
+                address=address,
+                num_cpus=None if address else workers,
+                include_dashboard=False,
+                log_to_driver=False,
+            )
+        try:
+            remote = ray.remote(num_cpus=1)(run_one)
+            return ray.get(
+                [remote.remote(c, o, root, threads) for c, o in zip(configs, labels, strict=True)]
+            )
+        finally:
+            if started_here:
+                ray.shutdown()
+    raise ConfigError(f"unknown sweep backend {backend!r}: choose local or ray")

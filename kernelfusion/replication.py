@@ -16,46 +16,29 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import analysis, cnn, cyclegan, data, fusion, original, zoo
-from .analysis import BLACK_CAT, protocol_run, protocol_sample
-from .cnn import build, load_state
-from .config import Config, resolve_device, stage_key
+from . import original
+from .cnn import build, features, load_state
+from .config import Config, resolve_device
+from .cyclegan import KernelGan
+from .data import Datasets
+from .evaluate import protocol_run, protocol_sample
 from .machine import derive_seed, generator
+from .metrics import BLACK_CAT, as_original_ran_it
+from .models import Models, generated, label, with_noise
 from .progress import bar as progress_bar
-from .store import Store
+from .stats import t_interval
+from .store import Store, stage_key
 from .training import unstack
 
 # --- the showcase: the original's one model, as it ran it ---------------------------------------
 
-# The models the showcase judges (labels of fusion.MODELS), in the order of its table.
-SHOWCASE = (
-    "generated F(cat CNN)",
-    "generated G(black CNN)",
-    "cat CNN (source unchanged)",
-    "black CNN",
-    "cat CNN + noise",
-    "random CNN",
-)
+# The models the showcase judges (ids of models.MODELS), in the order of its table.
+SHOWCASE = ("gen_f", "gen_g", "cat", "black", "noise", "random")
 
 
-def as_original_ran_it(x: np.ndarray, groups: np.ndarray, umap_state: int, kmeans_state: int):
-    """The original's protocol once, with its own settings: UMAP at umap-learn's defaults (15
-    neighbours, min_dist 0.1, its own epoch count) with `umap_state`, then
-    `KMeans(n_clusters=2, random_state=kmeans_state)` at scikit-learn's defaults; the cluster
-    with most black cats is called "black cat". Returns accuracy, precision, recall and F1."""
-    from sklearn.cluster import KMeans
-
-    umap = analysis._umap()
-    embedding = umap.UMAP(n_components=2, random_state=umap_state).fit_transform(
-        x.astype(np.float32)
-    )
-    clusters = KMeans(n_clusters=2, random_state=kmeans_state).fit_predict(embedding)
-    truth = groups == BLACK_CAT
-    chosen = np.argmax([(truth & (clusters == c)).sum() for c in (0, 1)])
-    return analysis.binary_scores(clusters == chosen, truth)
-
-
-def showcase(cfg: Config, datasets, models, store: Store, *, progress: bool = True):
+def make_showcase(
+    cfg: Config, store: Store, datasets: Datasets, models: Models, *, progress: bool = True
+) -> pd.DataFrame:
     """Each model of SHOWCASE under the original protocol on the protocol's images (every
     photograph at the `original` preset), at the original's fixed random states
     (`original.PROTOCOL_STATES`) and over `analysis.protocol_states` other pairs of random
@@ -65,8 +48,9 @@ def showcase(cfg: Config, datasets, models, store: Store, *, progress: bool = Tr
     def build_stage(writer) -> None:
         groups, images, reference = protocol_images(cfg, datasets)
         rows = []
-        for label in progress_bar(SHOWCASE, desc="showcase", progress=progress):
-            x = fusion.features(models.cnns[label], images, device).numpy()
+        for key in progress_bar(SHOWCASE, desc="showcase", progress=progress):
+            x = features(models.cnns[key], images, device).numpy()
+            name = label(key)  # the random streams' names, from when models were keyed so
             fixed = as_original_ran_it(
                 x, groups, original.PROTOCOL_STATES["umap"], original.PROTOCOL_STATES["kmeans"]
             )
@@ -74,16 +58,16 @@ def showcase(cfg: Config, datasets, models, store: Store, *, progress: bool = Tr
                 as_original_ran_it(
                     x,
                     groups,
-                    derive_seed(cfg.seed, "showcase umap", label, i) % 2**31,
-                    derive_seed(cfg.seed, "showcase k-means", label, i) % 2**31,
+                    derive_seed(cfg.seed, "showcase umap", name, i) % 2**31,
+                    derive_seed(cfg.seed, "showcase k-means", name, i) % 2**31,
                 )["accuracy"]
                 for i in range(cfg.analysis.protocol_states)
             ]
             # the spread's protocol on the same features, so the two tables compare
-            spread_like = protocol_run(x, groups, cfg, cfg.seed, "showcase", label)
+            spread_like = protocol_run(x, groups, cfg, cfg.seed, "showcase", name)
             rows.append(
                 {
-                    "model": label,
+                    "model": key,
                     "accuracy at its states": fixed["accuracy"],
                     "precision at its states": fixed["precision"],
                     "recall at its states": fixed["recall"],
@@ -96,9 +80,11 @@ def showcase(cfg: Config, datasets, models, store: Store, *, progress: bool = Tr
         states = cfg.analysis.protocol_states
         writer.save_json("showcase", {"rows": rows, "states": states} | reference)
 
-    key = stage_key(cfg, "analysis", version=1)
     artifact = store.stage(
-        "showcase", key, build_stage, inputs=[datasets.artifact, models.artifact]
+        "showcase",
+        stage_key(cfg, "showcase"),
+        build_stage,
+        inputs=[datasets.artifact, models.artifact],
     )
     result = artifact.json("showcase")
     frame = pd.DataFrame(result["rows"]).set_index("model")
@@ -107,7 +93,7 @@ def showcase(cfg: Config, datasets, models, store: Store, *, progress: bool = Tr
 
 
 def protocol_images(cfg: Config, datasets) -> tuple[np.ndarray, torch.Tensor, dict]:
-    """The original protocol's images (`analysis.protocol_sample` of the whole evaluation set,
+    """The original protocol's images (`evaluate.protocol_sample` of the whole evaluation set,
     the labelled part included: every photograph at `original`), their groups, and what the
     tables say of them: their count, the black cats among them, and the accuracy of calling
     none a black cat."""
@@ -141,9 +127,11 @@ def spread_label(direction: str, kind: str) -> str:
     }[kind]
 
 
-def protocol_spread(cfg: Config, datasets, gan, store: Store, *, progress: bool = True):
+def make_spread(
+    cfg: Config, store: Store, datasets: Datasets, gan: KernelGan, *, progress: bool = True
+) -> pd.DataFrame:
     """The original protocol (2-means on a label-free UMAP of the protocol's images'
-    features, `analysis.protocol_sample`, the cluster with most black cats called "black
+    features, `evaluate.protocol_sample`, the cluster with most black cats called "black
     cat", `analysis.protocol_states` K-means random states) run as the original ran it, on one
     source model at a time: `analysis.protocol_models` models of the cat zoo translated by F
     and as many of the black zoo translated by G (the original ran both, its models A and B),
@@ -165,12 +153,12 @@ def protocol_spread(cfg: Config, datasets, gan, store: Store, *, progress: bool 
             desc = f"protocol per {domain} model"
             for k in progress_bar(chosen.tolist(), desc=desc, progress=progress):
                 source = load_state(cfg, unstack(params, k))
-                translated = fusion.generated(source, gan, direction)
+                translated = generated(source, gan, direction)
                 tag = (k,) if domain == "cat" else (domain, k)
                 models = {
                     "generated": translated,
                     "source": source,
-                    "noise": fusion.with_noise(
+                    "noise": with_noise(
                         source, translated, derive_seed(cfg.seed, "spread noise", *tag)
                     ),
                     "random": build(
@@ -178,7 +166,7 @@ def protocol_spread(cfg: Config, datasets, gan, store: Store, *, progress: bool 
                     ),
                 }
                 for kind, model in models.items():
-                    x = fusion.features(model, images, device).numpy()
+                    x = features(model, images, device).numpy()
                     result = protocol_run(x, groups, cfg, cfg.seed, "spread", *tag, kind)
                     rows.append(
                         {
@@ -191,10 +179,11 @@ def protocol_spread(cfg: Config, datasets, gan, store: Store, *, progress: bool 
                     )
         writer.save_json("spread", {"rows": rows} | reference)
 
-    # 2: the protocol's own sample of all images; 3: both zoos
-    key = stage_key(cfg, "analysis", version=3)
     artifact = store.stage(
-        "protocol-spread", key, build_stage, inputs=[datasets.artifact, gan.artifact]
+        "protocol-spread",
+        stage_key(cfg, "protocol-spread"),
+        build_stage,
+        inputs=[datasets.artifact, gan.artifact],
     )
     spread = artifact.json("spread")
     frame = pd.DataFrame(spread["rows"])
@@ -236,7 +225,7 @@ def spread_differences(frame: pd.DataFrame) -> pd.DataFrame:
         wide = part.pivot_table(index="model", columns="kind", values="accuracy")
         for control in CONTROLS:
             differences = (wide["generated"] - wide[control]).to_numpy(dtype=float)
-            mean, half = analysis._t_interval(differences)
+            mean, half = t_interval(differences)
             low, high = mean - half, mean + half
             verdict = "better" if low > 0 else "worse" if high < 0 else "not distinguishable"
             rows.append(
@@ -253,29 +242,15 @@ def spread_differences(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run(cfg: Config, store: Store, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The showcase and the spread of `cfg`'s run (its data, zoo, translator and models, reused
-    from the cache or made): what chapter 07 shows and the first page pastes."""
-    datasets = data.prepare(cfg, store, progress=progress)
-    kernels = zoo.train_zoo(cfg, datasets, store, progress=progress)
-    gan = cyclegan.train(cfg, kernels, store, progress=progress)
-    sources = cnn.train_sources(cfg, datasets, store, progress=progress)
-    models = fusion.make(cfg, datasets, sources, gan, store, progress=progress)
-    return (
-        showcase(cfg, datasets, models, store, progress=progress),
-        protocol_spread(cfg, datasets, gan, store, progress=progress),
-    )
-
-
 # --- what the chapters glue ---------------------------------------------------------------------
 
-SHOWCASE_KEYS = {  # short glue key -> showcase model
-    "gen": "generated F(cat CNN)",
-    "gen_g": "generated G(black CNN)",
-    "cat": "cat CNN (source unchanged)",
-    "black": "black CNN",
-    "noise": "cat CNN + noise",
-    "random": "random CNN",
+SHOWCASE_KEYS = {  # glue key part -> showcase model id
+    "gen": "gen_f",
+    "gen_g": "gen_g",
+    "cat": "cat",
+    "black": "black",
+    "noise": "noise",
+    "random": "random",
 }
 DIRECTION_KEYS = {"cat->black": "f", "black->cat": "g"}
 
@@ -301,13 +276,13 @@ def glue_values(cfg: Config, shown: pd.DataFrame, spread: pd.DataFrame) -> dict:
         "show_source": source_words(cfg),
         "show_umap_state": original.PROTOCOL_STATES["umap"],
         "show_kmeans_state": original.PROTOCOL_STATES["kmeans"],
-        "show_claim": analysis.ORIGINAL_CLAIM["accuracy"],
+        "show_claim": original.CLAIM["accuracy"],
         "spread_models": int(spread[spread["direction"] == "cat->black"]["model"].nunique()),
         "spread_images": spread.attrs["images"],
         "spread_nothing": spread.attrs["call nothing"],
     }
-    for key, label in SHOWCASE_KEYS.items():
-        row = shown.loc[label]
+    for key, model in SHOWCASE_KEYS.items():
+        row = shown.loc[model]
         values |= {
             f"show_{key}_fixed": float(row["accuracy at its states"]),
             f"show_{key}_mean": float(row["mean over states"]),
@@ -339,6 +314,11 @@ def glue_values(cfg: Config, shown: pd.DataFrame, spread: pd.DataFrame) -> dict:
             f"{key}_verdict": row.verdict,
         }
     generated = spread[(spread["direction"] == "cat->black") & (spread["kind"] == "generated")]
-    mine = float(shown.loc["generated F(cat CNN)", "spread's protocol"])
+    mine = float(shown.loc["gen_f", "spread's protocol"])
     values["show_rank"] = float((generated["accuracy"] < mine).mean())
     return values
+
+
+def showcase_table(shown: pd.DataFrame) -> pd.DataFrame:
+    """The showcase as readers see it: models by their labels."""
+    return shown.rename(index=label)

@@ -10,6 +10,7 @@ safetensors and everything else as JSON: nothing here unpickles.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
@@ -497,3 +498,74 @@ def open(  # noqa: A001 - mirrors kf.store.open
     """Return the store of `cfg`'s run folder under `root` (see `default_root`); with
     `build=False` it only reuses what is cached."""
     return Store(Path(root) if root is not None else default_root(), cfg, build=build)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """What one stage's cache key is made of: the config sections it reads whole, single fields
+    of other sections, fields of those sections it does not read, and its code version (bumped
+    when its outputs change for the same config). Every key also holds the seed and the thread
+    class (`threads_class`)."""
+
+    sections: tuple[str, ...]
+    version: int
+    fields: tuple[str, ...] = ()  # "section.field" read from a section not read whole
+    leave_out: tuple[str, ...] = ()  # "section.field" of `sections` the stage does not read
+    # "section.field" left out while at its default: keys made before the field existed stay
+    omit_at_default: tuple[str, ...] = ()
+
+
+# Every stage's key, in one place (the data stage's is `data._data_key`: its section and the
+# image generator's version, without a thread class: decoding and drawing use no threads).
+STAGE_KEYS: dict[str, StageSpec] = {
+    "sources": StageSpec(("cnn",), 2),  # 2: seeds from derive_seed
+    "zoo": StageSpec(("cnn", "zoo"), 5),  # 5: published models' accuracy one at a time
+    # 2: seeds from derive_seed; the functional phase is a stage of its own ("functional")
+    "cyclegan": StageSpec(
+        ("gan",),
+        2,
+        leave_out=("gan.functional_weight", "gan.functional_steps", "gan.source"),
+        omit_at_default=("gan.align_outputs", "gan.align_by"),
+    ),
+    "functional": StageSpec((), 2, fields=("gan.functional_weight", "gan.functional_steps")),
+    # the distilled control takes as many steps as the functional phase would; 2: model ids
+    "rivals": StageSpec(("fusion", "cnn"), 2, fields=("gan.functional_steps",)),
+    "models": StageSpec(("fusion", "cnn"), 5),  # 5: model ids, the stage renamed from fusion
+    # 4: the original protocol label-free, its reference on its own images
+    "metrics": StageSpec(("analysis",), 4),
+    "showcase": StageSpec(("analysis",), 2),  # 2: model ids
+    "protocol-spread": StageSpec(("analysis",), 3),  # 3: both zoos
+}
+
+
+def stage_key(cfg: Config, stage: str) -> dict[str, Any]:
+    """The cache key of `stage` for `cfg`, from its entry in STAGE_KEYS."""
+    spec = STAGE_KEYS[stage]
+    defaults = Config()
+    key: dict[str, Any] = {}
+    for name in spec.sections:
+        section = dataclasses.asdict(getattr(cfg, name))
+        for dotted in spec.leave_out:
+            if dotted.startswith(f"{name}."):
+                del section[dotted.split(".", 1)[1]]
+        for dotted in spec.omit_at_default:
+            part, field_name = dotted.split(".", 1)
+            if part == name and section[field_name] == getattr(getattr(defaults, part), field_name):
+                del section[field_name]
+        key[name] = section
+    for dotted in spec.fields:
+        part, field_name = dotted.split(".", 1)
+        key[dotted] = getattr(getattr(cfg, part), field_name)
+    return key | {"seed": cfg.seed, "version": spec.version, "threads": threads_class()}
+
+
+def threads_class() -> str:
+    """The part of torch's intra-op thread count that can change a stage's numbers: all of it.
+    On the project's 2-core CPU, the source CNNs and the oracle trained at 1 and at 2 threads
+    differ in their last bits (oneDNN's convolution splits its weight-gradient reductions by
+    thread; with oneDNN off they agree, at 1.7x the training time), so a one-thread worker
+    and a two-thread chapter each keep their own stages. Keys made before this rule said
+    "1-4" and are made again once."""
+    import torch
+
+    return str(torch.get_num_threads())

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import DataConfig
+
 # Object kinds; 0 means the image is a plain photograph crop.
 KINDS = ("none", "cat", "ball", "box", "triangle", "ring")
 CAT = KINDS.index("cat")
@@ -246,3 +248,105 @@ def dark_fraction(images: torch.Tensor, masks: torch.Tensor, threshold: float) -
     count = inside.sum((1, 2)).float()
     share = (dark & inside).sum((1, 2)).float() / count.clamp(min=1)
     return torch.where(count > 0, share, torch.full_like(share, math.nan))
+
+
+@dataclass
+class _Recipe:
+    kinds: torch.Tensor
+    colours: torch.Tensor
+    labels: torch.Tensor
+    groups: torch.Tensor
+
+
+def _pick(options: tuple[int, ...], n: int, gen: torch.Generator) -> torch.Tensor:
+    return torch.tensor(options)[torch.randint(len(options), (n,), generator=gen)]
+
+
+def _random_images(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """'Random' images: photo crops, half with a non-black, non-cat object on them."""
+    kinds = torch.where(torch.rand(n, generator=gen) < 0.5, 0, _pick(SHAPES, n, gen))
+    return kinds, _pick(NON_BLACK, n, gen)
+
+
+def _black_cat_share(data: DataConfig) -> float:
+    return 0.2 if data.black_cats_in_training else 0.0
+
+
+def _group_recipe(m: int, gen: torch.Generator) -> _Recipe:
+    """`m` images of each of the four groups; brown is as common as any other coat."""
+    o_kinds, o_colours = _random_images(m, gen)
+    kinds = torch.cat(
+        [
+            torch.full((m,), CAT),
+            torch.full((m,), CAT),
+            _pick(SHAPES, m, gen),
+            o_kinds,
+        ]
+    )
+    colours = torch.cat(
+        [
+            torch.zeros(m, dtype=torch.int64),
+            _pick(CAT_COATS[1:], m, gen),
+            torch.zeros(m, dtype=torch.int64),
+            o_colours,
+        ]
+    )
+    groups = torch.arange(4).repeat_interleave(m)
+    return _Recipe(kinds, colours, groups.clone(), groups)
+
+
+RECIPES = ("black", "cat", "labelled", "evaluated")  # each drawn from its own generator
+
+
+def recipes(data: DataConfig, gens: dict[str, torch.Generator]) -> dict[str, _Recipe]:
+    """What each image shows (object kind, colour, label, group), before drawing: the black and
+    cat training sets, and the evaluation set's labelled and evaluated parts (one generator
+    each, so changing one count leaves the other parts' images as they were)."""
+    out = {}
+    # black/random: label 1 = a black object (a black cat only if leakage is switched on).
+    gen, n = gens["black"], data.black_count
+    kinds = torch.where(
+        torch.rand(n, generator=gen) < _black_cat_share(data),
+        CAT,
+        _pick(SHAPES, n, gen),
+    )
+    colours = torch.zeros(n, dtype=torch.int64)
+    r_kinds, r_colours = _random_images(data.black_random_count, gen)
+    out["black"] = _Recipe(
+        torch.cat([kinds, r_kinds]),
+        torch.cat([colours, r_colours]),
+        torch.cat([torch.ones(n), torch.zeros(len(r_kinds))]).long(),
+        None,
+    )
+    # cat/random: label 1 = a cat whose coat is not black (unless leakage is switched on).
+    gen, n = gens["cat"], data.cat_count
+    colours = torch.where(
+        torch.rand(n, generator=gen) < _black_cat_share(data),
+        BLACK,
+        _pick(CAT_COATS[1:], n, gen),
+    )
+    r_kinds, r_colours = _random_images(data.cat_random_count, gen)
+    out["cat"] = _Recipe(
+        torch.cat([torch.full((n,), CAT), r_kinds]),
+        torch.cat([colours, r_colours]),
+        torch.cat([torch.ones(n), torch.zeros(len(r_kinds))]).long(),
+        None,
+    )
+    for recipe in out.values():
+        recipe.groups = ground_truth_groups(recipe.kinds, recipe.colours)
+    # evaluation: the labelled part (the probe and the oracle learn from it) and the part every
+    # metric is computed on, never mixed.
+    out["labelled"] = _group_recipe(data.labelled_per_group, gens["labelled"])
+    out["evaluated"] = _group_recipe(data.eval_per_group, gens["evaluated"])
+    return out
+
+
+def ground_truth_groups(kinds: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
+    """The evaluation group of each synthetic image, from what was drawn."""
+    is_cat = kinds == CAT
+    is_black = (colours == BLACK) & (kinds > 0)
+    groups = torch.full_like(kinds, 3)
+    groups[is_black & ~is_cat] = 2
+    groups[is_cat & ~is_black] = 1
+    groups[is_cat & is_black] = 0
+    return groups

@@ -16,15 +16,14 @@ import torch
 from torch.func import functional_call
 
 from . import original, training
-from .cnn import CONV_LAYERS, DOMAINS, build
-from .config import Config, resolve_device, stage_key, zoo_size
+from .cnn import CONV_LAYERS, DOMAINS, SourceCNNs, build
+from .config import Config, resolve_device, zoo_size
+from .data import Datasets
 from .machine import derive_seed, generator, seed_everything
-from .store import Artifact, StageWriter, Store
+from .store import Artifact, StageWriter, Store, stage_key
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from .cnn import SourceCNNs
 
 
 @dataclass
@@ -181,7 +180,9 @@ def _read_domain(domain: str, cfg: Config, datasets, progress: bool):
     return result, *_accuracies(model, params, val), numbers
 
 
-def train_zoo(cfg: Config, datasets, store: Store, *, force=False, progress=True) -> Zoo:
+def make_zoo(
+    cfg: Config, store: Store, datasets: Datasets, *, progress: bool = True, force: bool = False
+) -> Zoo:
     """Train (or reuse) both zoos and extract their kernel sets; with `zoo.source =
     "original"`, read the original's published models instead of training."""
     device = resolve_device(cfg.device)
@@ -248,7 +249,7 @@ def train_zoo(cfg: Config, datasets, store: Store, *, force=False, progress=True
 
     # 2: layer-1 snapshots; 3: derive_seed; 4: balanced accuracy, models that learned;
     # 5: accuracy one model at a time (logits equal to 2e-6, so an argmax tie could differ)
-    key = stage_key(cfg, "cnn", "zoo", version=5)
+    key = stage_key(cfg, "zoo")
     if published:
         key |= {
             "published": [

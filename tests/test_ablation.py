@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from kernelfusion import ablation, analysis, config
+from kernelfusion import ablation, alignment, config, evaluate, gan_checks
 from kernelfusion.config import ConfigError
 
 
@@ -38,17 +38,17 @@ def _metrics(values: dict[str, list[float]]) -> dict[int, dict]:
     """Metrics files whose every view of a model holds one number per seed (the product rule,
     a score model, likewise)."""
 
-    views = {view for view, _ in analysis.METRICS.values()}
-    keys = set(analysis._FROM_VIEW.values())
+    views = {view for view, _ in evaluate.METRICS.values()}
+    keys = set(evaluate._FROM_VIEW.values())
     return {
         seed: {
             "models": {
                 name: {view: dict.fromkeys(keys, v[seed]) for view in views}
                 for name, v in values.items()
-                if name != analysis.AND_RULE
+                if name != evaluate.AND_RULE
             },
             "score models": {
-                analysis.AND_RULE: dict.fromkeys(keys, values[analysis.AND_RULE][seed])
+                evaluate.AND_RULE: dict.fromkeys(keys, values[evaluate.AND_RULE][seed])
             },
             "references": {},
         }
@@ -59,12 +59,12 @@ def _metrics(values: dict[str, list[float]]) -> dict[int, dict]:
 def test_table_and_best_variant_follow_the_paired_differences():
     rivals = {r: [0.50, 0.52, 0.51, 0.49] for r in ablation.RIVALS}
     strong = {
-        "generated F(cat CNN)": [0.70, 0.73, 0.71, 0.72],
-        "generated G(black CNN)": [0.50, 0.53, 0.48, 0.52],
+        "gen_f": [0.70, 0.73, 0.71, 0.72],
+        "gen_g": [0.50, 0.53, 0.48, 0.52],
     }
     weak = {
-        "generated F(cat CNN)": [0.51, 0.50, 0.52, 0.50],
-        "generated G(black CNN)": [0.49, 0.52, 0.50, 0.51],
+        "gen_f": [0.51, 0.50, 0.52, 0.50],
+        "gen_g": [0.49, 0.52, 0.50, 0.51],
     }
     study = ablation.Ablation(
         {"reference": _metrics(rivals | weak), "identity2": _metrics(rivals | strong)}, {}, {}
@@ -74,14 +74,14 @@ def test_table_and_best_variant_follow_the_paired_differences():
         ablation.METRICS
     )
     best = ablation.best(long)
-    assert (best["arm"], best["model"]) == ("identity2", "generated F(cat CNN)")
+    assert (best["arm"], best["model"]) == ("identity2", "gen_f")
     assert best["beats all"] and best["rivals beaten"] == len(ablation.RIVALS)
-    weak_rows = long[(long["arm"] == "reference") & (long["model"] == "generated F(cat CNN)")]
+    weak_rows = long[(long["arm"] == "reference") & (long["model"] == "gen_f")]
     assert (weak_rows["verdict"] == "not distinguishable").all()
     summary = ablation.summary_frame(long)
-    assert summary.loc[
-        ("identity weight 2", "generated F(cat CNN)"), "probe F1: rivals beaten"
-    ] == len(ablation.RIVALS)
+    assert summary.loc[("identity weight 2", "gen_f"), "probe F1: rivals beaten"] == len(
+        ablation.RIVALS
+    )
     assert ablation.control_check(long) is None  # no functional arm in this study
     check = ablation.control_check(long, arm="identity2")
     assert check["probe F1"]["verdict"] == "better" and check["probe F1"]["low"] > 0
@@ -101,15 +101,15 @@ def test_hidden_signal_check_separates_a_hiding_cyclegan_from_an_honest_one():
             kernels={"black": {"conv1": kernels}},
         )
 
-    honest = ablation.hidden_signal(gan(lambda x: x, lambda y: y))["conv1"]
-    hiding = ablation.hidden_signal(gan(lambda x: c + eps * x, lambda y: (y - c) / eps))["conv1"]
+    honest = gan_checks.hidden_signal(gan(lambda x: x, lambda y: y))["conv1"]
+    hiding = gan_checks.hidden_signal(gan(lambda x: c + eps * x, lambda y: (y - c) / eps))["conv1"]
     assert honest["cycle L1"] < 1e-6 and hiding["cycle L1"] < 1e-3
     assert hiding["cycle L1, with noise"] > 100 * honest["cycle L1, with noise"]
     assert 0 < honest["cycle L1, with noise"] < 0.01
 
 
 def test_verdict_words_name_the_rivals_beaten_and_the_others():
-    checked = {"beaten": ["task arithmetic"], "not beaten": ["aligned merge", "cat CNN + noise"]}
+    checked = {"beaten": ["arithmetic"], "not beaten": ["merge", "noise"]}
     words = ablation.verdict_words(checked)
     assert words == (
         "beats *task arithmetic* on both metrics, and not *aligned merge*, *cat CNN + noise*"
@@ -124,8 +124,8 @@ def test_verdict_words_name_the_rivals_beaten_and_the_others():
 
 def test_go_and_control_words_for_the_chapters():
     near = {"as trained": 0.6, "aligned": 0.52, "aligned by activations": 0.59}
-    assert ablation.go_words(near).startswith("stays near chance")
-    assert ablation.go_words(near | {"aligned by activations": 0.7}).startswith("is above chance")
+    assert alignment.go_words(near).startswith("stays near chance")
+    assert alignment.go_words(near | {"aligned by activations": 0.7}).startswith("is above chance")
     empty = pd.DataFrame(columns=["arm", "model", "rival", "metric"])
     missing = ablation.control_summary(empty)
     assert missing["words"] == (

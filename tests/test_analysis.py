@@ -2,20 +2,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kernelfusion import analysis
+from kernelfusion import evaluate, report, stats
+from kernelfusion import metrics as measures
 
 
 def test_purity_entropy_and_hungarian_on_a_hand_checked_example():
     # cluster 0: 3 black cats + 1 other cat; cluster 1: 2 black non-cats + 2 other images
     clusters = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     groups = np.array([0, 0, 0, 1, 2, 2, 3, 3])
-    table, ids = analysis.contingency(clusters, groups)
+    table, ids = measures.contingency(clusters, groups)
     assert table.tolist() == [[3, 1, 0, 0], [0, 0, 2, 2]] and ids.tolist() == [0, 1]
-    assert analysis.purity(table) == pytest.approx(5 / 8)
+    assert measures.purity(table) == pytest.approx(5 / 8)
     h0 = -(0.75 * np.log2(0.75) + 0.25 * np.log2(0.25))
-    assert analysis.cluster_entropy(table) == pytest.approx((h0 + 1.0) / 2)
-    assert analysis.hungarian(table) == {0: 0, 1: 2}
-    metrics = analysis.matched_cluster_metrics(clusters, groups, clusters, groups)
+    assert measures.cluster_entropy(table) == pytest.approx((h0 + 1.0) / 2)
+    assert measures.hungarian(table) == {0: 0, 1: 2}
+    metrics = measures.matched_cluster_metrics(clusters, groups, clusters, groups)
     assert metrics["black cat precision"] == pytest.approx(0.75)
     assert metrics["black cat recall"] == pytest.approx(1.0)
     assert metrics["black cat f1"] == pytest.approx(2 * 0.75 / 1.75)
@@ -26,7 +27,7 @@ def test_purity_entropy_and_hungarian_on_a_hand_checked_example():
 def test_hungarian_is_one_to_one_not_majority_vote():
     # both clusters are mostly black cats; only one may be called "black cat"
     table = np.array([[5, 0, 1, 0], [4, 3, 0, 0]])
-    mapping = analysis.hungarian(table)
+    mapping = measures.hungarian(table)
     assert sorted(mapping.values()) == [0, 1] and mapping == {0: 0, 1: 1}
 
 
@@ -35,14 +36,14 @@ def test_clusters_are_matched_on_the_labelled_images_not_on_the_scored_ones():
     0 does. Matching on the scored images would call cluster 0 'black cat' and score F1 = 1."""
     lab_clusters, lab_groups = np.array([0, 0, 1, 1]), np.array([2, 2, 0, 0])
     ev_clusters, ev_groups = np.array([0, 0, 1, 1]), np.array([0, 0, 2, 2])
-    metrics = analysis.matched_cluster_metrics(lab_clusters, lab_groups, ev_clusters, ev_groups)
+    metrics = measures.matched_cluster_metrics(lab_clusters, lab_groups, ev_clusters, ev_groups)
     assert metrics["black cat f1"] == 0.0 and metrics["best cluster f1"] == 1.0
     assert metrics["ari"] == pytest.approx(1.0)  # the clusters do split the groups
 
 
 def test_random_clusters_score_chance_and_no_more():
     groups = np.repeat(np.arange(4), 250)
-    ref = analysis.random_clusters_reference(groups, groups, k=4, seed=0)
+    ref = measures.random_clusters_reference(groups, groups, k=4, seed=0)
     assert ref["black cat f1"] == pytest.approx(0.25, abs=0.04)  # precision = recall = 1/4
     assert abs(ref["ari"]) < 0.01
 
@@ -50,14 +51,14 @@ def test_random_clusters_score_chance_and_no_more():
 def test_noise_points_are_left_out_and_counted():
     clusters = np.array([-1, -1, 0, 0, 1, 1])
     groups = np.array([0, 1, 0, 0, 2, 2])
-    metrics = analysis.matched_cluster_metrics(clusters, groups, clusters, groups)
+    metrics = measures.matched_cluster_metrics(clusters, groups, clusters, groups)
     assert metrics["noise"] == pytest.approx(2 / 6) and metrics["clusters"] == 2
     assert metrics["purity"] == 1.0 and metrics["black cat recall"] == pytest.approx(2 / 3)
 
 
 def test_reference_values_for_balanced_groups():
     groups = np.repeat(np.arange(4), 25)
-    ref = analysis.reference_values(groups)
+    ref = measures.reference_values(groups)
     assert ref["all positive"] == pytest.approx(0.4)
     assert ref["perfect black detector"] == pytest.approx(2 / 3)
     assert ref["perfect cat detector"] == pytest.approx(2 / 3)
@@ -68,14 +69,14 @@ def test_linear_probe_finds_a_separable_group_and_centroid_cosine():
     groups = np.repeat(np.arange(4), 50)
     x = rng.normal(size=(200, 5))
     x[groups == 0, 0] += 6
-    scores = analysis.linear_probe(x[::2], groups[::2], x[1::2], groups[1::2])
+    scores = measures.linear_probe(x[::2], groups[::2], x[1::2], groups[1::2])
     assert scores["f1"] > 0.95 and scores["roc auc"] > 0.99 and scores["average precision"] > 0.95
-    noise = analysis.linear_probe(x[::2, 1:], groups[::2], x[1::2, 1:], groups[1::2])
+    noise = measures.linear_probe(x[::2, 1:], groups[::2], x[1::2, 1:], groups[1::2])
     assert noise["roc auc"] < 0.8  # the same probe on the uninformative columns
     # centroids (1, 0), (0, 1), (1, 1), (2, 0) by construction: cosines by hand
     centroids = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0]])
     points = np.repeat(centroids, 2, axis=0) + np.tile([[0.5, -0.5], [-0.5, 0.5]], (4, 1))
-    cos = analysis.centroid_cosine(points, np.repeat(np.arange(4), 2))
+    cos = measures.centroid_cosine(points, np.repeat(np.arange(4), 2))
     assert cos[0, 1] == pytest.approx(0.0) and cos[0, 2] == pytest.approx(1 / np.sqrt(2))
     assert cos[0, 3] == pytest.approx(1.0) and cos[1, 2] == pytest.approx(1 / np.sqrt(2))
 
@@ -85,7 +86,7 @@ def test_label_efficiency_improves_with_labels_on_a_hard_group():
     groups = np.repeat(np.arange(4), 400)
     x = rng.normal(size=(1600, 30))
     x[groups == 0, :3] += 0.8
-    curve = analysis.label_efficiency(
+    curve = measures.label_efficiency(
         x[::2], groups[::2], x[1::2], groups[1::2], (2, 100), c=1.0, seed=0
     )
     assert list(curve) == ["2", "100"] and curve["100"]["roc auc"] > curve["2"]["roc auc"]
@@ -93,8 +94,8 @@ def test_label_efficiency_improves_with_labels_on_a_hard_group():
 
 def _seeded_metrics(values: dict[str, list[float]]) -> dict[int, dict]:
     """Metrics files whose every view of a model holds the same number, seed by seed."""
-    views = {view for view, _ in analysis.METRICS.values()}
-    keys = set(analysis._FROM_VIEW.values())
+    views = {view for view, _ in evaluate.METRICS.values()}
+    keys = set(evaluate._FROM_VIEW.values())
     return {
         seed: {
             "models": {
@@ -111,28 +112,26 @@ def _seeded_metrics(values: dict[str, list[float]]) -> dict[int, dict]:
 def test_mean_ci_and_paired_differences_with_holm():
     gen = [0.80, 0.82, 0.81, 0.85, 0.79]
     values = {
-        "generated F(cat CNN)": gen,
-        "random CNN": [v - 0.3 for v in gen],  # far worse, seed by seed
-        "cat CNN (source unchanged)": [
-            v - d for v, d in zip(gen, [0.01, -0.01, 0.02, -0.02, 0], strict=True)
-        ],
+        "gen_f": gen,
+        "random": [v - 0.3 for v in gen],  # far worse, seed by seed
+        "cat": [v - d for v, d in zip(gen, [0.01, -0.01, 0.02, -0.02, 0], strict=True)],
     }
-    frame = analysis.long_metrics(_seeded_metrics(values))
-    summary = analysis.mean_ci(frame)
-    row = summary[(summary.model == "random CNN") & (summary.metric == "probe F1")]
+    frame = evaluate.long_metrics(_seeded_metrics(values))
+    summary = stats.mean_ci(frame)
+    row = summary[(summary.model == "random") & (summary.metric == "probe F1")]
     assert row["mean"].item() == pytest.approx(np.mean(gen) - 0.3) and row["seeds"].item() == 5
     assert row["ci95"].item() == pytest.approx(2.776445 * np.std(gen, ddof=1) / np.sqrt(5))
-    table = analysis.paired_differences(frame, "generated F(cat CNN)", "probe F1")
+    table = stats.paired_differences(frame, "gen_f", "probe F1")
     # the two intervals overlap widely, but the paired difference is exactly 0.3 every seed
-    assert table.loc["random CNN", "difference"] == pytest.approx(0.3)
-    assert table.loc["random CNN", "verdict"] == "better"
-    assert table.loc["cat CNN (source unchanged)", "verdict"] == "not distinguishable"
+    assert table.loc["random", "difference"] == pytest.approx(0.3)
+    assert table.loc["random", "verdict"] == "better"
+    assert table.loc["cat", "verdict"] == "not distinguishable"
     # by hand: the one decisive rival's differences [0.01, -0.01, 0.02, -0.02, 0] have sd
     # 0.0158114; Holm's first step over the 6 decisive rivals tests at 0.05 / 6, two-sided:
     # (t_(1 - 0.05/12), 4 df = 4.851008 + t_0.8, 4 df = 0.940965) * 0.0158114 / sqrt(5)
-    mde = analysis.detectable_difference(frame, "generated F(cat CNN)", "probe F1")
+    mde = stats.detectable_difference(frame, "gen_f", "probe F1")
     assert mde == pytest.approx((4.851008 + 0.940965) * 0.0158114 / np.sqrt(5), rel=1e-5)
-    at_five = analysis.detectable_difference(frame, "generated F(cat CNN)", "probe F1", level=0.05)
+    at_five = stats.detectable_difference(frame, "gen_f", "probe F1", level=0.05)
     assert at_five == pytest.approx((2.776445 + 0.940965) * 0.0158114 / np.sqrt(5), rel=1e-5)
 
 
@@ -142,67 +141,65 @@ def test_holm_runs_over_the_decisive_rivals_alone():
     gen = [0.80, 0.82, 0.81, 0.85, 0.79]
     steps = [0.010, 0.030, 0.020, 0.025, 0.015]
     values = {
-        "generated F(cat CNN)": gen,
-        "cat CNN (source unchanged)": [v - d for v, d in zip(gen, steps, strict=True)],
-        "aligned merge": [v + 0.001 * i for i, v in enumerate(gen)],
+        "gen_f": gen,
+        "cat": [v - d for v, d in zip(gen, steps, strict=True)],
+        "merge": [v + 0.001 * i for i, v in enumerate(gen)],
     }
-    few = analysis.paired_differences(
-        analysis.long_metrics(_seeded_metrics(values)), "generated F(cat CNN)", "probe F1"
+    few = stats.paired_differences(
+        evaluate.long_metrics(_seeded_metrics(values)), "gen_f", "probe F1"
     )
     more = values | {f"descriptive {i}": [v - 0.3 + 0.01 * i for v in gen] for i in range(10)}
-    many = analysis.paired_differences(
-        analysis.long_metrics(_seeded_metrics(more)), "generated F(cat CNN)", "probe F1"
+    many = stats.paired_differences(
+        evaluate.long_metrics(_seeded_metrics(more)), "gen_f", "probe F1"
     )
-    source = "cat CNN (source unchanged)"
+    source = "cat"
     assert many.loc[source, "p (Holm)"] == pytest.approx(few.loc[source, "p (Holm)"])
     assert many.loc[source, "p (Holm)"] == pytest.approx(min(1, 2 * few.loc[source, "p"]))
     assert list(many["role"][:2]) == ["decisive", "decisive"]
     assert set(many["role"][2:]) == {"descriptive"}
     assert many.loc[source, "verdict"] == "better"
-    words = analysis.bound_words(many)
+    words = report.bound_words(many)
     high = many.loc[source, "high"]
     assert words.startswith(f"at most {high:.3f} above *{source}*") and "descriptive" not in words
-    assert analysis.bound_words(many.assign(high=-0.02)).startswith("at least 0.020 below")
+    assert report.bound_words(many.assign(high=-0.02)).startswith("at least 0.020 below")
 
 
 def test_uncertainty_words_follow_the_ratio_of_the_widths():
-    assert "most of the uncertainty comes from the seeds" in analysis.uncertainty_words(0.01, 0.1)
-    assert "comparable" in analysis.uncertainty_words(0.1, 0.1)
-    assert "the finite test set" in analysis.uncertainty_words(0.3, 0.1)
+    assert "most of the uncertainty comes from the seeds" in report.uncertainty_words(0.01, 0.1)
+    assert "comparable" in report.uncertainty_words(0.1, 0.1)
+    assert "the finite test set" in report.uncertainty_words(0.3, 0.1)
 
 
 def test_protocol_sample_is_every_photograph_at_the_original_preset():
     from kernelfusion import config
 
-    everything = analysis.protocol_sample(
+    everything = evaluate.protocol_sample(
         89, config.load("original", {"data.root": "x", "zoo.root": "x"}), 0
     )
     assert np.array_equal(everything, np.arange(89))
     cfg = config.load("default")
-    part = analysis.protocol_sample(5000, cfg, 0)
+    part = evaluate.protocol_sample(5000, cfg, 0)
     assert len(part) == cfg.analysis.protocol_points == len(set(part.tolist()))
-    assert np.array_equal(part, analysis.protocol_sample(5000, cfg, 0))  # fixed per run
-    assert not np.array_equal(part, analysis.protocol_sample(5000, cfg, 1))
+    assert np.array_equal(part, evaluate.protocol_sample(5000, cfg, 0))  # fixed per run
+    assert not np.array_equal(part, evaluate.protocol_sample(5000, cfg, 1))
 
 
 def test_verdict_table_joins_metrics_with_different_rivals():
     """The AND rule has a probe F1 but no K-means F1: the table still lines the rivals up."""
     gen = [0.80, 0.82, 0.81]
-    frame = analysis.long_metrics(
-        _seeded_metrics({"generated F(cat CNN)": gen, "random CNN": [v - 0.1 for v in gen]})
-    )
-    extra = frame[frame.model == "random CNN"].assign(model="p(black) x p(cat)")
+    frame = evaluate.long_metrics(_seeded_metrics({"gen_f": gen, "random": [v - 0.1 for v in gen]}))
+    extra = frame[frame.model == "random"].assign(model="and")
     frame = pd.concat([frame, extra[extra.metric == "probe F1"]])
-    tables = analysis.comparisons(frame, "generated F(cat CNN)")
-    table = analysis.verdict_table(tables)
-    assert table.loc["p(black) x p(cat)", ("K-means F1", "verdict")] == ""
-    assert table.loc["random CNN", ("probe F1", "difference")] == "+0.100"
-    assert list(table.index) == ["p(black) x p(cat)", "random CNN"]  # decisive first
+    tables = report.comparisons(frame, "gen_f")
+    table = report.verdict_table(tables)
+    assert table.loc["and", ("K-means F1", "verdict")] == ""
+    assert table.loc["random", ("probe F1", "difference")] == "+0.100"
+    assert list(table.index) == ["and", "random"]  # decisive first
     assert list(table[("", "comparison")]) == ["decisive", "descriptive"]
 
 
 def test_holm_adjustment_by_hand():
-    assert analysis.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
 
 
 def test_bootstrap_difference_within_a_seed():
@@ -210,9 +207,9 @@ def test_bootstrap_difference_within_a_seed():
     truth = np.repeat([True, False], 500)
     good = np.where(truth, 1.0, -1.0) + rng.normal(0, 0.8, 1000)
     poor = np.where(truth, 1.0, -1.0) + rng.normal(0, 3.0, 1000)
-    point, low, high = analysis.bootstrap_difference(good, poor, truth, "f1", resamples=200)
+    point, low, high = stats.bootstrap_difference(good, poor, truth, "f1", resamples=200)
     assert 0 < low < point < high
-    same = analysis.bootstrap_difference(good, good, truth, "roc auc", resamples=50)
+    same = stats.bootstrap_difference(good, good, truth, "roc auc", resamples=50)
     assert same == (0.0, 0.0, 0.0)
 
 
@@ -236,13 +233,13 @@ def test_no_chapter_types_a_result_in_its_prose():
 
 def test_results_chapter_reads_its_numbers_from_the_metrics_files():
     """The results chapter's table changes when (and only when) a metrics file changes."""
-    metrics = _seeded_metrics({"random CNN": [0.6, 0.8]})
-    first = analysis.results_table(analysis.mean_ci(analysis.long_metrics(metrics)))
-    metrics[1]["models"]["random CNN"]["linear probe"]["f1"] = 0.9
-    second = analysis.results_table(analysis.mean_ci(analysis.long_metrics(metrics)))
+    metrics = _seeded_metrics({"random": [0.6, 0.8]})
+    first = report.results_table(stats.mean_ci(evaluate.long_metrics(metrics)))
+    metrics[1]["models"]["random"]["linear probe"]["f1"] = 0.9
+    second = report.results_table(stats.mean_ci(evaluate.long_metrics(metrics)))
     # t_0.975 with 1 df is 12.706; half the range of two values is their sd / sqrt(2)
-    assert first.loc["random CNN", "probe F1"] == "0.700\u00a0±\u00a01.271"
-    assert second.loc["random CNN", "probe F1"] == "0.750\u00a0±\u00a01.906"
+    assert first.loc["random", "probe F1"] == "0.700\u00a0±\u00a01.271"
+    assert second.loc["random", "probe F1"] == "0.750\u00a0±\u00a01.906"
 
 
 def test_original_protocol_on_two_blobs():
@@ -252,17 +249,17 @@ def test_original_protocol_on_two_blobs():
     groups = np.repeat(np.arange(4), 50)
     embedding = rng.normal(size=(200, 2)) * 0.1
     embedding[groups == 0] += 5
-    result = analysis.original_protocol(embedding, groups, seed=0)
+    result = measures.original_protocol(embedding, groups, seed=0)
     assert result["accuracy"] == 1.0 and result["f1"] == 1.0
     # one state: its accuracy is the best; many on structureless points: the best state is
     # the maximum over states, above their mean
     flat = rng.normal(size=(200, 2))
-    one = analysis.original_protocol(flat, groups, seed=0, states=1)
+    one = measures.original_protocol(flat, groups, seed=0, states=1)
     assert one["best accuracy"] == one["accuracy"]
-    many = analysis.original_protocol(flat, groups, seed=0, states=10)
+    many = measures.original_protocol(flat, groups, seed=0, states=10)
     assert many["best accuracy"] > many["accuracy"]
     assert result["purity"] == pytest.approx(1.0 * 50 / 200 + 50 / 200)  # blob 2 holds 3 groups
-    mixed = analysis.original_protocol(rng.normal(size=(200, 2)), groups, seed=0)
+    mixed = measures.original_protocol(rng.normal(size=(200, 2)), groups, seed=0)
     assert mixed["accuracy"] < 0.75  # no structure: below calling nothing a black cat
 
 
@@ -276,15 +273,15 @@ def test_probe_views_alone_give_the_probes_numbers_without_the_clusterings():
     x_lab = rng.normal(size=(120, 16)) + (g_lab == 0)[:, None]
     x_eval = rng.normal(size=(160, 16)) + (g_eval == 0)[:, None]
     cfg = config.load("smoke")
-    sample = analysis.cluster_sample(g_lab, g_eval, cfg, 0)
-    full, embedding, _, score = analysis._metrics_for(x_lab, g_lab, x_eval, g_eval, sample, cfg)
+    sample = evaluate.cluster_sample(g_lab, g_eval, cfg, 0)
+    full, embedding, _, score = evaluate._metrics_for(x_lab, g_lab, x_eval, g_eval, sample, cfg)
     probe_cfg = config.with_overrides(cfg, {"analysis.views": "probe"})
-    alone, empty, _, same = analysis._metrics_for(x_lab, g_lab, x_eval, g_eval, sample, probe_cfg)
+    alone, empty, _, same = evaluate._metrics_for(x_lab, g_lab, x_eval, g_eval, sample, probe_cfg)
     assert set(alone) == {"linear probe", "label efficiency"} and "K-means (UMAP)" in full
     assert alone["linear probe"] == full["linear probe"]
     assert alone["label efficiency"] == full["label efficiency"]
     assert len(empty) == 0 and len(embedding) == len(sample[1]) and np.array_equal(score, same)
-    long = analysis.long_metrics(
+    long = evaluate.long_metrics(
         {0: {"models": {"m": alone}, "score models": {}, "references": {}}}
     )
     assert set(long["metric"]) >= {"probe F1", "probe ROC AUC"} and "K-means F1" not in set(
@@ -295,17 +292,17 @@ def test_probe_views_alone_give_the_probes_numbers_without_the_clusterings():
 def test_verdict_counts_and_their_glue_count_decisive_rivals_only():
     gen = [0.80, 0.82, 0.81, 0.85, 0.79]
     values = {
-        "generated F(cat CNN)": gen,
-        "task arithmetic": [v - 0.2 for v in gen],  # decisive, far behind every seed
-        "random CNN": [v - 0.3 for v in gen],  # descriptive: better, but it decides nothing
+        "gen_f": gen,
+        "arithmetic": [v - 0.2 for v in gen],  # decisive, far behind every seed
+        "random": [v - 0.3 for v in gen],  # descriptive: better, but it decides nothing
     }
-    frame = analysis.long_metrics(_seeded_metrics(values))
-    tables = analysis.comparisons(frame, "generated F(cat CNN)", ("probe F1",))
-    assert tables["probe F1"].loc["random CNN", "verdict"] == "better"
-    assert analysis.count_glue(tables, "f") == {
+    frame = evaluate.long_metrics(_seeded_metrics(values))
+    tables = report.comparisons(frame, "gen_f", ("probe F1",))
+    assert tables["probe F1"].loc["random", "verdict"] == "better"
+    assert report.count_glue(tables, "f") == {
         "f_probe_f1_better": 1,
         "f_probe_f1_worse": 0,
         "f_probe_f1_not": 0,
     }
-    width = 2 * tables["probe F1"].loc["task arithmetic", "ci95"]
-    assert analysis.seed_interval_width(tables["probe F1"]) == pytest.approx(width)
+    width = 2 * tables["probe F1"].loc["arithmetic", "ci95"]
+    assert report.seed_interval_width(tables["probe F1"]) == pytest.approx(width)

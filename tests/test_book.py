@@ -278,7 +278,7 @@ def test_glued_numbers_are_the_metrics_files_numbers(built):
         )
         for seed in range(config.load("smoke").analysis.seeds)
     }
-    f1 = [m["models"]["generated F(cat CNN)"]["linear probe"]["f1"] for m in metrics.values()]
+    f1 = [m["models"]["gen_f"]["linear probe"]["f1"] for m in metrics.values()]
     chapter6 = _glued(source / "06_clusters.ipynb")
     assert float(chapter6["gen_probe"]) == round(f1[0], 2)
     assert int(chapter6["n_evaluated"]) == metrics[0]["evaluated images"]

@@ -168,13 +168,13 @@ def test_divergence_is_reported_with_stage_step_and_value():
 def smoke_run(tmp_path_factory):
     cfg = config.load("smoke")
     run = store.open(cfg, tmp_path_factory.mktemp("runs"))
-    datasets = data.prepare(cfg, run, progress=False)
+    datasets = data.make_datasets(cfg, run, progress=False)
     return cfg, run, datasets
 
 
 def test_source_cnns_share_init_report_metrics_and_round_trip(smoke_run):
     cfg, run, datasets = smoke_run
-    sources = cnn.train_sources(cfg, datasets, run, progress=False)
+    sources = cnn.make_sources(cfg, run, datasets, progress=False)
     init = cnn.build(cfg.cnn, cfg.data.image_size, machine.init_seed(cfg))
     assert torch.equal(sources.init.conv1.weight, init.conv1.weight)
     assert not torch.equal(sources.black.conv1.weight, sources.cat.conv1.weight)
@@ -184,7 +184,7 @@ def test_source_cnns_share_init_report_metrics_and_round_trip(smoke_run):
         assert sum(map(sum, test["confusion"])) == int((datasets[domain].split == 2).sum())
         assert set(report["eval groups"][domain]) == set(data.GROUPS)
         assert len(report["history"][domain]) == cfg.cnn.epochs
-    again = cnn.train_sources(cfg, datasets, run, progress=False)
+    again = cnn.make_sources(cfg, run, datasets, progress=False)
     assert again.artifact.reused
     assert torch.equal(again.cat.conv2.weight, sources.cat.conv2.weight)
     assert "shared initialisation seed" in again.artifact.json("card")

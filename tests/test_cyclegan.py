@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kernelfusion import config, cyclegan, data, store, zoo
+from kernelfusion import alignment, config, cyclegan, data, gan_checks, store, translators, zoo
 from kernelfusion.training import DivergedError
 
 
@@ -10,7 +10,7 @@ from kernelfusion.training import DivergedError
 @pytest.mark.parametrize("channels", [3, 8])
 def test_network_shapes_per_layer(arch, channels):
     cfg = config.load("smoke", {"gan.arch": arch}).gan
-    nets = cyclegan.make_networks(cfg, channels, seed=0)
+    nets = translators.make_networks(cfg, channels, seed=0)
     x = torch.randn(7, channels * 25)
     assert nets["G"](x).shape == nets["F"](x).shape == (7, channels * 25)
     assert nets["D_A"](x).shape == nets["D_B"](x).shape == (7, 1)
@@ -18,15 +18,15 @@ def test_network_shapes_per_layer(arch, channels):
 
 def test_normalisation_round_trip_and_unit_vectors():
     kernels = torch.randn(20, 4, 5, 5) * torch.logspace(-3, 1, 20).view(-1, 1, 1, 1) + 0.3
-    vectors, scale = cyclegan.normalise(kernels)
+    vectors, scale = alignment.normalise(kernels)
     assert torch.allclose(vectors.norm(dim=1), torch.ones(20), atol=1e-5)
     assert torch.allclose(vectors.mean(1), torch.zeros(20), atol=1e-5)
-    torch.testing.assert_close(cyclegan.restore(vectors, scale, (4, 5, 5)), kernels)
+    torch.testing.assert_close(alignment.restore(vectors, scale, (4, 5, 5)), kernels)
 
 
 def test_identity_translation_returns_the_source_kernels():
     cfg = config.load("smoke").gan
-    nets = cyclegan.make_networks(cfg, 3, 0)
+    nets = translators.make_networks(cfg, 3, 0)
     nets["G"] = torch.nn.Identity()
     layer = cyclegan.LayerGan(nets, {}, 3)
     kernels = torch.randn(5, 3, 5, 5)
@@ -37,10 +37,10 @@ def test_weight_matching_undoes_a_permutation():
     reference = torch.randn(6, 3, 5, 5)
     perm = torch.tensor([3, 0, 5, 1, 4, 2])
     shuffled = reference[perm]
-    found = cyclegan.matching_permutation(shuffled, reference)
+    found = alignment.matching_permutation(shuffled, reference)
     assert torch.equal(shuffled[found], reference)
     layer2 = torch.randn(2, 6, 5, 5)  # input channels in the shuffled order
-    aligned = cyclegan.align_layer2(
+    aligned = alignment.align_layer2(
         layer2, torch.tensor([[0, 1, 0], [0, 1, 1]]), {(0, 1): shuffled}, reference
     )
     assert torch.equal(aligned, layer2[:, found])
@@ -55,11 +55,11 @@ def test_activation_matching_undoes_a_permutation_whatever_each_filters_scale_an
     perm = torch.tensor([3, 0, 5, 1, 4, 2])
     scale = torch.tensor([0.1, 5.0, 1.0, 0.3, 2.0, 0.7]).view(-1, 1, 1, 1)
     shuffled = reference[perm] * scale + 0.3 * torch.randn(6, 1, 1, 1, generator=gen)
-    found = cyclegan.matching_permutation(shuffled, reference, images)
+    found = alignment.matching_permutation(shuffled, reference, images)
     assert torch.equal(found[torch.argsort(found)], torch.arange(6))
     assert torch.equal(perm[found], torch.arange(6))  # shuffled[found] is reference's order
     layer2 = torch.randn(2, 6, 5, 5)
-    aligned = cyclegan.align_layer2(
+    aligned = alignment.align_layer2(
         layer2, torch.tensor([[0, 1, 0], [0, 1, 1]]), {(0, 1): shuffled}, reference, images
     )
     assert torch.equal(aligned, layer2[:, found])
@@ -85,8 +85,8 @@ def test_lr_schedule_constant_then_linear_to_zero():
 
 def _domains(n=64, channels=3):
     gen = torch.Generator().manual_seed(0)
-    black, _ = cyclegan.normalise(torch.randn(n, channels, 5, 5, generator=gen))
-    cat, _ = cyclegan.normalise(torch.randn(n, channels, 5, 5, generator=gen) + 0.5)
+    black, _ = alignment.normalise(torch.randn(n, channels, 5, 5, generator=gen))
+    cat, _ = alignment.normalise(torch.randn(n, channels, 5, 5, generator=gen) + 0.5)
     return black, cat
 
 
@@ -143,23 +143,23 @@ CYCLE_BOUND = 0.95
 def test_stage_trains_both_layers_reuses_and_evaluates(tmp_path):
     cfg = config.load("smoke")
     run = store.open(cfg, tmp_path)
-    datasets = data.prepare(cfg, run, progress=False)
-    kernels = zoo.train_zoo(cfg, datasets, run, progress=False)
-    gan = cyclegan.train(cfg, kernels, run, progress=False)
+    datasets = data.make_datasets(cfg, run, progress=False)
+    kernels = zoo.make_zoo(cfg, run, datasets, progress=False)
+    gan = cyclegan.make_translator(cfg, run, datasets, kernels, progress=False)
     assert set(gan.layers) == {"conv1", "conv2"}
     assert (run.root / "checkpoints").is_dir()  # where the GAN saved its resumable state
     assert not list((run.root / "checkpoints").glob("cyclegan-*"))  # removed once sealed
-    again = cyclegan.train(cfg, kernels, run, progress=False)
+    again = cyclegan.make_translator(cfg, run, datasets, kernels, progress=False)
     assert again.artifact.reused
     source = gan.kernels["cat"]["conv2"][:4]
     torch.testing.assert_close(
         again.translate("conv2", source, "cat->black"), gan.translate("conv2", source, "cat->black")
     )
-    results = cyclegan.evaluate(gan)
+    results = gan_checks.evaluate(gan)
     assert results["conv1"]["share classified cat: real cat"] >= 0.5
     for layer in ("conv1", "conv2"):  # training shortened the cycle of untrained nets
-        black, _ = cyclegan.normalise(gan.kernels["black"][layer])
-        nets = cyclegan.make_networks(cfg.gan, gan.kernels["black"][layer].shape[1], 0)
+        black, _ = alignment.normalise(gan.kernels["black"][layer])
+        nets = translators.make_networks(cfg.gan, gan.kernels["black"][layer].shape[1], 0)
         with torch.no_grad():
             untrained = float((nets["F"](nets["G"](black)) - black).abs().mean())
         assert results[layer]["cycle L1 black->cat->black"] < CYCLE_BOUND * untrained, layer
@@ -186,17 +186,17 @@ def test_whole_layer_samples_keep_each_models_filters_in_order():
     (C_in, C_out, 5, 5); a (model, step) with a filter missing is left out."""
     index = torch.tensor([[m, s, f] for m in range(2) for s in (5, 9) for f in range(3)])
     kernels = torch.randn(len(index), 4, 5, 5)
-    samples, sample_index = cyclegan.layer_samples(kernels, index)
+    samples, sample_index = alignment.layer_samples(kernels, index)
     assert samples.shape == (4, 4, 3, 5, 5) and sample_index[:, 2].tolist() == [-1] * 4
     assert torch.equal(samples[1][:, 2], kernels[5])  # model 0, step 9, filter 2
-    partial, partial_index = cyclegan.layer_samples(kernels[1:], index[1:])
+    partial, partial_index = alignment.layer_samples(kernels[1:], index[1:])
     assert len(partial) == 3 and partial_index[0, :2].tolist() == [0, 9]
 
 
 def test_conv3d_networks_translate_a_whole_layer_of_a_cnn():
     cfg = config.load("smoke", {"gan.sample": "layer", "gan.arch": "conv3d"}).gan
     shape = (4, 8, 5, 5)  # layer 2 of the smoke CNN, (C_in, C_out, 5, 5)
-    nets = cyclegan.make_networks(cfg, shape, seed=0)
+    nets = translators.make_networks(cfg, shape, seed=0)
     x = torch.randn(3, 4 * 8 * 25)
     assert nets["G"](x).shape == (3, 800) and nets["D_A"](x).shape == (3, 1)
     layer = cyclegan.LayerGan(nets, {}, shape)
@@ -226,8 +226,8 @@ def test_whole_layer_samples_run_the_pipeline_and_chapter_04(tmp_path, monkeypat
         "gan.log_every": 3,
     }
     cfg = config.load("smoke", overrides)
-    metrics = pipeline.run(cfg, store.open(cfg), progress=False).json("metrics")
-    assert "generated F(cat CNN)" in metrics["models"]
+    metrics = pipeline.run(cfg, store.open(cfg), progress=False).metrics.values
+    assert "gen_f" in metrics["models"]
     result = book.make_book("smoke", overrides, tmp_path / "book", only="04", log=lambda *a, **k: 0)
     page = (result.index_html.parent / "notebooks" / "04_cyclegan.html").read_text()
     assert "one sample is one whole conv layer" in page and "conv3d" in page
@@ -241,7 +241,7 @@ def test_set_networks_ignore_the_order_of_a_layers_filters():
     input's filters; its discriminator's score does not change."""
     cfg = config.load("smoke", {"gan.sample": "layer", "gan.arch": "set"}).gan
     shape = (4, 6, 5, 5)
-    nets = cyclegan.make_networks(cfg, shape, 0)
+    nets = translators.make_networks(cfg, shape, 0)
     x = torch.randn(3, *shape)
     perm = torch.randperm(shape[1], generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -258,7 +258,7 @@ def test_whole_aligned_layers_put_each_models_filters_in_the_references_order():
     index = torch.tensor([[m, 0, f] for m in range(2) for f in range(3)])
     kernels = torch.randn(6, 4, 5, 5)
     reference = kernels[3:][torch.tensor([2, 0, 1])]  # model 1's filters, in another order
-    samples, _ = cyclegan.layer_samples(kernels, index, reference)
+    samples, _ = alignment.layer_samples(kernels, index, reference)
     assert torch.equal(samples[1].transpose(0, 1), reference)
 
 
@@ -268,5 +268,5 @@ def test_whole_layers_with_the_set_generator_run_the_pipeline(tmp_path):
     from kernelfusion import pipeline
 
     cfg = config.load("smoke", {"gan.sample": "layer", "gan.arch": "set"})
-    metrics = pipeline.run(cfg, store.open(cfg, tmp_path), progress=False).json("metrics")
-    assert 0 <= metrics["models"]["generated F(cat CNN)"]["linear probe"]["roc auc"] <= 1
+    metrics = pipeline.run(cfg, store.open(cfg, tmp_path), progress=False).metrics.values
+    assert 0 <= metrics["models"]["gen_f"]["linear probe"]["roc auc"] <= 1

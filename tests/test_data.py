@@ -5,14 +5,16 @@ import pytest
 import torch
 from PIL import Image
 
-from kernelfusion import config, data, store, synthetic
+from kernelfusion import config, data, report, store, synthetic
 from kernelfusion.data import DataError
 
 
 @pytest.fixture(scope="module")
 def smoke_sets(tmp_path_factory):
     cfg = config.load("smoke")
-    return cfg, data.prepare(cfg, store.open(cfg, tmp_path_factory.mktemp("runs")), progress=False)
+    return cfg, data.make_datasets(
+        cfg, store.open(cfg, tmp_path_factory.mktemp("runs")), progress=False
+    )
 
 
 def test_synthetic_sets_have_the_configured_make_up(smoke_sets):
@@ -37,18 +39,18 @@ def test_no_black_cat_in_training_sets_by_default(smoke_sets):
 
 def test_leakage_switch_lets_black_cats_in():
     cfg = config.load("smoke", {"data.black_cats_in_training": True, "data.cat_count": 300})
-    gens = {name: torch.Generator().manual_seed(i) for i, name in enumerate(data.RECIPES)}
-    plans = data.recipes(cfg.data, gens)
-    assert (data.ground_truth_groups(plans["cat"].kinds, plans["cat"].colours) == 0).sum() > 20
+    gens = {name: torch.Generator().manual_seed(i) for i, name in enumerate(synthetic.RECIPES)}
+    plans = synthetic.recipes(cfg.data, gens)
+    assert (synthetic.ground_truth_groups(plans["cat"].kinds, plans["cat"].colours) == 0).sum() > 20
 
 
 def test_ground_truth_is_exact_and_the_colour_rule_agrees(smoke_sets):
     cfg, sets = smoke_sets
     ev = sets.eval
-    assert torch.equal(data.ground_truth_groups(ev.kinds, ev.colours), ev.groups)
-    report = data.black_rule_agreement(ev, cfg.data.dark_fraction)
+    assert torch.equal(synthetic.ground_truth_groups(ev.kinds, ev.colours), ev.groups)
+    agreement = report.black_rule_agreement(ev, cfg.data.dark_fraction)
     per_group = cfg.data.eval_per_group + cfg.data.labelled_per_group
-    assert report["agreement"] >= 0.98 and report["black by truth"] == 2 * per_group
+    assert agreement["agreement"] >= 0.98 and agreement["black by truth"] == 2 * per_group
     brown_cats = (ev.colours == 1) & (ev.kinds == synthetic.CAT)
     assert (ev.dark_fraction[(ev.groups == 0)] > 0.5).all()
     if brown_cats.any():
@@ -102,8 +104,8 @@ def test_splits_are_deterministic_stratified_and_disjoint():
 def test_cache_round_trip_and_count_report(smoke_sets, tmp_path):
     cfg, sets = smoke_sets
     run = store.open(cfg, tmp_path)
-    first = data.prepare(cfg, run, progress=False)
-    again = data.prepare(cfg, run, progress=False)
+    first = data.make_datasets(cfg, run, progress=False)
+    again = data.make_datasets(cfg, run, progress=False)
     assert not first.reused and again.reused
     for name in data.SETS:
         for key, value in first[name].to_dict().items():
@@ -173,7 +175,7 @@ def test_folder_loader_skips_bad_files_and_prepare_names_them_in_one_warning(tmp
         with pytest.warns(
             UserWarning, match=r"3 image file\(s\) under data.root could not be read"
         ):
-            datasets = data.prepare(cfg, store_, progress=False)
+            datasets = data.make_datasets(cfg, store_, progress=False)
     assert datasets.reused and len(datasets.skipped) == 3
 
 

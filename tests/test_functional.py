@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import torch
 
-from kernelfusion import cnn, config, cyclegan, functional, pipeline, store
+from kernelfusion import (
+    alignment,
+    behaviour,
+    cnn,
+    config,
+    cyclegan,
+    models,
+    pipeline,
+    store,
+    translators,
+)
 from kernelfusion.cnn import SourceCNNs
 
 
@@ -42,7 +52,7 @@ def _gan(cfg) -> cyclegan.KernelGan:
         for d in ("black", "cat")
     }
     layers = {
-        layer: cyclegan.LayerGan(cyclegan.make_networks(cfg.gan, channels, 0), {}, channels)
+        layer: cyclegan.LayerGan(translators.make_networks(cfg.gan, channels, 0), {}, channels)
         for layer, channels in (("conv1", 3), ("conv2", c1))
     }
     reference = torch.randn(c1, 3, 5, 5, generator=gen)
@@ -53,7 +63,7 @@ def test_the_behaviour_term_falls_and_trains_the_generators_through_the_weights(
     cfg = config.load("smoke", {"gan.functional_weight": 10.0, "gan.functional_steps": 60})
     sources, gan = _sources(cfg), _gan(cfg)
     images = _images()
-    nets, history = functional.train_phase(cfg, gan, sources, images, "cpu", progress=False)
+    nets, history = behaviour.train_phase(cfg, gan, sources, images, "cpu", progress=False)
     term = torch.tensor(history["functional"])
     assert len(term) == 60 and term[-10:].mean() < 0.95 * term[:10].mean()
     for layer in ("conv1", "conv2"):
@@ -64,7 +74,7 @@ def test_the_behaviour_term_falls_and_trains_the_generators_through_the_weights(
         for name in ("D_A", "D_B"):
             before = gan.layers[layer].nets[name].state_dict()
             assert all(torch.equal(before[k], v) for k, v in nets[layer][name].state_dict().items())
-    again, _ = functional.train_phase(cfg, gan, sources, images, "cpu", progress=False)
+    again, _ = behaviour.train_phase(cfg, gan, sources, images, "cpu", progress=False)
     first, second = nets["conv2"]["F"].state_dict(), again["conv2"]["F"].state_dict()
     assert all(torch.equal(first[k], second[k]) for k in first)  # same seed, same numbers
 
@@ -73,13 +83,13 @@ def test_the_distilled_control_changes_only_conv_weights_and_keeps_its_concept()
     cfg = config.load("smoke", {"gan.functional_steps": 60})
     sources = _sources(cfg)
     images = _images()
-    model = functional.distilled(cfg, sources, images, "cat", "cpu")
+    model = behaviour.distilled(cfg, sources, images, "cat", "cpu")
     assert torch.equal(model.head.weight, sources.cat.head.weight)
     assert not torch.equal(model.conv2.weight, sources.cat.conv2.weight)
     x = images[:64]
     agree = (
-        functional.soft_targets(model, x).argmax(1)
-        == functional.soft_targets(sources.cat, x).argmax(1)
+        behaviour.soft_targets(model, x).argmax(1)
+        == behaviour.soft_targets(sources.cat, x).argmax(1)
     ).float()
     assert agree.mean() >= 0.9  # L_keep: it still says what the cat CNN says
 
@@ -92,21 +102,19 @@ def test_whole_aligned_layers_with_the_functional_loss_run_end_to_end(tmp_path):
         {"gan.sample": "layer", "gan.align_outputs": True, "gan.functional_weight": 10.0},
     )
     run = store.open(cfg, tmp_path)
-    metrics = pipeline.run(cfg, run, progress=False).json("metrics")
-    assert {"generated F(cat CNN)", "distilled CNN (no generator)"} <= set(metrics["models"])
+    metrics = pipeline.run(cfg, run, progress=False).metrics.values
+    assert {"gen_f", "distilled"} <= set(metrics["models"])
     assert (run.run_dir / "functional").exists() and (run.run_dir / "rivals").exists()
     plain = config.with_overrides(cfg, {"gan.functional_weight": 0.0})
     plain_run = store.open(plain, tmp_path)
-    from kernelfusion import data, zoo
+    from kernelfusion import data
 
-    datasets = data.prepare(plain, plain_run, progress=False)
-    gan = cyclegan.train(
-        plain, zoo.train_zoo(plain, datasets, plain_run, progress=False), plain_run
-    )
+    data.make_datasets(plain, plain_run, progress=False)
+    gan = pipeline.run(plain, plain_run, progress=False, until="gan").gan
     assert gan.artifact.reused  # the functional arm's CycleGAN is the plain one
     assert gan.reference2 is not None and gan.kernels["black"]["conv2"].dim() == 5
     # the functional phase moved both layers' F from the plain CycleGAN's
-    tuned = cyclegan.train(cfg, zoo.train_zoo(cfg, datasets, run, progress=False), run)
+    tuned = pipeline.run(cfg, run, progress=False, until="gan").gan
     for layer, layer_gan in tuned.layers.items():
         before = gan.layers[layer].nets["F"].state_dict()
         after = layer_gan.nets["F"].state_dict()
@@ -118,14 +126,14 @@ def test_layer_two_aligned_by_activations_runs_end_to_end(tmp_path):
     layer-1 matching used, and the generated CNN is put back in its own channel order."""
     cfg = config.load("smoke", {"gan.align_by": "activations"})
     run = store.open(cfg, tmp_path)
-    metrics = pipeline.run(cfg, run, progress=False).json("metrics")
-    assert "generated F(cat CNN)" in metrics["models"]
-    from kernelfusion import data, fusion, zoo
+    metrics = pipeline.run(cfg, run, progress=False).metrics.values
+    assert "gen_f" in metrics["models"]
+    from kernelfusion import data
 
-    datasets = data.prepare(cfg, run, progress=False)
-    gan = cyclegan.train(cfg, zoo.train_zoo(cfg, datasets, run, progress=False), run)
-    assert gan.artifact.reused and 0 < len(gan.match_images) <= cyclegan.MATCH_IMAGES
-    sources = cnn.train_sources(cfg, datasets, run, progress=False)
-    same = fusion.map_filters(sources.cat, gan, lambda layer, kernels: kernels)
+    datasets = data.make_datasets(cfg, run, progress=False)
+    gan = pipeline.run(cfg, run, progress=False, until="gan").gan
+    assert gan.artifact.reused and 0 < len(gan.match_images) <= alignment.MATCH_IMAGES
+    sources = cnn.make_sources(cfg, run, datasets, progress=False)
+    same = models.map_filters(sources.cat, gan, lambda layer, kernels: kernels)
     x = datasets.eval.images[:8].float().div(255)
     torch.testing.assert_close(same(x), sources.cat(x))  # wiring unchanged

@@ -4,7 +4,8 @@ import dataclasses
 import pytest
 import torch
 
-from kernelfusion import cnn, config, fusion
+from kernelfusion import alignment, behaviour, cnn, config, models
+from kernelfusion import models as registry
 
 
 class _Gan:
@@ -33,7 +34,7 @@ def _model(seed=0):
 def test_identity_generators_return_the_source_cnn_exactly():
     source = _model()
     reference = _model(5).conv1.weight.detach()
-    out = fusion.generated(source, _Gan(reference), "cat->black")
+    out = models.generated(source, _Gan(reference), "cat->black")
     for key, value in source.state_dict().items():
         assert torch.equal(out.state_dict()[key], value), key
     x = torch.rand(4, 3, 24, 24)
@@ -49,11 +50,11 @@ def test_translation_is_filter_wise_in_place_and_keeps_wiring():
         seen[layer] = kernels.clone()
         return kernels * 2.0
 
-    out = fusion.generated(source, _Gan(reference, mark), "cat->black")
+    out = models.generated(source, _Gan(reference, mark), "cat->black")
     w1, w2 = source.conv1.weight.detach(), source.conv2.weight.detach()
     assert torch.equal(out.conv1.weight, 2 * w1)  # each filter in its own position
     assert torch.equal(out.conv2.weight, 2 * w2)  # channels back in the model's own order
-    perm = fusion.reference_permutation(source, reference)
+    perm = alignment.reference_permutation(source, reference)
     assert torch.equal(seen["conv2"], w2[:, perm])  # the GAN saw the reference order
     assert torch.equal(w1[perm], reference)
     assert torch.equal(out.head.weight, source.head.weight)
@@ -85,7 +86,7 @@ def test_whole_aligned_layers_hand_a_permuted_twin_the_same_layers(by):
     x = torch.rand(4, 3, 24, 24)
     torch.testing.assert_close(twin(x), source(x))
     reference = source.conv1.weight.detach()[torch.tensor([1, 3, 0, 2])]
-    perm = fusion.reference_permutation(source, reference)
+    perm = alignment.reference_permutation(source, reference)
     reference2 = source.conv2.weight.detach()[:, perm].flip(0)
 
     def positional(layer, kernels, direction):  # filter i moves by 0.01 * i
@@ -104,7 +105,7 @@ def test_whole_aligned_layers_hand_a_permuted_twin_the_same_layers(by):
         else None
     )
     outputs = [
-        fusion.generated(m, _Gan(reference, recording, reference2, images), "cat->black")
+        models.generated(m, _Gan(reference, recording, reference2, images), "cat->black")
         for m in (source, twin)
     ]
     half = len(seen) // 2
@@ -115,17 +116,17 @@ def test_whole_aligned_layers_hand_a_permuted_twin_the_same_layers(by):
     torch.testing.assert_close(outputs[0](x), outputs[1](x))
     # without output alignment the twin's layers arrive in its own order: a different function
     unaligned = [
-        fusion.generated(m, _Gan(reference, positional), "cat->black") for m in (source, twin)
+        models.generated(m, _Gan(reference, positional), "cat->black") for m in (source, twin)
     ]
     assert not torch.allclose(unaligned[0](x), unaligned[1](x))
 
 
 def test_noise_control_moves_each_filter_as_far_as_the_translation():
     source = _model()
-    translated = fusion.generated(
+    translated = models.generated(
         source, _Gan(source.conv1.weight.detach(), lambda layer, k, d: k + 0.1), "cat->black"
     )
-    noisy = fusion.with_noise(source, translated, seed=0)
+    noisy = models.with_noise(source, translated, seed=0)
     for layer in ("conv1", "conv2"):
         a = translated.state_dict()[f"{layer}.weight"] - source.state_dict()[f"{layer}.weight"]
         b = noisy.state_dict()[f"{layer}.weight"] - source.state_dict()[f"{layer}.weight"]
@@ -135,8 +136,8 @@ def test_noise_control_moves_each_filter_as_far_as_the_translation():
 
 def test_average_and_task_arithmetic():
     a, b, init = _model(1), _model(2), _model(3)
-    average = fusion.combine(a, b, init, None)
-    arithmetic = fusion.combine(a, b, init, 1.0)
+    average = models.combine(a, b, init, None)
+    arithmetic = models.combine(a, b, init, 1.0)
     wa, wb, w0 = a.conv1.weight, b.conv1.weight, init.conv1.weight
     torch.testing.assert_close(average.conv1.weight, (wa + wb) / 2)
     torch.testing.assert_close(arithmetic.conv1.weight, wa + wb - w0)
@@ -145,7 +146,7 @@ def test_average_and_task_arithmetic():
 def test_other_zoo_control_draws_real_zoo_filters():
     source = _model()
     gan = _Gan(source.conv1.weight.detach())
-    out = fusion.other_zoo_filters(source, gan, "black", seed=0)
+    out = models.other_zoo_filters(source, gan, "black", seed=0)
     pool = torch.nn.functional.normalize(gan.kernels["black"]["conv1"].flatten(1), dim=1)
     drawn = out.conv1.weight.detach().flatten(1)
     for row in torch.nn.functional.normalize(drawn, dim=1):  # a real zoo filter's direction
@@ -181,10 +182,10 @@ def test_aligned_merge_undoes_a_channel_permutation():
     x = torch.rand(6, 3, 24, 24)
     torch.testing.assert_close(b(x), a(x))  # the same function, other channel order
     images = torch.randint(0, 256, (64, 3, 24, 24), dtype=torch.uint8)
-    merged = fusion.aligned_merge(a, b, images)
+    merged = models.aligned_merge(a, b, images)
     for key, value in a.state_dict().items():
         torch.testing.assert_close(merged.state_dict()[key], value)
-    plain = fusion.combine(a, b, a, None)
+    plain = models.combine(a, b, a, None)
     assert not torch.allclose(plain.conv1.weight, a.conv1.weight)
 
 
@@ -204,7 +205,7 @@ def test_nearest_zoo_model_finds_a_channel_shuffled_copy():
     target = _model(9)
     copy = _permuted(target, torch.tensor([1, 0, 3, 2]), torch.arange(target.conv2.out_channels))
     zoo = _ZooArtifact([_model(1), _model(2)], [_model(3), copy, _model(5)])
-    nearest, found = fusion.nearest_zoo_model(cfg, target, zoo)
+    nearest, found = models.nearest_zoo_model(cfg, target, zoo)
     assert (found["domain"], found["model"]) == ("cat", 1)
     assert found["relative distance"] == pytest.approx(0.0, abs=1e-6)
     torch.testing.assert_close(nearest.conv1.weight, copy.conv1.weight)
@@ -215,13 +216,13 @@ def test_the_oracle_never_sees_a_scored_image(tmp_path):
     from kernelfusion import data, store
 
     cfg = config.load("smoke", {"cnn.epochs": 1})
-    datasets = data.prepare(cfg, store.open(cfg, tmp_path), progress=False)
-    first = fusion.train_oracle(cfg, datasets, "cpu", progress=False)
+    datasets = data.make_datasets(cfg, store.open(cfg, tmp_path), progress=False)
+    first = models.train_oracle(cfg, datasets, "cpu", progress=False)
     scored = datasets.eval.split != 0
     datasets.eval.images[scored] = torch.randint(
         0, 256, datasets.eval.images[scored].shape, dtype=torch.uint8
     )
-    second = fusion.train_oracle(cfg, datasets, "cpu", progress=False)
+    second = models.train_oracle(cfg, datasets, "cpu", progress=False)
     for key, value in first.state_dict().items():
         assert torch.equal(second.state_dict()[key], value), key
 
@@ -230,18 +231,19 @@ def test_no_label_free_model_sees_a_scored_image(tmp_path):
     """Replacing every scored evaluation image by noise leaves the weights of the generated
     CNNs (from a CycleGAN with the functional phase), the distilled CNN and the merges
     unchanged: the label-free paths read no evaluation image."""
-    from kernelfusion import cnn, cyclegan, data, functional, store, zoo
+    from kernelfusion import cnn, cyclegan, data, pipeline, store
 
     cfg = config.load("smoke", {"gan.functional_weight": 10.0, "gan.functional_steps": 20})
     run = store.open(cfg, tmp_path)
-    datasets = data.prepare(cfg, run, progress=False)
-    sources = cnn.train_sources(cfg, datasets, run, progress=False)
-    gan = cyclegan.train(cfg, zoo.train_zoo(cfg, datasets, run, progress=False), run)
+    datasets = data.make_datasets(cfg, run, progress=False)
+    sources = cnn.make_sources(cfg, run, datasets, progress=False)
+    gan = pipeline.run(cfg, run, progress=False, until="gan").gan
 
     def label_free(datasets) -> dict[str, torch.nn.Module]:
-        rivals = fusion.build_rivals(cfg, sources, datasets, "cpu", progress=False)
-        nets, _ = functional.train_phase(
-            cfg, gan, sources, functional.unlabelled(cfg, datasets), "cpu", progress=False
+        parts = registry.Parts(cfg, datasets, sources, None, "cpu", False)
+        registry.build_into(registry.GAN_FREE, parts)
+        nets, _ = behaviour.train_phase(
+            cfg, gan, sources, behaviour.unlabelled(cfg, datasets), "cpu", progress=False
         )
         tuned = dataclasses.replace(
             gan,
@@ -250,14 +252,10 @@ def test_no_label_free_model_sees_a_scored_image(tmp_path):
                 for layer, g in gan.layers.items()
             },
         )
-        models, _ = fusion.build_models(cfg, sources, tuned, rivals)
-        kept = (
-            "aligned merge",
-            "weight average",
-            "task arithmetic",
-            "distilled CNN (no generator)",
-        )
-        return {name: rivals[name] for name in kept} | models
+        parts.gan = tuned
+        registry.build_into(registry.FROM_GAN, parts)
+        kept = ("merge", "average", "arithmetic", "distilled", *registry.FROM_GAN)
+        return {name: parts.built[name] for name in kept}
 
     first = label_free(datasets)
     scored = datasets.eval.split != 0
@@ -265,7 +263,7 @@ def test_no_label_free_model_sees_a_scored_image(tmp_path):
         0, 256, datasets.eval.images[scored].shape, dtype=torch.uint8
     )
     second = label_free(datasets)
-    assert {"generated F(cat CNN)", "generated G(black CNN)", "aligned merge"} <= set(first)
+    assert {"gen_f", "gen_g", "merge"} <= set(first)
     for name, model in first.items():
         for key, value in model.state_dict().items():
             assert torch.equal(second[name].state_dict()[key], value), (name, key)

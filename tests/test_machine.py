@@ -3,7 +3,7 @@ cache."""
 
 import torch
 
-from kernelfusion import config, machine
+from kernelfusion import config, machine, store
 
 
 def test_derived_seeds_are_stable_distinct_and_in_range():
@@ -30,11 +30,11 @@ def test_every_thread_count_gets_its_own_cache_key():
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = config.stage_key(cfg, "cnn", version=1)
+        one = store.stage_key(cfg, "cnn", version=1)
         torch.set_num_threads(2)
-        two = config.stage_key(cfg, "cnn", version=1)
+        two = store.stage_key(cfg, "cnn", version=1)
         torch.set_num_threads(8)
-        eight = config.stage_key(cfg, "cnn", version=1)
+        eight = store.stage_key(cfg, "cnn", version=1)
     finally:
         torch.set_num_threads(before)
     assert one["threads"] == "1" and two["threads"] == "2" and eight["threads"] == "8"

@@ -18,12 +18,13 @@ from kernelfusion import (
     config,
     cyclegan,
     data,
-    fusion,
+    models,
     original,
     pipeline,
     replication,
     store,
 )
+from kernelfusion import models as registry
 from kernelfusion import zoo as zoo_module
 from kernelfusion.config import ConfigError
 from kernelfusion.original import OriginalError
@@ -231,10 +232,10 @@ def test_generator_files_are_refused_unless_plain_tensors_of_their_shapes(tmp_pa
         original.read_generators(tmp_path)
     cfg = config.load("original", tiny_original(tmp_path))
     runs = store.open(cfg, tmp_path / "runs")
-    datasets = data.prepare(cfg, runs, progress=False)
-    zoo = zoo_module.train_zoo(cfg, datasets, runs, progress=False)
+    datasets = data.make_datasets(cfg, runs, progress=False)
+    zoo = zoo_module.make_zoo(cfg, runs, datasets, progress=False)
     with pytest.raises(OriginalError, match="2_generator_B2A.pth"):
-        cyclegan.train(cfg, zoo, runs, progress=False)
+        cyclegan.make_translator(cfg, runs, datasets, zoo, progress=False)
 
 
 @pytest.mark.parametrize("layers", ["both", "conv1"])
@@ -245,16 +246,16 @@ def test_the_published_generators_make_the_generated_cnns(tmp_path, layers):
     clone = make_clone(tmp_path / "clone", black=6, cat=5, photos=4)
     cfg = config.load("original", tiny_original(clone, **{"gan.layers": layers}))
     runs = store.open(cfg, tmp_path / "runs")
-    datasets = data.prepare(cfg, runs, progress=False)
-    zoo = zoo_module.train_zoo(cfg, datasets, runs, progress=False)
-    gan = cyclegan.train(cfg, zoo, runs, progress=False)
+    datasets = data.make_datasets(cfg, runs, progress=False)
+    zoo = zoo_module.make_zoo(cfg, runs, datasets, progress=False)
+    gan = cyclegan.make_translator(cfg, runs, datasets, zoo, progress=False)
     assert gan.published and runs.load("cyclegan").json("history") == {}
-    sources = cnn.train_sources(cfg, datasets, runs, progress=False)
+    sources = cnn.make_sources(cfg, runs, datasets, progress=False)
     for direction, model, files in (
         ("cat->black", sources.cat, ("generator_B2A.pth", "2_generator_B2A.pth")),
         ("black->cat", sources.black, ("generator_A2B.pth", "2_generator_A2B.pth")),
     ):
-        made = fusion.generated(model, gan, direction).state_dict()
+        made = models.generated(model, gan, direction).state_dict()
         for layer, file in zip(("conv1", "conv2"), files, strict=True):
             weight = model.state_dict()[f"{layer}.weight"]
             if layer == "conv2" and layers == "conv1":
@@ -269,7 +270,7 @@ def test_the_published_generators_make_the_generated_cnns(tmp_path, layers):
     trained_cfg = config.with_overrides(
         cfg, {"gan.source": "trained", "gan.steps": 4, "gan.decay_steps": 2}
     )
-    trained = cyclegan.train(trained_cfg, zoo, runs, progress=False)
+    trained = cyclegan.make_translator(trained_cfg, runs, datasets, zoo, progress=False)
     assert not trained.published and len(trained.layers["conv1"].history["loss_G_A"]) == 4
 
 
@@ -316,14 +317,14 @@ def test_the_book_builds_at_the_original_preset_on_a_clone(tmp_path, monkeypatch
     assert "published generators" in page
     cfg = config.load("original", overrides)
     runs = store.open(cfg, tmp_path / "runs", build=False)
-    metrics = pipeline.run(cfg, runs, progress=False).json("metrics")
+    metrics = pipeline.run(cfg, runs, progress=False).metrics.values
     zoo = runs.load("zoo").json("summary")
     assert zoo["black"]["model numbers"] == list(range(6)) and zoo["cat"]["models"] == 5
     source = original.read_model(clone, "cat", 3)
     torch.testing.assert_close(
         runs.load("sources").tensors("cat_cnn")["conv2.weight"], source["conv2.weight"]
     )
-    generated = runs.load("fusion").tensors(fusion.file_name("generated F(cat CNN)"))
+    generated = runs.load("models").tensors(registry.file_name("gen_f"))
     stored = torch.load(clone / "2_generator_B2A.pth", weights_only=True)
     expected = original_generator(stored, source["conv2.weight"])
     torch.testing.assert_close(generated["conv2.weight"], expected)
@@ -333,13 +334,13 @@ def test_the_book_builds_at_the_original_preset_on_a_clone(tmp_path, monkeypatch
         protocol = result_["original protocol"]
         assert 0 <= protocol["accuracy"] <= 1 and 0 <= protocol["purity"] <= 1, name
     # the showcase and the spread: every photograph, labelled ones too, as the original did
-    datasets = data.prepare(cfg, runs, progress=False)
-    gan = cyclegan.train(cfg, zoo_module.train_zoo(cfg, datasets, runs), runs)
-    models = fusion.make(cfg, datasets, cnn.train_sources(cfg, datasets, runs), gan, runs)
-    shown = replication.showcase(cfg, datasets, models, runs, progress=False)
+    datasets = data.make_datasets(cfg, runs, progress=False)
+    done = pipeline.run(cfg, runs, progress=False, until="models")
+    gan, models = done.gan, done.models
+    shown = replication.make_showcase(cfg, runs, datasets, models, progress=False)
     assert list(shown.index) == list(replication.SHOWCASE)
     assert (shown["lowest"] <= shown["mean over states"]).all()
-    spread = replication.protocol_spread(cfg, datasets, gan, runs, progress=False)
+    spread = replication.make_spread(cfg, runs, datasets, gan, progress=False)
     assert len(spread) == 2 * cfg.analysis.protocol_models * len(replication.KINDS)
     cats = spread[spread["direction"] == "cat->black"]
     assert set(cats["model"]) <= set(range(5)) and cats["model"].nunique() == 2

@@ -112,8 +112,9 @@ THREADS_SCRIPT = textwrap.dedent("""
     from kernelfusion import analysis, cnn, config, data, store
     cfg = config.load("smoke")
     run = store.open(cfg, sys.argv[1])
-    sources = cnn.train_sources(cfg, data.prepare(cfg, run, progress=False), run, progress=False)
-    print(analysis.weights_hash((sources.cat, sources.black)), sources.artifact.reused)
+    datasets = data.make_datasets(cfg, run, progress=False)
+    sources = cnn.make_sources(cfg, run, datasets, progress=False)
+    print(evaluate.weights_hash((sources.cat, sources.black)), sources.artifact.reused)
 """)
 
 

@@ -39,7 +39,7 @@ def test_folder_of_photographs_builds_the_whole_smoke_book(photo_folder, tmp_pat
     assert all(name in page for name in bad)
     assert "procedural cats" not in page and "by colour" not in page
     cfg = config.load("smoke", overrides | repeats)
-    datasets = data.prepare(cfg, store.open(cfg, tmp_path / "runs"), progress=False)
+    datasets = data.make_datasets(cfg, store.open(cfg, tmp_path / "runs"), progress=False)
     assert datasets.source == "folder" and sorted(datasets.skipped) == sorted(bad)
     assert len(datasets.eval) == 4 * 12 and (datasets.eval.colours == -1).all()
     metrics = store.open(cfg, tmp_path / "runs").load("metrics").json("metrics")
@@ -53,7 +53,7 @@ def test_oxford_pets_layout_runs_the_pipeline_and_chapter_01(oxford_folder, tmp_
     overrides = {"data.source": "oxford_pets", "data.root": str(root)}
     cfg = config.load("smoke", overrides)
     with pytest.warns(UserWarning, match=r"3 image file\(s\) under data.root could not be read"):
-        metrics = pipeline.run(cfg, store.open(cfg), progress=False).json("metrics")
+        metrics = pipeline.run(cfg, store.open(cfg), progress=False).metrics.values
     assert all(n > 0 for n in metrics["groups"]) and metrics["models"]
     result = book.make_book("smoke", overrides, tmp_path / "book", only="01", log=quiet)
     page = _page(result, "01_datasets")
@@ -62,7 +62,7 @@ def test_oxford_pets_layout_runs_the_pipeline_and_chapter_01(oxford_folder, tmp_
 
 def test_synthetic_source_needs_no_files_and_says_so(tmp_path):
     cfg = config.load("smoke", {"data.eval_per_group": 3})
-    datasets = data.prepare(cfg, store.open(cfg, tmp_path), progress=False)
+    datasets = data.make_datasets(cfg, store.open(cfg, tmp_path), progress=False)
     assert (
         datasets.skipped == [] and data.SOURCES[datasets.source]["label"] == "synthetic composites"
     )
@@ -130,4 +130,4 @@ def test_evaluation_set_smaller_than_the_clusters_is_refused(photo_folder, tmp_p
         {"data.source": "folder", "data.root": str(root), "analysis.kmeans_clusters": 20},
     )
     with pytest.raises(DataError, match=r"splits hold 8 images, fewer than the 20 clusters"):
-        data.prepare(cfg, store.open(cfg, tmp_path), progress=False)
+        data.make_datasets(cfg, store.open(cfg, tmp_path), progress=False)

@@ -41,7 +41,7 @@ def test_local_sweep_lands_in_the_artifact_layout(local_runs):
         metrics = json.loads(open(result["metrics"]).read())
         assert metrics["seed"] == result["overrides"]["seed"]
     table = sweep.summary(results)
-    assert set(table["seed"]) == {0, 1} and "generated F(cat CNN)" in set(table["model"])
+    assert set(table["seed"]) == {0, 1} and "gen_f" in set(table["model"])
 
 
 @pytest.mark.slow

@@ -43,13 +43,13 @@ def test_snapshot_schedule_spans_second_half():
 def test_zoo_trains_saves_and_reloads(tmp_path):
     cfg = config.load("smoke", {"zoo.kernel_sets": 10})
     run = store.open(cfg, tmp_path)
-    datasets = data.prepare(cfg, run, progress=False)
-    first = zoo.train_zoo(cfg, datasets, run, progress=False)
+    datasets = data.make_datasets(cfg, run, progress=False)
+    first = zoo.make_zoo(cfg, run, datasets, progress=False)
     assert first.black.kernels["conv1"].shape == (10, 3, 5, 5)
     assert first.cat.kernels["conv2"].shape == (10, cfg.cnn.channels1, 5, 5)
     assert len(first.summary["black"]["val accuracy"]) == cfg.zoo.models
     assert not torch.equal(first.black.kernels["conv1"], first.cat.kernels["conv1"])
-    again = zoo.train_zoo(cfg, datasets, run, progress=False)
+    again = zoo.make_zoo(cfg, run, datasets, progress=False)
     assert again.artifact.reused
     assert torch.equal(again.cat.index["conv2"], first.cat.index["conv2"])
     stacked = again.artifact.tensors("black_models")
@@ -65,14 +65,14 @@ def test_only_models_that_learned_give_kernel_sets(tmp_path):
     accuracies keeps exactly the models above it, by number."""
     cfg = config.load("smoke", {"zoo.min_balanced_accuracy": 0.999})
     run = store.open(cfg, tmp_path)
-    datasets = data.prepare(cfg, run, progress=False)
+    datasets = data.make_datasets(cfg, run, progress=False)
     with pytest.raises(ValueError, match="zoo.min_balanced_accuracy"):
-        zoo.train_zoo(cfg, datasets, run, progress=False)
-    everything = zoo.train_zoo(config.load("smoke"), datasets, run, progress=False)
+        zoo.make_zoo(cfg, run, datasets, progress=False)
+    everything = zoo.make_zoo(config.load("smoke"), run, datasets, progress=False)
     balanced = torch.tensor(everything.summary["black"]["val balanced accuracy"])
     bar = float(balanced.sort().values[len(balanced) // 2])  # the upper half passes
-    kept = zoo.train_zoo(
-        config.load("smoke", {"zoo.min_balanced_accuracy": bar}), datasets, run, progress=False
+    kept = zoo.make_zoo(
+        config.load("smoke", {"zoo.min_balanced_accuracy": bar}), run, datasets, progress=False
     )
     passing = set((balanced >= bar).nonzero().flatten().tolist())
     assert set(kept.black.index["conv1"][:, 0].tolist()) == passing

@@ -34,22 +34,14 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from .alignment import in_reference_order, normalise
 from .cnn import SmallCNN, SourceCNNs
-from .config import Config, resolve_device, stage_key
-from .cyclegan import (
-    FUNCTIONAL_KEYS,
-    KernelGan,
-    LayerGan,
-    generator_losses,
-    in_reference_order,
-    load_nets,
-    net_tensors,
-    normalise,
-)
+from .config import Config, resolve_device
+from .cyclegan import KernelGan, LayerGan, generator_losses, load_nets, net_tensors
 from .data import Datasets
 from .machine import generator
 from .progress import bar as progress_bar
-from .store import StageWriter, Store
+from .store import StageWriter, Store, stage_key
 from .training import DivergedError
 
 # direction -> (the source CNN it translates, the other source CNN)
@@ -202,14 +194,21 @@ def train_phase(
     return nets, history
 
 
-def tune(cfg: Config, gan: KernelGan, store: Store, *, force=False, progress=True) -> KernelGan:
+def make_tuned(
+    cfg: Config,
+    store: Store,
+    datasets: Datasets,
+    sources: SourceCNNs,
+    gan: KernelGan,
+    *,
+    progress: bool = True,
+    force: bool = False,
+) -> KernelGan:
     """The CycleGAN `gan` after the functional phase (a stage of its own, cached; its inputs
-    are the CycleGAN, the source CNNs and the data). Called by `cyclegan.train` when
-    `gan.functional_weight > 0`."""
-    from . import cnn, data
-
-    datasets = data.prepare(cfg, store, progress=False)
-    sources = cnn.train_sources(cfg, datasets, store, progress=False)
+    are the CycleGAN, the source CNNs and the data); `gan` itself when `gan.functional_weight`
+    is 0 (no phase)."""
+    if cfg.gan.functional_weight == 0:
+        return gan
     device = resolve_device(cfg.device)
 
     def build(writer: StageWriter) -> None:
@@ -218,12 +217,9 @@ def tune(cfg: Config, gan: KernelGan, store: Store, *, force=False, progress=Tru
             writer.save_tensors(f"{layer}_nets", net_tensors(layer_nets))
         writer.save_json("history", history)
 
-    key = stage_key(cfg, version=1) | {
-        "functional": {name: getattr(cfg.gan, name) for name in FUNCTIONAL_KEYS}
-    }
     artifact = store.stage(
         "functional",
-        key,
+        stage_key(cfg, "functional"),
         build,
         inputs=[gan.artifact, sources.artifact, datasets.artifact],
         force=force,

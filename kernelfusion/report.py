@@ -1,0 +1,515 @@
+"""What the chapters show and say, computed: tables of models x metrics, verdict tables, the
+headline's words and numbers, and the cards and checks of chapter 05. Models are keyed by
+their ids up to here; tables for readers carry their labels (`models.labelled`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import torch
+
+from .cnn import CONV_LAYERS, SourceCNNs, positive_probability
+from .data import GROUPS, SPLITS, Datasets, ImageSet, counts
+from .evaluate import AND_THRESHOLD, AND_WORDS, long_metrics
+from .evaluate import metrics_table as evaluate_table
+from .metrics import BLACK_CAT, contingency_frame
+from .models import DECISIVE, GENERATED, LABEL_FREE, MODELS, Models, label, product_score
+from .original import CLAIM
+from .stats import (
+    bootstrap_difference,
+    decisive_rows,
+    detectable_difference,
+    mean_ci,
+    paired_differences,
+    verdict_level,
+)
+
+
+def bound_words(table, digits: int = 3) -> str:
+    """What the data rule out, per decisive rival: the upper end of the paired 95% interval of
+    the difference, as words ("at most +0.012 above *cat CNN (source unchanged)*", or "at
+    least 0.030 below" when the whole interval is below zero)."""
+    parts = []
+    for rival, row in decisive_rows(table).iterrows():
+        high = float(row["high"])
+        if high < 0:
+            parts.append(f"at least {-high:.{digits}f} below *{label(rival)}*")
+        else:
+            parts.append(f"at most {high:.{digits}f} above *{label(rival)}*")
+    return "; ".join(parts) if parts else "no decisive rival was measured"
+
+
+def uncertainty_words(bootstrap_width: float, seed_width: float) -> str:
+    """How the within-seed spread of the test images compares with the spread over seeds,
+    from the ratio of the two interval widths."""
+    ratio = bootstrap_width / seed_width if seed_width > 0 else float("inf")
+    if ratio < 0.5:
+        return (
+            "narrower than the intervals over seeds: the test images add little, and most of "
+            "the uncertainty comes from the seeds"
+        )
+    if ratio <= 2:
+        return (
+            "about as wide as the intervals over seeds: the test images and the seeds add "
+            "comparable uncertainty"
+        )
+    return (
+        "wider than the intervals over seeds: the finite test set, more than the seeds, "
+        "limits what a single seed can tell"
+    )
+
+
+# The original project's protocol, as the results chapter shows it.
+ORIGINAL_METRICS = (
+    "original accuracy",
+    "original precision",
+    "original recall",
+    "original F1",
+    "original purity",
+    "original entropy",
+    "original best accuracy",
+)
+
+
+# The metrics the generated CNNs' verdicts are read from.
+VERDICT_METRICS = ("probe F1", "probe ROC AUC", "probe AP", "K-means F1", "K-means ARI")
+
+
+def differences(frame, model: str, metric: str, rivals: list[str] | None = None):
+    """`stats.paired_differences` of `model` (an id) with the registry's decisive rivals
+    (`models.DECISIVE`) as the family that decides verdicts."""
+    return paired_differences(frame, model, metric, rivals, decisive=DECISIVE)
+
+
+def detectable(frame, model: str, metric: str, level: float | None = None) -> float:
+    """`stats.detectable_difference` against the decisive rivals, at the verdicts' level."""
+    return detectable_difference(frame, model, metric, DECISIVE, level=level)
+
+
+def level() -> float:
+    """The level a difference must reach to be called: Holm's first step over the decisive
+    rivals (`stats.verdict_level`)."""
+    return verdict_level(len(DECISIVE))
+
+
+def comparisons(frame, model: str, metrics=VERDICT_METRICS) -> dict:
+    """metric -> `differences` of `model` against every rival."""
+    return {metric: differences(frame, model, metric) for metric in metrics}
+
+
+def verdict_counts(tables: dict) -> dict[str, dict[str, int]]:
+    """metric -> {verdict: number of decisive rivals}: the counts the chapters' words use
+    (descriptive rivals describe, they decide nothing)."""
+    return {
+        metric: {
+            verdict: int((decisive_rows(table)["verdict"] == verdict).sum()) if len(table) else 0
+            for verdict in ("better", "worse", "not distinguishable")
+        }
+        for metric, table in tables.items()
+    }
+
+
+def count_glue(tables: dict, prefix: str) -> dict[str, int]:
+    """`verdict_counts` as glue keys for a chapter: `{prefix}_{metric}_{verdict}`, e.g.
+    `f_probe_f1_better`, `f_kmeans_f1_not`."""
+    return {
+        f"{prefix}_{metric.replace(' ', '_').replace('-', '').lower()}_{verdict.split()[0]}": n
+        for metric, count in verdict_counts(tables).items()
+        for verdict, n in count.items()
+    }
+
+
+def seed_interval_width(table) -> float:
+    """The median width of the decisive rivals' paired 95% intervals over seeds."""
+    return float((2 * decisive_rows(table)["ci95"]).median())
+
+
+VERDICT_MARKS = {"better": "better", "worse": "worse", "not distinguishable": "n.d."}
+
+
+def verdict_table(tables: dict, metrics=("probe F1", "probe ROC AUC", "K-means F1")):
+    """Rivals x (metric, [difference, 95% interval, p (Holm), verdict]), decisive rivals first
+    and labelled so: the difference with its unadjusted interval over seeds, the p-value
+    Holm-adjusted within its family (decisive or descriptive) that the verdict is read from,
+    and the verdict (n.d.: not distinguishable)."""
+
+    columns = {}
+    for metric in metrics:
+        table = tables[metric]
+        if not len(table):
+            continue
+        columns.setdefault(("", "comparison"), table["role"])
+        columns[(metric, "difference")] = table["difference"].map("{:+.3f}".format)
+        columns[(metric, "95% interval")] = pd.Series(
+            [
+                f"[{low:+.3f},\u00a0{high:+.3f}]"
+                for low, high in zip(table["low"], table["high"], strict=True)
+            ],
+            index=table.index,
+        )
+        columns[(metric, "p (Holm)")] = table["p (Holm)"].map("{:.2g}".format)
+        columns[(metric, "verdict")] = table["verdict"].map(VERDICT_MARKS)
+    # rows in the tables' own order (decisive first), the union over the metrics
+    order = list(dict.fromkeys(r for m in metrics if len(tables[m]) for r in tables[m].index))
+    return pd.DataFrame(columns).reindex(order).fillna("").rename(index=label)
+
+
+def bootstrap_table(metrics_artifact, model: str, metric: str = "f1", resamples: int = 1000):
+    """Within the run of `metrics_artifact`: `model` minus each rival on the probe's `metric`
+    (f1 or roc auc) on the same evaluated images, with a 95% bootstrap interval over them."""
+
+    tensors = metrics_artifact.tensors("embeddings")
+    truth = tensors["truth"].numpy() == BLACK_CAT
+    seed = metrics_artifact.json("metrics")["seed"]
+    mine = tensors[f"probe {model}"].numpy()
+    rows = {}
+    for key in tensors:
+        if key.startswith("probe ") and key != f"probe {model}":
+            point, low, high = bootstrap_difference(
+                mine, tensors[key].numpy(), truth, metric, resamples, seed
+            )
+            rows[key.removeprefix("probe ")] = {"difference": point, "low": low, "high": high}
+    table = pd.DataFrame(rows).T
+    table["width"] = table["high"] - table["low"]
+    return table.rename(index=label)
+
+
+def separability_words(accuracy: float) -> str:
+    """How a domain classifier's balanced accuracy reads (one half is chance)."""
+    if accuracy < 0.6:
+        return "barely differ"
+    return "differ somewhat" if accuracy < 0.75 else "differ clearly"
+
+
+def dependence_words(cosine: float) -> str:
+    """How a translation's mean cosine with its input reads."""
+    return "depend little on their input" if abs(cosine) < 0.3 else "keep much of their input"
+
+
+def headline(frame, summary, model: str = "gen_f", metric: str = "probe F1"):
+    """The book's verdict on `model` by `metric`, as words and numbers to glue: the decisive
+    rivals (DECISIVE) it is better and worse than (paired tests, Holm-adjusted over those
+    alone), the best label-free rival, its difference with the unchanged cat CNN with a
+    direction word computed from the sign, what the data rule out (`bound_words`) and the
+    difference it could detect at the verdicts' level."""
+    table = differences(frame, model, metric)
+    decisive = decisive_rows(table)
+    part = summary[summary["metric"] == metric].set_index("model")["mean"]
+    label_free = part[[m for m in LABEL_FREE if m in part.index and m != model]]
+    best = label_free.idxmax()
+    source = table.loc["cat"]
+
+    def names(verdict):
+        chosen = [r for r in decisive.index if decisive.loc[r, "verdict"] == verdict]
+        return ", ".join(f"*{label(r)}*" for r in chosen) if chosen else "none"
+
+    beaten = int((decisive["verdict"] == "better").sum())
+    if beaten == 0:
+        answer = "does not beat any of the rivals a label-free method must beat"
+    elif beaten == len(decisive):
+        answer = "beats every rival a label-free method must beat"
+    else:
+        answer = f"beats {beaten} of the {len(decisive)} rivals a label-free method must beat"
+    return {
+        "answer": f"The generated CNN {answer}.",
+        "mean": float(part[model]),
+        "better than": names("better"),
+        "worse than": names("worse"),
+        "not distinguishable": int((decisive["verdict"] == "not distinguishable").sum()),
+        "rivals": len(decisive),
+        "descriptive": int(len(table) - len(decisive)),
+        "best label-free rival": label(best),
+        "best label-free mean": float(label_free[best]),
+        "best rival is ahead": bool(label_free[best] > part[model]),
+        "vs source": float(source["difference"]),
+        "vs source size": abs(float(source["difference"])),  # the word above says the sign
+        "vs source word": "above" if source["difference"] > 0 else "below",
+        "vs source verdict": source["verdict"],
+        "bounds": bound_words(table),
+        "detectable": detectable(frame, model, metric),
+        "level": level(),
+    }
+
+
+def results_table(
+    summary,
+    metrics=(
+        "probe F1",
+        "probe ROC AUC",
+        "probe AP",
+        "probe accuracy",
+        "probe precision",
+        "probe recall",
+        "K-means F1",
+        "K-means ARI",
+        "K-means AMI",
+        "best-cluster F1",
+        "K-means purity",
+        "K-means entropy",
+    ),
+):
+    """Models x metrics, each cell 'mean ± ci95'."""
+
+    part = summary[summary["metric"].isin(metrics)]
+    cells = part.assign(
+        cell=[
+            f"{m:.3f}\u00a0±\u00a0{c:.3f}" if c == c else (f"{m:.3f}" if m == m else "")
+            for m, c in zip(part["mean"], part["ci95"], strict=True)
+        ]
+    )
+    table = cells.pivot(index="model", columns="metric", values="cell").fillna("")
+    known = list(MODELS) + [m for m in dict.fromkeys(part["model"]) if m not in MODELS]
+    table = table.loc[[m for m in known if m in table.index], [m for m in metrics if m in table]]
+    return table.rename(index=label)
+
+
+def noise_table(metrics: dict):
+    """Clusters found and share of points left as noise by DBSCAN and HDBSCAN, per model."""
+
+    return pd.DataFrame(
+        {
+            name: {
+                "DBSCAN clusters": r["DBSCAN (UMAP)"]["clusters"],
+                "DBSCAN noise": r["DBSCAN (UMAP)"]["noise"],
+                "HDBSCAN clusters": r["HDBSCAN (UMAP)"]["clusters"],
+                "HDBSCAN noise": r["HDBSCAN (UMAP)"]["noise"],
+            }
+            for name, r in metrics["models"].items()
+        }
+    ).T.rename(index=label)
+
+
+def cards_table(models: Models):
+    """How each model was made."""
+
+    return pd.DataFrame(
+        {name: {"how it was made": card["what"]} for name, card in models.cards.items()}
+    ).T.rename(index=label)
+
+
+def filter_change(models: Models, source: str = "cat"):
+    """Relative change ||W - W_source|| / ||W_source|| of each conv layer, per model."""
+
+    base = models.cnns[source].state_dict()
+    rows = {}
+    for name, model in models.cnns.items():
+        if isinstance(model, tuple):
+            continue
+        state = model.state_dict()
+        rows[name] = {
+            layer: float(
+                (state[f"{layer}.weight"] - base[f"{layer}.weight"]).norm()
+                / base[f"{layer}.weight"].norm()
+            )
+            for layer in CONV_LAYERS
+        }
+    return pd.DataFrame(rows).T.rename(index=label)
+
+
+def group_scores(models: Models, sources: SourceCNNs, datasets: Datasets, device: str = "cpu"):
+    """Mean p(class 1) per evaluation group of the models that keep a source head, and of the
+    product rule."""
+    images, groups = datasets.eval.images, datasets.eval.groups
+    scores = {
+        "black CNN: p(black)": positive_probability(sources.black, images, device),
+        "cat CNN: p(cat)": positive_probability(sources.cat, images, device),
+        "F(cat CNN): p(cat)": positive_probability(models.cnns["gen_f"], images, device),
+        "G(black CNN): p(black)": positive_probability(models.cnns["gen_g"], images, device),
+        "p(black) x p(cat)": product_score(sources, images, device),
+    }
+    return pd.DataFrame(
+        {
+            name: {g: float(s[groups == i].mean()) for i, g in enumerate(GROUPS)}
+            for name, s in scores.items()
+        }
+    ).T
+
+
+def nearest_words(models: Models) -> dict:
+    """Chapter 05's memorisation check: how far F(cat CNN) is from its nearest zoo model,
+    beside how far the cat CNN is from its own, and what that says."""
+    card = models.cards["nearest"]
+    own = card["cat CNN's own nearest"]["relative distance"]
+    closer = card["relative distance"] < own
+    return {
+        "distance": card["relative distance"],
+        "own distance": own,
+        "verdict": "closer to a zoo model than the cat CNN is: a sign of copying"
+        if closer
+        else "no closer to a zoo model than the cat CNN is: no sign of copying",
+        "which": f"{card['domain']} zoo model {card['model']}",
+    }
+
+
+# The models chapter 06 looks at closely: the method, its source, and the supervised bound.
+CLOSE_LOOK = ("gen_f", "cat", "oracle")
+
+
+def cluster_glue(metrics: dict) -> dict:
+    """Chapter 06's numbers for its prose: the images it evaluates, the closely looked-at
+    models' K-means F1, probe F1 and AUC (`gen_`, `src_`, `oracle_` ...), the references."""
+    table = evaluate_table(metrics)
+    values = {
+        "n_evaluated": metrics["evaluated images"],
+        "n_labelled": metrics["labelled images"],
+        "n_cluster_lab": metrics["cluster sample"][0],
+        "n_cluster_eval": metrics["cluster sample"][1],
+        "groups_text": ", ".join(
+            f"{n} {g}" for n, g in zip(metrics["groups"], GROUPS, strict=True)
+        ),
+    }
+    for key, model in zip(("gen", "src", "oracle"), CLOSE_LOOK, strict=True):
+        row = table.loc[label(model)]
+        values |= {
+            f"{key}_kmeans": round(float(row["K-means F1"]), 2),
+            f"{key}_probe": round(float(row["probe F1"]), 2),
+            f"{key}_auc": round(float(row["probe ROC AUC"]), 2),
+        }
+    for key, name in (
+        ("all_positive", "all positive"),
+        ("black_detector", "perfect black detector"),
+        ("random_clusters", "random clusters"),
+    ):
+        values[key] = round(metrics["references"][name], 2)
+    return values
+
+
+def centroid_frames(metrics: dict) -> dict[str, pd.DataFrame]:
+    """Per closely looked-at model (by label): the cosine between its groups' mean features."""
+    return {
+        label(m): pd.DataFrame(
+            metrics["models"][m]["centroid cosine"], index=list(GROUPS), columns=list(GROUPS)
+        )
+        for m in CLOSE_LOOK
+    }
+
+
+def contingency_frames(embeddings: dict, groups) -> dict[str, pd.DataFrame]:
+    """Per closely looked-at model (by label): its K-means clusters x the evaluation groups."""
+    return {
+        label(m): contingency_frame(
+            embeddings[f"model {m} :: clusters"].long().numpy(), groups, GROUPS
+        )
+        for m in CLOSE_LOOK
+    }
+
+
+# --- chapter 07: the results over seeds ------------------------------------------------------
+
+# The models of the label-efficiency curve: the method, its sources, two rivals and the bounds.
+CURVE_MODELS = ("gen_f", "gen_g", "cat", "black", "merge", "concat", "random", "oracle")
+SHOWN_METRICS = ("probe F1", "probe ROC AUC", "K-means F1")  # the figures' panels
+
+
+@dataclass
+class Results:
+    """Chapter 07's results over seeds: the long table and its summary, each generated CNN's
+    paired comparisons (metric -> table), and every value its prose glues (plain values, and
+    Markdown for `{glue:md}`)."""
+
+    frame: pd.DataFrame
+    summary: pd.DataFrame
+    tables: dict[str, dict[str, pd.DataFrame]]  # generated id -> metric -> comparisons
+    values: dict[str, Any]
+    markdown: dict[str, str]
+
+
+def results(runs: dict[int, dict], cfg, model: str = "gen_f") -> Results:
+    """Everything chapter 07 shows and says, from the metrics files of its seeds."""
+    frame = long_metrics(runs)
+    summary = mean_ci(frame)
+    tables = {m: comparisons(frame, m) for m in GENERATED}
+    first = runs[cfg.seed]
+    probe = decisive_rows(tables[model]["probe F1"])
+    values: dict[str, Any] = {
+        "n_seeds": len(runs),
+        "n_eval": first["evaluated images"],
+        "n_per_group": min(first["groups"]),
+        "n_labelled": first["labelled images"],
+        "n_cluster": first["cluster sample"][1],
+        "and_threshold": AND_THRESHOLD,
+        "n_protocol": first["protocol images"],
+        "protocol_states": cfg.analysis.protocol_states,
+        "seed_list": ", ".join(str(s) for s in runs),
+        "n_rivals": len(probe),
+        "n_descriptive": len(tables[model]["probe F1"]) - len(probe),
+        "n_excluding_zero": int(((probe["low"] > 0) | (probe["high"] < 0)).sum()),
+        "verdict_level": level(),
+        "mde_probe_f1": detectable(frame, model, "probe F1"),
+        "mde_probe_auc": detectable(frame, model, "probe ROC AUC"),
+    }
+    values |= count_glue(tables["gen_f"], "f") | count_glue(tables["gen_g"], "g")
+    for name, value in headline(frame, summary, model).items():  # the first page pastes these
+        key = "head_" + name.replace(" ", "_").replace("-", "_")
+        values[key] = value.replace("*", "") if isinstance(value, str) else value
+    means = summary[summary["metric"] == "original accuracy"].set_index("model")["mean"]
+    for key, name in (
+        ("gen", "gen_f"),
+        ("src", "cat"),
+        ("random", "random"),
+        ("noise", "noise"),
+        ("nothing", "reference: call nothing a black cat"),
+    ):
+        values[f"original_{key}"] = float(means[name])
+    values["black_cat_share"] = 1 - values["original_nothing"]
+    values |= {f"claim_{k.replace(' ', '_')}": v for k, v in CLAIM.items()}
+    markdown = {"and_words": AND_WORDS, "f_bounds": bound_words(tables[model]["probe F1"])}
+    return Results(frame, summary, tables, values, markdown)
+
+
+def within_seed(metrics_artifact, tables: dict, model: str = "gen_f") -> tuple[pd.DataFrame, dict]:
+    """The bootstrap over one seed's evaluated images (`bootstrap_table`) beside the intervals
+    over seeds: the table, and the widths and words chapter 07 glues."""
+    within = bootstrap_table(metrics_artifact, model, "f1")
+    seed_width = seed_interval_width(tables["probe F1"])
+    width = float(within["width"].median())
+    return within, {
+        "bootstrap_width": width,
+        "seed_width": seed_width,
+        "width_words": uncertainty_words(width, seed_width),
+    }
+
+
+def black_rule_agreement(images: ImageSet, dark_fraction: float) -> dict[str, float]:
+    """How often the colour statistic (dark share >= `dark_fraction`) agrees with the truth."""
+    has_object = ~torch.isnan(images.dark_fraction)
+    truth = (images.groups == 0) | (images.groups == 2)
+    rule = images.dark_fraction >= dark_fraction
+    agree = (truth == rule) & has_object
+    n = int(has_object.sum())
+    return {
+        "objects": n,
+        "agreement": float(agree.sum()) / max(n, 1),
+        "black by truth": int((truth & has_object).sum()),
+        "black by rule": int((rule & has_object).sum()),
+        "disagreements": n - int(agree.sum()),
+    }
+
+
+def counts_table(datasets: Datasets):
+    """The count report as a table: one row per set and class, one column per split, and total."""
+    import pandas as pd
+
+    table = pd.DataFrame(counts(datasets)).pivot_table(
+        index=["set", "class"], columns="split", values="images", aggfunc="sum", sort=False
+    )[list(SPLITS)]
+    table["total"] = table.sum(axis=1)
+    return table
+
+
+def rule_examples(images: ImageSet, n: int = 8) -> dict[str, torch.Tensor]:
+    """Indices of the objects closest to the black rule's threshold from each side: the black
+    objects with the lowest dark share and the non-black ones with the highest."""
+    has_object = ~torch.isnan(images.dark_fraction)
+    black = ((images.groups == 0) | (images.groups == 2)) & has_object
+    other = ~black & has_object
+    share = images.dark_fraction
+
+    def pick(mask, descending):
+        index = mask.nonzero().flatten()
+        return index[share[index].argsort(descending=descending)[:n]]
+
+    return {"black, least dark": pick(black, False), "not black, darkest": pick(other, True)}
