@@ -38,8 +38,8 @@ def _metrics(values: dict[str, list[float]]) -> dict[int, dict]:
     """Metrics files whose every view of a model holds one number per seed (the product rule,
     a score model, likewise)."""
 
-    views = {view for view, _ in evaluate.METRICS.values()}
-    keys = set(evaluate._FROM_VIEW.values())
+    views = {m.view for m in evaluate.METRICS.values()}
+    keys = {m.key for m in evaluate.METRICS.values()}
     return {
         seed: {
             "models": {
@@ -79,9 +79,9 @@ def test_table_and_best_variant_follow_the_paired_differences():
     weak_rows = long[(long["arm"] == "reference") & (long["model"] == "gen_f")]
     assert (weak_rows["verdict"] == "not distinguishable").all()
     summary = ablation.summary_frame(long)
-    assert summary.loc[("identity weight 2", "gen_f"), "probe F1: rivals beaten"] == len(
-        ablation.RIVALS
-    )
+    assert summary.loc[
+        ("identity weight 2", "generated F(cat CNN)"), "probe F1: rivals beaten"
+    ] == len(ablation.RIVALS)
     assert ablation.control_check(long) is None  # no functional arm in this study
     check = ablation.control_check(long, arm="identity2")
     assert check["probe F1"]["verdict"] == "better" and check["probe F1"]["low"] > 0

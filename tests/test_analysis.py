@@ -94,8 +94,8 @@ def test_label_efficiency_improves_with_labels_on_a_hard_group():
 
 def _seeded_metrics(values: dict[str, list[float]]) -> dict[int, dict]:
     """Metrics files whose every view of a model holds the same number, seed by seed."""
-    views = {view for view, _ in evaluate.METRICS.values()}
-    keys = set(evaluate._FROM_VIEW.values())
+    views = {m.view for m in evaluate.METRICS.values()}
+    keys = {m.key for m in evaluate.METRICS.values()}
     return {
         seed: {
             "models": {
@@ -121,7 +121,7 @@ def test_mean_ci_and_paired_differences_with_holm():
     row = summary[(summary.model == "random") & (summary.metric == "probe F1")]
     assert row["mean"].item() == pytest.approx(np.mean(gen) - 0.3) and row["seeds"].item() == 5
     assert row["ci95"].item() == pytest.approx(2.776445 * np.std(gen, ddof=1) / np.sqrt(5))
-    table = stats.paired_differences(frame, "gen_f", "probe F1")
+    table = report.differences(frame, "gen_f", "probe F1")
     # the two intervals overlap widely, but the paired difference is exactly 0.3 every seed
     assert table.loc["random", "difference"] == pytest.approx(0.3)
     assert table.loc["random", "verdict"] == "better"
@@ -129,9 +129,9 @@ def test_mean_ci_and_paired_differences_with_holm():
     # by hand: the one decisive rival's differences [0.01, -0.01, 0.02, -0.02, 0] have sd
     # 0.0158114; Holm's first step over the 6 decisive rivals tests at 0.05 / 6, two-sided:
     # (t_(1 - 0.05/12), 4 df = 4.851008 + t_0.8, 4 df = 0.940965) * 0.0158114 / sqrt(5)
-    mde = stats.detectable_difference(frame, "gen_f", "probe F1")
+    mde = report.detectable(frame, "gen_f", "probe F1")
     assert mde == pytest.approx((4.851008 + 0.940965) * 0.0158114 / np.sqrt(5), rel=1e-5)
-    at_five = stats.detectable_difference(frame, "gen_f", "probe F1", level=0.05)
+    at_five = report.detectable(frame, "gen_f", "probe F1", level=0.05)
     assert at_five == pytest.approx((2.776445 + 0.940965) * 0.0158114 / np.sqrt(5), rel=1e-5)
 
 
@@ -145,13 +145,9 @@ def test_holm_runs_over_the_decisive_rivals_alone():
         "cat": [v - d for v, d in zip(gen, steps, strict=True)],
         "merge": [v + 0.001 * i for i, v in enumerate(gen)],
     }
-    few = stats.paired_differences(
-        evaluate.long_metrics(_seeded_metrics(values)), "gen_f", "probe F1"
-    )
+    few = report.differences(evaluate.long_metrics(_seeded_metrics(values)), "gen_f", "probe F1")
     more = values | {f"descriptive {i}": [v - 0.3 + 0.01 * i for v in gen] for i in range(10)}
-    many = stats.paired_differences(
-        evaluate.long_metrics(_seeded_metrics(more)), "gen_f", "probe F1"
-    )
+    many = report.differences(evaluate.long_metrics(_seeded_metrics(more)), "gen_f", "probe F1")
     source = "cat"
     assert many.loc[source, "p (Holm)"] == pytest.approx(few.loc[source, "p (Holm)"])
     assert many.loc[source, "p (Holm)"] == pytest.approx(min(1, 2 * few.loc[source, "p"]))
@@ -160,7 +156,8 @@ def test_holm_runs_over_the_decisive_rivals_alone():
     assert many.loc[source, "verdict"] == "better"
     words = report.bound_words(many)
     high = many.loc[source, "high"]
-    assert words.startswith(f"at most {high:.3f} above *{source}*") and "descriptive" not in words
+    shown = "cat CNN (source unchanged)"  # the words name rivals by their labels
+    assert words.startswith(f"at most {high:.3f} above *{shown}*") and "descriptive" not in words
     assert report.bound_words(many.assign(high=-0.02)).startswith("at least 0.020 below")
 
 
@@ -192,9 +189,10 @@ def test_verdict_table_joins_metrics_with_different_rivals():
     frame = pd.concat([frame, extra[extra.metric == "probe F1"]])
     tables = report.comparisons(frame, "gen_f")
     table = report.verdict_table(tables)
-    assert table.loc["and", ("K-means F1", "verdict")] == ""
-    assert table.loc["random", ("probe F1", "difference")] == "+0.100"
-    assert list(table.index) == ["and", "random"]  # decisive first
+    # the table is for readers: rivals by their labels
+    assert table.loc["p(black) x p(cat)", ("K-means F1", "verdict")] == ""
+    assert table.loc["random CNN", ("probe F1", "difference")] == "+0.100"
+    assert list(table.index) == ["p(black) x p(cat)", "random CNN"]  # decisive first
     assert list(table[("", "comparison")]) == ["decisive", "descriptive"]
 
 
@@ -238,8 +236,8 @@ def test_results_chapter_reads_its_numbers_from_the_metrics_files():
     metrics[1]["models"]["random"]["linear probe"]["f1"] = 0.9
     second = report.results_table(stats.mean_ci(evaluate.long_metrics(metrics)))
     # t_0.975 with 1 df is 12.706; half the range of two values is their sd / sqrt(2)
-    assert first.loc["random", "probe F1"] == "0.700\u00a0±\u00a01.271"
-    assert second.loc["random", "probe F1"] == "0.750\u00a0±\u00a01.906"
+    assert first.loc["random CNN", "probe F1"] == "0.700\u00a0±\u00a01.271"  # by label
+    assert second.loc["random CNN", "probe F1"] == "0.750\u00a0±\u00a01.906"
 
 
 def test_original_protocol_on_two_blobs():

@@ -54,7 +54,7 @@ def test_translation_is_filter_wise_in_place_and_keeps_wiring():
     w1, w2 = source.conv1.weight.detach(), source.conv2.weight.detach()
     assert torch.equal(out.conv1.weight, 2 * w1)  # each filter in its own position
     assert torch.equal(out.conv2.weight, 2 * w2)  # channels back in the model's own order
-    perm = alignment.reference_permutation(source, reference)
+    perm = alignment.matching_permutation(source.conv1.weight.detach(), reference)
     assert torch.equal(seen["conv2"], w2[:, perm])  # the GAN saw the reference order
     assert torch.equal(w1[perm], reference)
     assert torch.equal(out.head.weight, source.head.weight)
@@ -86,7 +86,7 @@ def test_whole_aligned_layers_hand_a_permuted_twin_the_same_layers(by):
     x = torch.rand(4, 3, 24, 24)
     torch.testing.assert_close(twin(x), source(x))
     reference = source.conv1.weight.detach()[torch.tensor([1, 3, 0, 2])]
-    perm = alignment.reference_permutation(source, reference)
+    perm = alignment.matching_permutation(source.conv1.weight.detach(), reference)
     reference2 = source.conv2.weight.detach()[:, perm].flip(0)
 
     def positional(layer, kernels, direction):  # filter i moves by 0.01 * i
