@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(
 # the numbers of a run: the source CNNs' weights (one thread: a fixed reduction order)
 NUMBERS = textwrap.dedent("""
     import torch; torch.set_num_threads(1)
-    from kernelfusion import analysis, cnn, config, data, store
+    from kernelfusion import cnn, config, data, evaluate, store
     cfg = config.load("smoke")
     run = store.open(cfg)
     datasets = data.make_datasets(cfg, run, progress=False)

@@ -30,11 +30,11 @@ def test_every_thread_count_gets_its_own_cache_key():
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = store.stage_key(cfg, "cnn", version=1)
+        one = store.stage_key(cfg, "sources")
         torch.set_num_threads(2)
-        two = store.stage_key(cfg, "cnn", version=1)
+        two = store.stage_key(cfg, "sources")
         torch.set_num_threads(8)
-        eight = store.stage_key(cfg, "cnn", version=1)
+        eight = store.stage_key(cfg, "sources")
     finally:
         torch.set_num_threads(before)
     assert one["threads"] == "1" and two["threads"] == "2" and eight["threads"] == "8"

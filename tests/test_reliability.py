@@ -109,7 +109,7 @@ def test_runs_share_a_stage_only_when_its_key_is_the_same(tmp_path):
 THREADS_SCRIPT = textwrap.dedent("""
     import sys, torch
     torch.set_num_threads(int(sys.argv[2]))
-    from kernelfusion import analysis, cnn, config, data, store
+    from kernelfusion import cnn, config, data, evaluate, store
     cfg = config.load("smoke")
     run = store.open(cfg, sys.argv[1])
     datasets = data.make_datasets(cfg, run, progress=False)
