@@ -360,11 +360,7 @@ def chapter(cfg: Config, store) -> Chapter:
         ),
         "hidden": pd.DataFrame(hidden).T,
         "control": pd.DataFrame(
-            {
-                m: {k: v for k, v in row.items()}
-                for m, row in (control_check(long) or {}).items()
-                if m != "words"
-            }
+            {m: row for m, row in (control_check(long) or {}).items() if m != "words"}
         ).T,
     }
     values = {
