@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as nnf
 from scipy.optimize import linear_sum_assignment
 
 from . import metrics
@@ -57,7 +57,7 @@ def responses(filters: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     """Each layer-1 filter's response to `images` (float, N x 3 x H x W), before bias and ReLU,
     standardised per filter: (C, N * H' * W'). A bias shifts a response and the CNN's input
     centring scales and shifts it, so neither changes a correlation of these."""
-    return standardised(F.conv2d(images, filters.to(images.dtype)))
+    return standardised(nnf.conv2d(images, filters.to(images.dtype)))
 
 
 def correlation_permutation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -84,8 +84,8 @@ def matching_permutation(
     if images is not None:
         reference_responses = responses(reference, images)
         return correlation_permutation(reference_responses, responses(filters.detach(), images))
-    a = F.normalize(filters.flatten(1), dim=1)
-    b = F.normalize(reference.flatten(1), dim=1)
+    a = nnf.normalize(filters.flatten(1), dim=1)
+    b = nnf.normalize(reference.flatten(1), dim=1)
     rows, cols = linear_sum_assignment(-(b @ a.T).numpy())
     return torch.as_tensor(cols[np.argsort(rows)], dtype=torch.long)
 

@@ -163,25 +163,26 @@ def features(model: SmallCNN | tuple, images: torch.Tensor, device: str = "cpu")
     """Flattened second-block features of uint8 images (concatenated for a pair of CNNs)."""
     if isinstance(model, tuple):
         return torch.cat([features(m, images, device) for m in model], 1)
-    model = model.to(device).eval()
-    out = [
-        model.features(images[i : i + 512].to(device).float().div(255)).cpu()
-        for i in range(0, len(images), 512)
-    ]
-    return torch.cat(out)
+    return _batched(model.features, model, images, device)
 
 
-@torch.no_grad()
 def positive_probability(
     model: SmallCNN, images: torch.Tensor, device: str = "cpu"
 ) -> torch.Tensor:
     """p(class 1) of a single CNN on uint8 images, computed in batches."""
-    model = model.to(device).eval()
-    out = []
-    for start in range(0, len(images), 512):
-        x = images[start : start + 512].to(device).float().div(255)
-        out.append(torch.softmax(model(x), 1)[:, 1].cpu())
-    return torch.cat(out)
+    return _batched(lambda x: torch.softmax(model(x), 1)[:, 1], model, images, device)
+
+
+@torch.no_grad()
+def _batched(function, model: SmallCNN, images: torch.Tensor, device: str, batch: int = 512):
+    """`function` of uint8 images scaled to [0, 1], `batch` at a time on `device` (in eval mode),
+    gathered on the CPU: memory stays flat whatever the number of images."""
+    model.to(device).eval()
+    parts = [
+        function(images[i : i + batch].to(device).float().div(255)).cpu()
+        for i in range(0, len(images), batch)
+    ]
+    return torch.cat(parts)
 
 
 def _report(states, histories, cfg: Config, datasets, device) -> dict:

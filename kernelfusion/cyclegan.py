@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as nnf  # not F: F is also a generator's name
 from safetensors.torch import load_file
 from torch import nn
 
@@ -29,7 +29,7 @@ from .data import Datasets
 from .machine import derive_seed
 from .progress import bar as progress_bar
 from .store import StageWriter, Store, atomic_write_bytes, stage_key
-from .training import DivergedError
+from .training import check_finite
 from .translators import make_networks
 from .zoo import Zoo
 
@@ -94,7 +94,7 @@ class ImagePool:
 
 def gan_loss(prediction: torch.Tensor, real: bool) -> torch.Tensor:
     """Least-squares GAN loss (LSGAN), the reference's default."""
-    return F.mse_loss(prediction, torch.full_like(prediction, 1.0 if real else 0.0))
+    return nnf.mse_loss(prediction, torch.full_like(prediction, 1.0 if real else 0.0))
 
 
 def generator_losses(
@@ -110,11 +110,11 @@ def generator_losses(
     fake_B, fake_A = nets["G"](real_A), nets["F"](real_B)
     loss_G_A = gan_loss(nets["D_A"](fake_B), True)
     loss_G_B = gan_loss(nets["D_B"](fake_A), True)
-    loss_cycle_A = F.l1_loss(nets["F"](fake_B), real_A) * cfg.cycle_weight
-    loss_cycle_B = F.l1_loss(nets["G"](fake_A), real_B) * cfg.cycle_weight
+    loss_cycle_A = nnf.l1_loss(nets["F"](fake_B), real_A) * cfg.cycle_weight
+    loss_cycle_B = nnf.l1_loss(nets["G"](fake_A), real_B) * cfg.cycle_weight
     identity = cfg.cycle_weight * cfg.identity_weight
-    loss_idt_A = F.l1_loss(nets["G"](real_B), real_B) * identity
-    loss_idt_B = F.l1_loss(nets["F"](real_A), real_A) * identity
+    loss_idt_A = nnf.l1_loss(nets["G"](real_B), real_B) * identity
+    loss_idt_B = nnf.l1_loss(nets["F"](real_A), real_A) * identity
     terms = (loss_G_A, loss_G_B, loss_cycle_A, loss_cycle_B, loss_idt_A, loss_idt_B)
     return sum(terms), terms, fake_B, fake_A
 
@@ -229,13 +229,7 @@ class _Trainer:
         self.step += 1
 
     def check(self, stage: str) -> None:
-        bad = ~torch.isfinite(self.losses[: self.step])
-        if bad.any():
-            step, term = (int(i) for i in bad.nonzero()[0])
-            raise DivergedError(
-                f"{stage} diverged: {LOSSES[term]} at step {step + 1} is "
-                f"{self.losses[step, term].item()}; lower gan.lr or check the kernels"
-            )
+        check_finite(self.losses[: self.step].T, stage, LOSSES, "lower gan.lr or check the kernels")
 
     # checkpoints: tensors in safetensors, the rest in JSON, both written atomically
     def save(self, folder: Path) -> None:

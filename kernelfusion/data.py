@@ -30,7 +30,7 @@ from .store import Artifact, StageWriter, Store, display_path
 
 log = logging.getLogger(__name__)
 
-SETS = ("black", "cat", "eval")
+SET_NAMES = ("black", "cat", "eval")
 GROUPS = ("black cat", "other cat", "black non-cat", "other image")
 SPLITS = ("train", "val", "test")
 CLASS_NAMES = {"black": ("random", "black"), "cat": ("random", "cat"), "eval": GROUPS}
@@ -190,7 +190,7 @@ class Datasets:
         return images[torch.randperm(len(images), generator=gen)]
 
 
-class Sets(dict):
+class ReadSets(dict):
     """What a reader returns: the three image sets by name, and the files it skipped."""
 
     def __init__(self, sets: dict[str, ImageSet], skipped: list[str] = ()):
@@ -220,7 +220,7 @@ def split_labels(labels: torch.Tensor, val: float, test: float, seed: int) -> to
 def counts(datasets: Datasets) -> list[dict]:
     """Rows of (set, class, split, images): what the run actually got."""
     rows = []
-    for name in SETS:
+    for name in SET_NAMES:
         images = datasets[name]
         for label, class_name in enumerate(CLASS_NAMES[name]):
             for code, split in enumerate(SPLITS):
@@ -232,7 +232,7 @@ def counts(datasets: Datasets) -> list[dict]:
 # --- the synthetic source ---------------------------------------------------------------------
 
 
-def make_synthetic(cfg: Config, progress: bool = True) -> Sets:
+def make_synthetic(cfg: Config, progress: bool = True) -> ReadSets:
     """Draw the three sets from `cfg.seed`, in batches of `data.batch_size` (bounded memory).
     The evaluation set's labelled part has split code 0 (train) and its evaluated part 2
     (test): the probe and the oracle see only the first, every metric only the second."""
@@ -281,7 +281,7 @@ def make_synthetic(cfg: Config, progress: bool = True) -> Sets:
             for f in dataclasses.fields(ImageSet)
         }
     )
-    return Sets({"black": parts["black"], "cat": parts["cat"], "eval": evaluation})
+    return ReadSets({"black": parts["black"], "cat": parts["cat"], "eval": evaluation})
 
 
 # --- folders of real images -------------------------------------------------------------------
@@ -366,7 +366,7 @@ def centre_dark_fraction(images: torch.Tensor, threshold: float) -> torch.Tensor
     return synthetic.dark_fraction(images, mask, threshold)
 
 
-def read_folder(cfg: Config, progress: bool = True) -> Sets:
+def read_folder(cfg: Config, progress: bool = True) -> ReadSets:
     """The three sets from `<root>/<set>/<class>/` folders (see FOLDER_LAYOUT); the files that
     could not be read are listed, relative to the root, in the `skipped` attribute of the result."""
     data, root = cfg.data, Path(cfg.data.root)
@@ -378,7 +378,7 @@ def read_folder(cfg: Config, progress: bool = True) -> Sets:
     sets: dict[str, ImageSet] = {}
     skipped: list[str] = []
     total = 0
-    for name in SETS:
+    for name in SET_NAMES:
         images, labels = [], []
         for label, class_folder in enumerate(FOLDER_LAYOUT[name]):
             decoded, bad = read_class_folder(
@@ -401,13 +401,13 @@ def read_folder(cfg: Config, progress: bool = True) -> Sets:
                 labels, data.val_fraction, data.test_fraction, derive_seed(cfg.seed, "split", name)
             ),
         )
-    return Sets(sets, skipped)
+    return ReadSets(sets, skipped)
 
 
 # --- the original project's test photographs -------------------------------------------------
 
 
-def read_original(cfg: Config, progress: bool = True) -> Sets:
+def read_original(cfg: Config, progress: bool = True) -> ReadSets:
     """The original project's 89 test photographs (a clone of its repository at `data.root`,
     see `kernelfusion.original`) as the evaluation set, read as its notebook read them and in
     its order (`original.read_photo`, `photo_files`), grouped by folder and file name; its
@@ -443,7 +443,7 @@ def read_original(cfg: Config, progress: bool = True) -> Sets:
             derive_seed(cfg.seed, "split", "eval"),
         ),
     )
-    return Sets(
+    return ReadSets(
         {"black": sets["black"], "cat": sets["cat"], "eval": evaluation},
         [p.relative_to(root).as_posix() for p in skipped],
     )
@@ -459,7 +459,7 @@ def _breed(path: Path) -> str:
     return " ".join(part.title() for part in path.stem.rsplit("_", 1)[0].split("_"))
 
 
-def read_oxford_pets(cfg: Config, progress: bool = True) -> Sets:
+def read_oxford_pets(cfg: Config, progress: bool = True) -> ReadSets:
     """The three sets from torchvision's Oxford-IIIT Pet under `data.root` (never downloaded).
 
     Cats: the 12 cat breeds; black cats: Bombay; black non-cats: Newfoundland and Scottish
@@ -539,7 +539,7 @@ def read_oxford_pets(cfg: Config, progress: bool = True) -> Sets:
                 derive_seed(cfg.seed, "split", name),
             ),
         )
-    return Sets(sets, skipped)
+    return ReadSets(sets, skipped)
 
 
 # --- preparation, cached ----------------------------------------------------------------------
@@ -558,7 +558,7 @@ def check_sizes(sets: dict[str, ImageSet], cfg: Config) -> None:
     images on, and the evaluated part (val + test) of the evaluation set needs at least
     `analysis.kmeans_clusters` images. The message lists every class that falls short."""
     short = []
-    for name in SETS:
+    for name in SET_NAMES:
         images = sets[name]
         for label, class_name in enumerate(CLASS_NAMES[name]):
             n = [int(((images.labels == label) & (images.split == c)).sum()) for c in range(3)]
@@ -613,7 +613,7 @@ def make_datasets(
 ) -> Datasets:
     """The three sets for `cfg`: decoded or drawn once, then loaded from the cached tensors."""
     artifact = store.stage("data", _data_key(cfg), _build(cfg, progress), force=force)
-    sets = {name: ImageSet(**artifact.tensors(name)) for name in SETS}
+    sets = {name: ImageSet(**artifact.tensors(name)) for name in SET_NAMES}
     datasets = Datasets(**sets, source=cfg.data.source, artifact=artifact)
     if datasets.skipped:  # warned on every call, not only when the files are first read
         warnings.warn(

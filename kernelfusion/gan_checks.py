@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as nnf  # not F: F is also a generator's name
 
 from . import metrics
 from .alignment import normalise, same_model
@@ -30,14 +30,14 @@ def hidden_signal(gan, noise: float = 0.01, seed: int = 0) -> dict[str, float]:
             black = gan.kernels["black"][layer]
         else:
             black, _ = normalise(gan.kernels["black"][layer])  # unit-norm vectors
-        G, F = layer_gan.nets["G"], layer_gan.nets["F"]
-        fake = G(black)
-        clean = float((F(fake) - black).abs().mean())
+        to_cat, to_black = layer_gan.nets["G"], layer_gan.nets["F"]
+        fake = to_cat(black)
+        clean = float((to_black(fake) - black).abs().mean())
         jitter = torch.randn(fake.shape, generator=gen)
         shape = (-1, *[1] * (fake.dim() - 1))  # one norm per sample
         norm = fake.flatten(1).norm(dim=1).view(shape)
         jitter = jitter / jitter.flatten(1).norm(dim=1).view(shape) * noise * norm
-        noisy = float((F(fake + jitter) - black).abs().mean())
+        noisy = float((to_black(fake + jitter) - black).abs().mean())
         out[layer] = {
             "cycle L1": clean,
             "cycle L1, with noise": noisy,
@@ -95,8 +95,8 @@ def evaluate(gan: KernelGan) -> dict[str, dict[str, float]]:
             "share classified cat: G(black)": share_cat(fake_cat),
             "share classified cat: real cat": share_cat(cat),
             "share classified cat: F(cat)": share_cat(fake_black),
-            "cosine(black, G(black))": float(F.cosine_similarity(black, fake_cat).mean()),
-            "cosine(cat, F(cat))": float(F.cosine_similarity(cat, fake_black).mean()),
+            "cosine(black, G(black))": float(nnf.cosine_similarity(black, fake_cat).mean()),
+            "cosine(cat, F(cat))": float(nnf.cosine_similarity(cat, fake_black).mean()),
             "nearest real cat / real cat spacing": float(
                 metrics.nearest_distance(fake_cat, cat).median() / cat_nn
             ),

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import torch
 
-from .data import CLASS_NAMES, GROUPS, SETS, mean_luminance
+from .data import CLASS_NAMES, GROUPS, SET_NAMES, mean_luminance
 from .models import label as model_label
 from .synthetic import COLOUR_NAMES
 
@@ -128,7 +128,7 @@ def brightness_histograms(datasets):
     import seaborn as sns
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2), sharex=True)
-    for ax, name in zip(axes, SETS, strict=True):
+    for ax, name in zip(axes, SET_NAMES, strict=True):
         part = datasets[name]
         frame = pd.DataFrame(
             {

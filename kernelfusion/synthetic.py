@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as nnf
 
 from .config import DataConfig
 
@@ -106,8 +106,8 @@ def render_backgrounds(photos: Photos, n: int, size: int, gen: torch.Generator) 
         theta[:, 1, 1] = scale[chosen] * aspect / h
         theta[:, 0, 2] = shift_x[chosen] * (1 - aspect / w * scale[chosen])
         theta[:, 1, 2] = shift_y[chosen] * (1 - aspect / h * scale[chosen])
-        grid = F.affine_grid(theta, [len(chosen), 3, size, size], align_corners=False)
-        crops = F.grid_sample(
+        grid = nnf.affine_grid(theta, [len(chosen), 3, size, size], align_corners=False)
+        crops = nnf.grid_sample(
             photo[None].expand(len(chosen), -1, -1, -1), grid, align_corners=False
         )
         if photos.grey[index]:
@@ -205,7 +205,7 @@ def object_masks(
     eye_mask = torch.where(k == CAT, eyes & skull, torch.zeros_like(eyes))
 
     def down(mask):
-        return F.avg_pool2d(mask.float()[:, None], supersample)[:, 0]
+        return nnf.avg_pool2d(mask.float()[:, None], supersample)[:, 0]
 
     return down(body_mask), down(eye_mask), down(v.expand(n, -1, -1).contiguous() * 1.0)
 

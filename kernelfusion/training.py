@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as nnf
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
@@ -118,7 +118,7 @@ def train_stacked(
         x = images[index].float().div_(255)
         y = labels[index]
         logits = stacked_call(base, params, buffers, x)
-        ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view_as(y)
+        ce = nnf.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view_as(y)
         w = torch.gather(weights, 1, y)
         per_model = (ce * w).sum(1) / w.sum(1)
         optimizer.zero_grad(set_to_none=True)
@@ -175,14 +175,22 @@ def train_in_stacks(
     return StackResult(params, torch.cat([p.losses for p in parts]), snapshots)
 
 
-def check_finite(values: torch.Tensor, stage: str) -> None:
-    """Raise DivergedError naming the stage, the first bad step and its value."""
+def check_finite(
+    values: torch.Tensor,
+    stage: str,
+    names: Sequence[str] | None = None,
+    fix: str = "lower the learning rate or check the data",
+) -> None:
+    """Raise DivergedError naming the stage, the first bad step, what diverged and its value.
+    `values` is (series, steps): one row per model of a stack, or per loss term (`names`)."""
     bad = ~torch.isfinite(values)
     if bad.any():
-        model, step = (int(i) for i in bad.nonzero()[0])
+        rows, steps = bad.nonzero(as_tuple=True)
+        first = int(steps.argmin())  # the earliest step; of its bad series, the first
+        row, step = int(rows[first]), int(steps[first])
+        name = names[row] if names is not None else f"loss of model {row}"
         raise DivergedError(
-            f"{stage} diverged: loss of model {model} at step {step + 1} is "
-            f"{values[model, step].item()}; lower the learning rate or check the data"
+            f"{stage} diverged: {name} at step {step + 1} is {values[row, step].item()}; {fix}"
         )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as nnf
 from torch.func import functional_call
 
 from . import original, training
@@ -288,8 +289,8 @@ def kernel_statistics(kernels: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Cosine similarity between every kernel of `a` and every kernel of `b` (flattened)."""
-    a = torch.nn.functional.normalize(a.flatten(1), dim=1)
-    b = torch.nn.functional.normalize(b.flatten(1), dim=1)
+    a = nnf.normalize(a.flatten(1), dim=1)
+    b = nnf.normalize(b.flatten(1), dim=1)
     return a @ b.T
 
 

@@ -151,6 +151,9 @@ def test_divergence_is_reported_with_stage_step_and_value():
     losses = torch.tensor([[0.5, 0.4, float("nan")], [0.5, 0.4, 0.3]])
     with pytest.raises(training.DivergedError, match="black zoo diverged.*model 0 at step 3.*nan"):
         training.check_finite(losses, "black zoo")
+    later = torch.tensor([[0.5, 0.4, float("nan")], [0.5, float("inf"), 0.3]])  # model 1 first
+    with pytest.raises(training.DivergedError, match="lr diverged: g at step 2 is inf; lower lr"):
+        training.check_finite(later, "lr", ["f", "g"], "lower lr")
     cfg = config.load("smoke", {"cnn.lr": 0.5}).cnn
     images = torch.randint(0, 255, (64, 3, 24, 24), dtype=torch.uint8)
     labels = torch.randint(0, 2, (64,))

@@ -24,7 +24,7 @@ def test_synthetic_sets_have_the_configured_make_up(smoke_sets):
     assert torch.bincount(sets.cat.labels).tolist() == [d.cat_random_count, d.cat_count]
     per_group = d.eval_per_group + d.labelled_per_group
     assert torch.bincount(sets.eval.groups).tolist() == [per_group] * 4
-    for name in data.SETS:
+    for name in data.SET_NAMES:
         images = sets[name].images
         assert images.dtype == torch.uint8 and images.shape[1:] == (3, d.image_size, d.image_size)
 
@@ -107,7 +107,7 @@ def test_cache_round_trip_and_count_report(smoke_sets, tmp_path):
     first = data.make_datasets(cfg, run, progress=False)
     again = data.make_datasets(cfg, run, progress=False)
     assert not first.reused and again.reused
-    for name in data.SETS:
+    for name in data.SET_NAMES:
         for key, value in first[name].to_dict().items():
             torch.testing.assert_close(
                 value,
@@ -220,7 +220,7 @@ def test_oxford_pets_reader_maps_breeds_to_groups(tmp_path):
     root = _oxford_layout(tmp_path)
     cfg = config.load("smoke", {"data.source": "oxford_pets", "data.root": str(root)})
     sets = data.read_oxford_pets(cfg, progress=False)
-    everything = torch.cat([sets[n].groups for n in data.SETS])
+    everything = torch.cat([sets[n].groups for n in data.SET_NAMES])
     assert torch.bincount(everything, minlength=4).tolist()[0] > 0
     ev = sets["eval"]
     black = (ev.groups == 0) | (ev.groups == 2)

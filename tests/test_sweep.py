@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from kernelfusion import config, sweep
+from kernelfusion import config, pipeline, store, sweep
 
 SPEC = {"seed": [0, 1], "zoo.models": [2, 3]}
 
@@ -23,6 +23,17 @@ def test_bad_grid_is_refused_before_any_run(tmp_path):
     with pytest.raises(config.ConfigError, match="unknown override 'zoo.model'"):
         sweep.sweep("smoke", {"zoo.model": [1, 2]}, root=tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_run_stops_after_the_stage_it_is_asked_for(tmp_path):
+    cfg = config.load("smoke", {})
+    runs = store.open(cfg, tmp_path)
+    with pytest.raises(config.ConfigError, match="unknown stage 'cyclegan': choose one of datas"):
+        pipeline.run(cfg, runs, progress=False, until="cyclegan")
+    assert not (tmp_path / cfg.run_name / "data").exists()
+    done = pipeline.run(cfg, runs, progress=False, until="datasets")
+    assert len(done.datasets.eval.images) > 0
+    assert (done.sources, done.zoo, done.gan, done.models, done.metrics) == (None,) * 5
 
 
 @pytest.fixture(scope="module")
