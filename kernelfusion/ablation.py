@@ -111,7 +111,7 @@ def arm_configs(cfg: Config) -> tuple[dict[str, Config], dict[str, str]]:
 
 
 def arms_words(cfg: Config, ablation: Ablation) -> str:
-    """Which arms this build ran, of how many, and why (for chapter 08)."""
+    """Which arms this build ran, of how many, and why; each arm left out and why (chapter 08)."""
     ran = ", ".join(f"*{ARMS[a][1]}*" for a in ablation.results)
     words = f"This build runs {len(ablation.results)} of the {len(ARMS)} arms: {ran}"
     if cfg.analysis.ablation_arms:
@@ -124,6 +124,9 @@ def arms_words(cfg: Config, ablation: Ablation) -> str:
             "2 CPU cores; the arms that still change the generated CNN are the reference and "
             "layer 1 translated only"
         )
+    if ablation.skipped:
+        left = "; ".join(f"*{ARMS[a][1]}*: {why}" for a, why in ablation.skipped.items())
+        words += f". Left out: {left}"
     return words + "."
 
 

@@ -460,17 +460,29 @@ def results(runs: dict[int, dict], cfg, model: str = "gen_f") -> Results:
     return Results(frame, summary, tables, values, markdown)
 
 
-def within_seed(metrics_artifact, tables: dict, model: str = "gen_f") -> tuple[pd.DataFrame, dict]:
+def within_seed(
+    metrics_artifact, tables: dict, model: str = "gen_f"
+) -> tuple[pd.DataFrame, dict, dict]:
     """The bootstrap over one seed's evaluated images (`bootstrap_table`) beside the intervals
-    over seeds: the table, and the widths and words chapter 07 glues."""
+    over seeds: the table, the widths chapter 07 glues, and its words (Markdown)."""
     within = bootstrap_table(metrics_artifact, model, "f1")
     seed_width = seed_interval_width(tables["probe F1"])
     width = float(within["width"].median())
-    return within, {
-        "bootstrap_width": width,
-        "seed_width": seed_width,
-        "width_words": uncertainty_words(width, seed_width),
-    }
+    values = {"bootstrap_width": width, "seed_width": seed_width}
+    return within, values, {"width_words": uncertainty_words(width, seed_width)}
+
+
+def paste(values: dict[str, Any], markdown: dict[str, str] | None = None) -> None:
+    """Glue each value for a chapter's prose (`{glue:}`, `{glue:text}`), and each of `markdown`
+    as Markdown (`{glue:md}`), without showing them where the cell stands."""
+    # Imported here: only an executing notebook needs them, never the package's other users.
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    for key, value in values.items():
+        glue(key, value, display=False)
+    for key, value in (markdown or {}).items():
+        glue(key, Markdown(value), display=False)
 
 
 def black_rule_agreement(images: ImageSet, dark_fraction: float) -> dict[str, float]:

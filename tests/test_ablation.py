@@ -176,3 +176,8 @@ def test_with_the_published_generators_only_the_arms_that_change_something_run()
     assert "read, not trained here: gan.identity_weight" in skipped["identity2"]
     default = config.load("original", {"data.root": "c", "zoo.root": "c"})
     assert set(ablation.arm_configs(default)[0]) == {"reference", "layer1"}
+    study = ablation.Ablation({arm: {} for arm in configs}, configs, skipped)
+    words = ablation.arms_words(cfg, study)  # what chapter 08 says, each left-out arm and why
+    assert words.startswith(f"This build runs 2 of the {len(ablation.ARMS)} arms")
+    for arm, why in skipped.items():
+        assert f"*{ablation.ARMS[arm][1]}*: {why}" in words
