@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from .models import MODELS
 from .models import label as model_label
 from .replication import spread_label, spread_summary
+from .report import SHOWN_METRICS
 
 
 def results_plot(summary, metrics: list[str], title: str = "") -> go.Figure:
@@ -56,6 +57,13 @@ def results_plot(summary, metrics: list[str], title: str = "") -> go.Figure:
         height=140 + 28 * len(order), title=title, margin={"l": 10, "r": 10, "t": 60, "b": 10}
     )
     return fig
+
+
+def rival_differences_plot(tables: dict[str, object], model: str) -> go.Figure:
+    """Chapter 07's figure for one generated CNN (an id): its paired differences with every
+    rival on the metrics of `report.SHOWN_METRICS`."""
+    shown = {metric: tables[metric] for metric in SHOWN_METRICS}
+    return differences_plot(shown, title=f"{model_label(model)} minus each rival")
 
 
 def differences_plot(tables: dict[str, object], title: str = "") -> go.Figure:

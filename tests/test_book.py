@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -197,16 +198,38 @@ def test_one_parameters_block_per_chapter_and_no_path_of_the_build_machine(built
     assert "commit" in setup and "built" in setup
 
 
+def test_what_print_cuts_is_found(tmp_path):
+    page = tmp_path / "page.html"
+    page.write_text(
+        "<p>text</p><table><tr><th>model</th><th>probe F1</th></tr>"
+        "<tr><td>cat CNN</td><td>0.51</td></tr></table>"
+        "<pre>short = 1\nkf.plots.show(kf.result_plots.differences_plot(shown, title=x))</pre>"
+        "<details><summary>Show code</summary><pre>import kernelfusion as kf</pre></details>"
+    )  # code folded away (a hide-input cell) is not printed, and not looked for
+    whole = "model probe F1 cat CNN 0.51 short = 1 kf.plots.show(kf.result_plots.differ"
+    assert book.cut_in_print(page, whole + "\nences_plot(shown, title=x))") == []  # wrapped
+    assert book.cut_in_print(page, "model cat CNN short = 1 kf.plots.show(kf.re") == [
+        "probe F1",
+        "0.51",
+        "n, title=x))",
+    ]
+
+
 @pytest.mark.slow
 def test_pdf_has_every_chapter_title_and_no_blank_page(built):
     """`make pdf`: one PDF of the whole book, a bookmark and the title of every page in it,
-    and no page without text (a figure that failed to draw leaves a blank page)."""
+    nothing cut at the margin (tables and code), and no page without text (a figure that
+    failed to draw leaves a blank page)."""
     import unicodedata
 
     from pypdf import PdfReader
 
     html = built.index_html.parent
-    pdf = book.make_pdf(html.parent.parent, CHROMIUM)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pdf = book.make_pdf(html.parent.parent, CHROMIUM)
+    cut = [str(w.message) for w in caught if "cut from the PDF" in str(w.message)]
+    assert cut == [], cut  # every table cell and the end of every code line is on paper
     reader = PdfReader(pdf)
     # NFKC: the PDF's fonts set "fi" as one ligature glyph
     text = unicodedata.normalize("NFKC", " ".join(p.extract_text() for p in reader.pages))
