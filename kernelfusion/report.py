@@ -251,12 +251,13 @@ def results_table(
         "K-means entropy",
     ),
 ):
-    """Models x metrics, each cell 'mean ± ci95'."""
+    """Models x metrics, each cell 'mean ± ci95'. The only break allowed in a cell is after
+    the '±': a narrow page (print) sets a cell on two lines, the mean and its '±' never apart."""
 
     part = summary[summary["metric"].isin(metrics)]
     cells = part.assign(
         cell=[
-            f"{m:.3f}\u00a0±\u00a0{c:.3f}" if c == c else (f"{m:.3f}" if m == m else "")
+            f"{m:.3f}\u00a0± {c:.3f}" if c == c else (f"{m:.3f}" if m == m else "")
             for m, c in zip(part["mean"], part["ci95"], strict=True)
         ]
     )

@@ -236,8 +236,8 @@ def test_results_chapter_reads_its_numbers_from_the_metrics_files():
     metrics[1]["models"]["random"]["linear probe"]["f1"] = 0.9
     second = report.results_table(stats.mean_ci(evaluate.long_metrics(metrics)))
     # t_0.975 with 1 df is 12.706; half the range of two values is their sd / sqrt(2)
-    assert first.loc["random CNN", "probe F1"] == "0.700\u00a0±\u00a01.271"  # by label
-    assert second.loc["random CNN", "probe F1"] == "0.750\u00a0±\u00a01.906"
+    assert first.loc["random CNN", "probe F1"] == "0.700\u00a0± 1.271"  # by label
+    assert second.loc["random CNN", "probe F1"] == "0.750\u00a0± 1.906"
 
 
 def test_original_protocol_on_two_blobs():
