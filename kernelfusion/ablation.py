@@ -29,7 +29,6 @@ from .models import DECISIVE, GENERATED, label
 from .original import CLAIM
 from .report import dependence_words, differences, headline, separability_words
 from .stats import mean_ci
-from .store import open as open_store
 
 # short key -> (overrides on top of the book's config, display label)
 ARMS: dict[str, tuple[dict[str, Any], str]] = {
@@ -345,7 +344,7 @@ def chapter(cfg: Config, store) -> Chapter:
     best_variant = best(long)
     checked = confirm(study, best_variant)
     best_cfg = checked["config"]
-    best_gan = pipeline.run(best_cfg, open_store(best_cfg), progress=False, until="gan").gan
+    best_gan = pipeline.reuse(best_cfg, until="gan").gan  # made by a worker, most often
     hidden = hidden_signal(best_gan, noise=0.01, seed=cfg.seed)
     control = control_summary(long)
     tables = {

@@ -106,15 +106,16 @@ def run_many(configs: list[Config], root=None) -> list[dict]:
     """The metrics file of the pipeline run for each config: what is cached is read here at
     once, the rest runs `analysis.workers` at a time (of the first config) in worker processes,
     or on the Ray cluster at its `analysis.ray_address`."""
+    first = configs[0].analysis
     results: dict[int, dict] = {}
     missing = []
     for i, cfg in enumerate(configs):
-        try:
-            results[i] = run(cfg, open_store(cfg, root, build=False), False).metrics.values
-        except NotCached:
+        found = cached_run(cfg, root, other_threads=(worker_threads(first.workers),))
+        if found is None:
             missing.append(i)
+        else:
+            results[i] = found.metrics.values
     if missing:
-        first = configs[0].analysis
         address = first.ray_address or None
         for result in run_configs(
             [configs[i] for i in missing],
@@ -127,6 +128,39 @@ def run_many(configs: list[Config], root=None) -> list[dict]:
             position = result["overrides"]["position"]
             results[position] = json.loads(Path(result["metrics"]).read_text())
     return [results[i] for i in range(len(configs))]
+
+
+def worker_threads(workers: int) -> int:
+    """The torch threads each of `workers` local worker processes runs with: its share of the
+    cores."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def cached_run(
+    cfg: Config, root=None, until: str = "metrics", other_threads: tuple[int, ...] = ()
+) -> Run | None:
+    """The run of `cfg` up to `until` if every stage of it is cached, else None. A stage's key
+    holds the torch thread count it was made at (`store.threads_class`): a run made here at this
+    process's count, or in a worker at one of `other_threads`, is found either way, so a chapter
+    never sends a finished run to a worker process, or makes it again, to read it."""
+    current = torch.get_num_threads()
+    try:
+        for threads in dict.fromkeys((current, *other_threads)):
+            torch.set_num_threads(threads)
+            try:
+                return run(cfg, open_store(cfg, root, build=False), False, until)
+            except NotCached:
+                continue
+        return None
+    finally:
+        torch.set_num_threads(current)
+
+
+def reuse(cfg: Config, root=None, until: str = "metrics") -> Run:
+    """The run of `cfg` up to `until`: read from the cache whether it was made here or by a
+    worker of `run_many`, else made here."""
+    found = cached_run(cfg, root, until, (worker_threads(cfg.analysis.workers),))
+    return found if found is not None else run(cfg, open_store(cfg, root), False, until)
 
 
 def run_one(cfg: Config, overrides: dict[str, Any], root: str | None, threads: int) -> dict:
@@ -156,7 +190,7 @@ def run_configs(
     labels = labels if labels is not None else [{} for _ in configs]
     check_writable(root)  # a read-only or missing runs folder: one line now, not per worker
     root = str(root) if root is not None else None
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = worker_threads(workers)
     if backend == "local":
         if workers == 1:
             return [

@@ -56,6 +56,24 @@ def test_local_sweep_lands_in_the_artifact_layout(local_runs):
 
 
 @pytest.mark.slow
+def test_runs_made_by_workers_are_read_here_not_sent_back_to_workers(local_runs, monkeypatch):
+    """A chapter reading the runs of its seeds finds those the worker processes made (at their
+    torch thread count, part of every stage key) instead of starting workers to read them."""
+    root, results = local_runs
+    configs = [config.load("smoke", r["overrides"]) for r in results]
+    by_run = {r["run"]: json.loads(open(r["metrics"]).read()) for r in results}
+
+    def no_workers(*args, **kwargs):
+        raise AssertionError("a cached run was sent to a worker")
+
+    monkeypatch.setattr(pipeline, "run_configs", no_workers)
+    for cfg, metrics in zip(configs, pipeline.run_many(configs, root), strict=True):
+        assert metrics == by_run[cfg.run_name]
+    found = pipeline.cached_run(configs[0], root, "gan", (pipeline.worker_threads(2),))
+    assert found is not None and found.models is None and found.gan is not None
+
+
+@pytest.mark.slow
 def test_ray_sweep_gives_the_same_metrics_as_the_local_one(tmp_path, local_runs):
     _, local = local_runs
     results = sweep.sweep("smoke", SPEC, backend="ray", workers=2, root=tmp_path)
