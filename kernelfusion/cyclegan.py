@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -358,6 +358,19 @@ class KernelGan:
 
     reference2: torch.Tensor | None = None  # layer-2 filters whose order layer 2's follow
     match_images: torch.Tensor | None = None  # layer 1 matched by responses to these
+    layer_artifacts: dict = field(default_factory=dict)  # layer -> its own CycleGAN stage
+
+    @property
+    def reused(self) -> bool:
+        """Nothing was trained for it: every layer's CycleGAN came from the cache."""
+        parts = list(self.layer_artifacts.values()) or [self.artifact]
+        return all(part.reused for part in parts)
+
+    @property
+    def seconds(self) -> float:
+        """What training its layers' CycleGANs took, when they were made."""
+        parts = list(self.layer_artifacts.values()) or [self.artifact]
+        return sum(part.manifest["seconds"] for part in parts)
 
     @property
     def published(self) -> bool:
@@ -471,9 +484,11 @@ def make_translator(
     images = match_images(cfg, datasets) if cfg.gan.align_by == "activations" else None
     kernels, index, reference, reference2 = prepared_kernels(cfg, zoo, images)
 
-    def build(writer: StageWriter) -> None:
-        history = {}
-        for layer in translated_layers(cfg.gan):
+    def layer_stage(layer: str):
+        """One layer's CycleGAN, a stage of its own keyed by the settings that layer reads
+        (`store.STAGE_KEYS`): an arm that changes only layer 2 reuses the reference's layer 1."""
+
+        def build(writer: StageWriter) -> None:
             black, _ = normalise(kernels["black"][layer])
             cat, _ = normalise(kernels["cat"][layer])
             gan = train_layer(
@@ -483,16 +498,28 @@ def make_translator(
                 tuple(kernels["black"][layer].shape[1:]),
                 derive_seed(cfg.seed, "cyclegan", layer),
                 device,
-                writer.checkpoints / layer,
+                writer.checkpoints,
                 stage=f"CycleGAN {layer}",
                 progress=progress,
             )
-            writer.save_tensors(f"{layer}_nets", net_tensors(gan.nets))
-            history[layer] = gan.history
-        writer.save_json("history", history)
+            writer.save_tensors("nets", net_tensors(gan.nets))
+            writer.save_json("history", gan.history)
+
+        name = f"cyclegan-{layer}"
+        key = stage_key(cfg, name)
+        return store.stage(name, key, build, inputs=[zoo.artifact], force=force)
+
+    parts = {layer: layer_stage(layer) for layer in translated_layers(cfg.gan)}
+
+    def build(writer: StageWriter) -> None:  # the layers together, as the later stages read
+        for layer, part in parts.items():
+            writer.save_tensors(f"{layer}_nets", part.tensors("nets"))
+        writer.save_json("history", {layer: part.json("history") for layer, part in parts.items()})
 
     key = stage_key(cfg, "cyclegan")
-    artifact = store.stage("cyclegan", key, build, inputs=[zoo.artifact], force=force)
+    artifact = store.stage(
+        "cyclegan", key, build, inputs=[zoo.artifact, *parts.values()], force=force
+    )
     history = artifact.json("history")
     layers = {}
     for layer in translated_layers(cfg.gan):
@@ -513,6 +540,7 @@ def make_translator(
         cfg.gan.sample,
         reference2,
         images,
+        parts,
     )
     return gan
 

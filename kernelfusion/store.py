@@ -515,16 +515,35 @@ class StageSpec:
     omit_at_default: tuple[str, ...] = ()
 
 
+# gan.* settings no CycleGAN stage reads: the functional phase's, and the published source
+_NOT_GAN_TRAINING = ("gan.functional_weight", "gan.functional_steps", "gan.source")
+
 # Every stage's key, in one place (the data stage's is `data._data_key`: its section and the
 # image generator's version, without a thread class: decoding and drawing use no threads).
 STAGE_KEYS: dict[str, StageSpec] = {
     "sources": StageSpec(("cnn",), 2),  # 2: seeds from derive_seed
     "zoo": StageSpec(("cnn", "zoo"), 5),  # 5: published models' accuracy one at a time
-    # 2: seeds from derive_seed; the functional phase is a stage of its own ("functional")
+    # One CycleGAN per layer, each keyed by the settings that layer reads: layer 1 does not
+    # read which layers are translated nor the layer-2 alignment (an arm changing only those
+    # reuses the reference's layer 1). The functional phase is a stage of its own.
+    "cyclegan-conv1": StageSpec(
+        ("gan",),
+        1,
+        leave_out=(*_NOT_GAN_TRAINING, "gan.layers", "gan.align_layer2"),
+        omit_at_default=("gan.align_outputs", "gan.align_by"),
+    ),
+    "cyclegan-conv2": StageSpec(
+        ("gan",),
+        1,
+        leave_out=(*_NOT_GAN_TRAINING, "gan.layers"),
+        omit_at_default=("gan.align_outputs", "gan.align_by"),
+    ),
+    # the layers' CycleGANs together. 2: seeds from derive_seed; 3: gathered from the
+    # per-layer stages
     "cyclegan": StageSpec(
         ("gan",),
-        2,
-        leave_out=("gan.functional_weight", "gan.functional_steps", "gan.source"),
+        3,
+        leave_out=_NOT_GAN_TRAINING,
         omit_at_default=("gan.align_outputs", "gan.align_by"),
     ),
     "functional": StageSpec((), 2, fields=("gan.functional_weight", "gan.functional_steps")),

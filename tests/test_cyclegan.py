@@ -150,7 +150,19 @@ def test_stage_trains_both_layers_reuses_and_evaluates(tmp_path):
     assert (run.root / "checkpoints").is_dir()  # where the GAN saved its resumable state
     assert not list((run.root / "checkpoints").glob("cyclegan-*"))  # removed once sealed
     again = cyclegan.make_translator(cfg, run, datasets, kernels, progress=False)
-    assert again.artifact.reused
+    assert again.artifact.reused and again.reused and not gan.reused
+    assert gan.seconds == sum(a.manifest["seconds"] for a in gan.layer_artifacts.values()) > 0
+    # arms that change only layer 2 (or drop it) train no layer-1 CycleGAN: they reuse this one
+    for change in ({"gan.align_layer2": False}, {"gan.layers": "conv1"}):
+        arm_cfg = config.load("smoke", change)
+        arm = cyclegan.make_translator(arm_cfg, store.open(arm_cfg, tmp_path), datasets, kernels)
+        assert arm.layer_artifacts["conv1"].reused and arm.layer_artifacts["conv1"].folder == (
+            gan.layer_artifacts["conv1"].folder
+        )
+        assert set(arm.layers) == ({"conv1"} if "gan.layers" in change else {"conv1", "conv2"})
+    identity = config.load("smoke", {"gan.identity_weight": 2.0})  # read by both layers
+    arm = cyclegan.make_translator(identity, store.open(identity, tmp_path), datasets, kernels)
+    assert not arm.layer_artifacts["conv1"].reused
     source = gan.kernels["cat"]["conv2"][:4]
     torch.testing.assert_close(
         again.translate("conv2", source, "cat->black"), gan.translate("conv2", source, "cat->black")
