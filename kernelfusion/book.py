@@ -8,6 +8,7 @@ executed in place.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -27,6 +28,7 @@ import yaml
 
 from . import config as config_module
 from .plots import plotly_js_path
+from .progress import STATUS_ENV, read_status
 from .store import check_writable, package_versions
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -166,9 +168,12 @@ def execute(
     only: str | None = None,
     project: Path = PROJECT,
     log=print,
+    live: bool | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Run each chapter with papermill into `source`; stop at the first failing one. Returns
-    each chapter's seconds and the peak memory (MiB) of its kernel and workers."""
+    each chapter's seconds and the peak memory (MiB) of its kernel and workers. With `live`
+    (default: when the terminal shows it), a running chapter's line says, as it goes, its
+    time so far, the runs of its seeds or arms done, and the stage or loop at work."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -179,6 +184,9 @@ def execute(
     peaks: dict[str, float] = {}
     os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would litter the book's pages
     os.environ["KERNELFUSION_BOOK"] = "1"  # warnings printed without file paths
+    live = sys.stdout.isatty() if live is None else live
+    status_file = source / "live-status"
+    os.environ[STATUS_ENV] = str(status_file)  # the kernel and its workers say what they do
     for number, name in enumerate(names, 1):
         output = source / f"{name}.ipynb"
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -190,8 +198,12 @@ def execute(
             log("unchanged")
             continue
         started = time.time()
+        for stale in [status_file, *status_file.parent.glob(f"{status_file.name}.*")]:
+            stale.unlink(missing_ok=True)
+        line = f"[{number}/{len(names)}] {Path(name).name} ..."
+        ticker = _LiveLine(line, started, status_file, log) if live else None
         try:
-            with PeakMemory() as memory:
+            with PeakMemory() as memory, ticker or contextlib.nullcontext():
                 papermill.execute_notebook(
                     str(project / f"{name}.ipynb"),
                     str(partial),
@@ -203,7 +215,7 @@ def execute(
                     kernel_manager_class=_ipc_kernel_manager(source / "kernel-stderr.log"),
                 )
         except PapermillExecutionError as error:
-            log("failed")
+            log(f"\r{line} failed" + CLEAR if live else "failed")
             if error.ename == "StorageError":  # the runs folder: its own line says the fix
                 raise BookError(f"chapter {Path(name).name}: {error.evalue}") from None
             raise BookError(
@@ -215,8 +227,44 @@ def execute(
         os.replace(partial, output)
         seconds[Path(name).name] = round(time.time() - started, 2)
         peaks[Path(name).name] = round(memory.peak, 1)
-        log(f"{seconds[Path(name).name]:.1f} s")
+        log(f"\r{line} " if live else "", end="")
+        log(f"{seconds[Path(name).name]:.1f} s" + (CLEAR if live else ""))
     return seconds, peaks
+
+
+CLEAR = "\033[K"  # erase the rest of the terminal line
+
+
+def live_status(line: str, started: float, status_file: Path, now: float | None = None) -> str:
+    """A running chapter's line: its time so far, then what its status files say (the runs
+    done, the stage or loop at work), e.g. `[9/10] 08_... 312 s · runs: 4 of 21 done ·
+    CycleGAN conv1 600/1500`."""
+    said = read_status(status_file)
+    parts = [f"{line} {(now or time.time()) - started:.0f} s"]
+    parts += [said[key] for key in ("runs", "") if said.get(key)]
+    return " · ".join(parts)
+
+
+class _LiveLine:
+    """Rewrites a chapter's terminal line every second, from a thread, while it runs."""
+
+    def __init__(self, line: str, started: float, status_file: Path, log):
+        self.args, self.log = (line, started, status_file), log
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(1.0):
+            width = shutil.get_terminal_size().columns - 1  # one line: never wrap
+            self.log("\r" + live_status(*self.args)[:width] + CLEAR, end="", flush=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
 
 
 def chapter_key(notebook: Path, preset: str, overrides: dict[str, Any]) -> str:
@@ -475,13 +523,17 @@ def make_book(
     only: str | None = None,
     project: Path = PROJECT,
     log=print,
+    live: bool | None = None,
 ) -> BookResult:
-    """Execute the chapters (all, or `only` one) and build the book under `out`."""
+    """Execute the chapters (all, or `only` one) and build the book under `out`; `live`: see
+    `execute`."""
     out = Path(out).resolve()
     overrides = dict(overrides or {})
     source = out / "source"
     stage_sources(source, project)
-    chapter_seconds, peaks = execute(preset, overrides, source, only=only, project=project, log=log)
+    chapter_seconds, peaks = execute(
+        preset, overrides, source, only=only, project=project, log=log, live=live
+    )
     skipped = drop_unexecuted(source, project)
     if skipped:
         log(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -25,6 +25,7 @@ from .cyclegan import KernelGan
 from .data import Datasets
 from .evaluate import Metrics
 from .models import Models
+from .progress import status
 from .store import NotCached, Store, check_writable
 from .store import open as open_store
 from .zoo import Zoo
@@ -202,6 +203,10 @@ def run_configs(
                 pool.submit(run_one, c, o, root, threads)
                 for c, o in zip(configs, labels, strict=True)
             ]
+            status(f"runs: 0 of {len(futures)} done", "runs")
+            for done, _ in enumerate(as_completed(futures), 1):
+                status(f"runs: {done} of {len(futures)} done", "runs")
+            status("", "runs")  # all done: the live line stops saying so
             return [f.result() for f in futures]
     if backend == "ray":
         import ray  # optional: only a sweep on a cluster needs it, and it is slow to import

@@ -31,6 +31,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as serialise
 
 from .config import Config
+from .progress import status
 
 log = logging.getLogger(__name__)
 
@@ -288,6 +289,7 @@ class Store:
             raise storage_error(error, self.root, stage) or error from None
         checkpoints = self.root / CHECKPOINTS / f"{stage}-{key_hash[:16]}"
         started = time.time()
+        status(f"{stage} (seed {self.cfg.seed})")  # until a progress bar says more
         try:
             build(StageWriter(tmp, checkpoints))
             seconds = time.time() - started

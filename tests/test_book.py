@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
 import pytest
 
-from kernelfusion import book
+from kernelfusion import book, progress
 
 CHROMIUM = shutil.which("chromium") or book.CHROMIUM
 BROWSER_ARGS = [flag for flag in book.CHROMIUM_FLAGS if flag != "--headless"]  # Playwright adds it
@@ -20,8 +24,40 @@ def built(tmp_path_factory):
     runs = out / "runs"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("KERNELFUSION_RUNS", str(runs))
-        result = book.make_book("smoke", {}, out, log=lambda *a, **k: None)
+        # live: each running chapter's line rewritten as a terminal would show it
+        result = book.make_book("smoke", {}, out, log=_record, live=True)
     return result
+
+
+LIVE: list[str] = []  # what the shared smoke build printed
+
+
+def _record(text: str = "", **print_options) -> None:
+    LIVE.append(text)
+
+
+@pytest.mark.slow
+def test_a_running_chapter_shows_its_progress_live(built):
+    """`make book` in a terminal: while a chapter runs, its one line says its time so far and
+    what is at work (a stage, a loop's count), and the runs of its seeds done of how many."""
+    rewrites = [line for line in LIVE if line.startswith("\r[") and " s · " in line]
+    assert rewrites, LIVE[:20]
+    assert any("runs: " in line and " done" in line for line in rewrites)  # chapters 07-08
+    assert any(re.search(r" \d+/\d+", line) for line in rewrites)  # a loop's count
+
+
+def test_a_running_chapter_line_reads_its_status_files(tmp_path, monkeypatch):
+    status_file = tmp_path / "live-status"
+    monkeypatch.setenv(progress.STATUS_ENV, str(status_file))
+    for _ in progress.bar(range(3), desc="CycleGAN conv1", progress=False):  # shown or not
+        pass
+    assert status_file.read_text() == "CycleGAN conv1 3/3"
+    progress.status("runs: 2 of 5 done", "runs")
+    line = book.live_status("[9/10] 08 ...", 100.0, status_file, now=112.4)
+    assert line == "[9/10] 08 ... 12 s · runs: 2 of 5 done · CycleGAN conv1 3/3"
+    script = "from kernelfusion import progress\nb = progress.bar(total=4, desc='zoo')\nb.update(4)"
+    subprocess.run([sys.executable, "-c", script], check=True, env=os.environ.copy())
+    assert status_file.read_text() == "zoo 4/4"  # a worker process says it in the same file
 
 
 @pytest.mark.slow
