@@ -55,7 +55,40 @@ def _umap():
         for function in vars(module).values():
             if isinstance(function, CPUDispatcher) and isinstance(function._cache, NullCache):
                 function.enable_caching()
+    if not hasattr(umap.umap_.pairwise_distances, "all_pairs"):
+        umap.umap_.pairwise_distances = _compiled_pairs(umap.umap_.pairwise_distances)
     return umap
+
+
+def _compiled_pairs(pairwise_distances):
+    """umap's distances between every two rows of a small data set (under 4,096 rows, each of
+    the book's views), the very numbers it computed before, 20x faster. umap hands scikit-learn
+    its compiled euclidean distance as a Python callable, and scikit-learn calls it once per pair
+    from Python: 1.9 s of a 2.4 s UMAP of 1,440 points, 60% of a model's metrics stage. Here the
+    same compiled function runs over the upper triangle in one compiled loop, which is mirrored
+    with a zero diagonal, in float32, as scikit-learn does (a test checks equality bit for
+    bit). Any other call goes to scikit-learn as before."""
+    import numba
+    from umap.distances import euclidean
+
+    @numba.njit(cache=True)
+    def upper_triangle(x):
+        n = x.shape[0]
+        out = np.zeros((n, n), dtype=np.float32)  # scikit-learn's: the input's float type
+        for i in range(n):
+            for j in range(i + 1, n):
+                out[i, j] = euclidean(x[i], x[j])
+        return out
+
+    def pairs(X, Y=None, metric="euclidean", **kwds):
+        if metric is euclidean and Y is None and not kwds and isinstance(X, np.ndarray):
+            if X.ndim == 2 and X.dtype == np.float32 and np.isfinite(X).all():
+                out = upper_triangle(np.ascontiguousarray(X))
+                return out + out.T
+        return pairwise_distances(X, Y, metric=metric, **kwds)
+
+    pairs.all_pairs = upper_triangle
+    return pairs
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -304,3 +304,24 @@ def test_verdict_counts_and_their_glue_count_decisive_rivals_only():
     }
     width = 2 * tables["probe F1"].loc["arithmetic", "ci95"]
     assert report.seed_interval_width(tables["probe F1"]) == pytest.approx(width)
+
+
+def test_umap_distances_are_unchanged(monkeypatch):
+    """The compiled all-pairs distances give umap the very matrix scikit-learn gave it (bit for
+    bit), so every UMAP of the book is the one it was, only faster."""
+    from sklearn.metrics import pairwise_distances
+
+    umap = measures._umap()
+    from umap.distances import euclidean
+
+    rng = np.random.default_rng(0)
+    x = np.maximum(rng.normal(size=(300, 64)), 0).astype(np.float32)  # ReLU features
+    fast = umap.umap_.pairwise_distances(x, metric=euclidean)
+    assert fast.dtype == np.float32 and np.array_equal(
+        fast, pairwise_distances(x, metric=euclidean)
+    )
+    with pytest.raises(ValueError, match="NaN"):  # bad input: scikit-learn's own error, as before
+        umap.umap_.pairwise_distances(np.full((3, 2), np.nan, np.float32), metric=euclidean)
+    embedding = measures.umap_embedding(x, 7)
+    monkeypatch.setattr(umap.umap_, "pairwise_distances", pairwise_distances)  # as umap ships
+    np.testing.assert_array_equal(embedding, measures.umap_embedding(x, 7))
