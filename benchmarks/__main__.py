@@ -1,12 +1,12 @@
 """Run the benchmarks: `python -m benchmarks [name ...]`; names: machine stages data zoo gan
-arms analysis book (`machine` first: the yardstick every other timing is read against)."""
+stack arms analysis book (`machine` first: the yardstick every other timing is read against)."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-BENCHMARKS = ("machine", "stages", "data", "zoo", "gan", "arms", "analysis", "book")
+BENCHMARKS = ("machine", "stages", "data", "zoo", "gan", "stack", "arms", "analysis", "book")
 
 
 def main(names: list[str]) -> None:

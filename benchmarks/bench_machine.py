@@ -21,16 +21,16 @@ MATMUL = 1024  # a square float32 matmul of this side, repeated
 REPEATS = 20
 
 
-def gan_steps_per_second(threads: int) -> float:
+def gan_steps_per_second(threads: int, device: str = "cpu") -> float:
     """Training steps per second of one layer-1 CycleGAN at the default preset's shapes."""
     torch.set_num_threads(threads)
     cfg = config.load("default", {"gan.steps": STEPS, "gan.decay_steps": 0})
     gen = torch.Generator().manual_seed(0)
     black, _ = alignment.normalise(torch.randn(4096, 3, 5, 5, generator=gen))
     cat, _ = alignment.normalise(torch.randn(4096, 3, 5, 5, generator=gen) + 0.1)
-    cyclegan.train_layer(cfg.gan, black, cat, 3, 0, "cpu", progress=False, stop_after=20)
+    cyclegan.train_layer(cfg.gan, black, cat, 3, 0, device, progress=False, stop_after=20)
     started = time.perf_counter()
-    cyclegan.train_layer(cfg.gan, black, cat, 3, 0, "cpu", progress=False)
+    cyclegan.train_layer(cfg.gan, black, cat, 3, 0, device, progress=False)
     return STEPS / (time.perf_counter() - started)
 
 
