@@ -60,12 +60,14 @@ def test_killed_during_cyclegan_resumes_to_the_same_result(tmp_path, reference):
     run_dir = tmp_path / cfg.run_name
 
     def checkpoint_written(root):
-        return any((tmp_path / "checkpoints").glob("cyclegan-*/conv1/state.json"))
+        return any((tmp_path / "checkpoints").glob("cyclegan-conv1-*/state.json"))
 
     _run_killed(tmp_path, OVERRIDES, checkpoint_written)
-    assert not (run_dir / "cyclegan").exists()  # nothing half-written was sealed
+    for stage in ("cyclegan-conv1", "cyclegan"):  # nothing half-written was sealed
+        assert not (run_dir / stage).exists(), stage
     pipeline.run(cfg, store.open(cfg, tmp_path), progress=False)
-    assert _files(run_dir, "cyclegan") == _files(reference, "cyclegan")
+    for stage in ("cyclegan-conv1", "cyclegan-conv2", "cyclegan"):
+        assert _files(run_dir, stage) == _files(reference, stage), stage
     assert _files(run_dir, "metrics") == _files(reference, "metrics")
     assert not list((tmp_path / "checkpoints").glob("cyclegan-*"))
 

@@ -105,7 +105,16 @@ def test_arms_share_their_upstream_stages_and_the_cache_command_lists_and_prunes
     assert cli.main(["cache", "--root", str(copy), "--stage", "metrics"]) == 0
     left = {r["stage"] for r in store.cached(copy) if not r["stage"].startswith("metrics-")}
     # the per-model scores stay
-    assert left == {"data", "sources", "zoo", "cyclegan", "rivals", "models"}
+    assert left == {
+        "data",
+        "sources",
+        "zoo",
+        "cyclegan-conv1",
+        "cyclegan-conv2",
+        "cyclegan",
+        "rivals",
+        "models",
+    }
     assert per_stage["rivals"] == [2, 2]  # the rivals need no zoo: shared by both arms
     assert not list(copy.glob("smoke-*/metrics")) and list(copy.glob("smoke-*/zoo"))
     (copy / config.load("smoke", {"seed": 0, "zoo.models": 2}).run_name).rename(copy / "gone")
