@@ -476,8 +476,9 @@ def within_seed(
 def paste(values: dict[str, Any], markdown: dict[str, str] | None = None) -> None:
     """Glue each value for a chapter's prose (`{glue:}`, `{glue:text}`), and each of `markdown`
     as Markdown (`{glue:md}`), without showing them where the cell stands. A figure another
-    page pastes (the `{glue}` directive) is pasted from a cell the book keeps (`remove-input`,
-    not `remove-cell`): its image file is written only from a kept cell."""
+    page pastes (the `{glue}` directive) must also be shown where it is made, in a cell the
+    book keeps (`remove-input`, not `remove-cell`): its image file is written only when a
+    chapter shows it."""
     # Imported here: only an executing notebook needs them, never the package's other users.
     from IPython.display import Markdown
     from myst_nb import glue
