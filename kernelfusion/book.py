@@ -34,6 +34,25 @@ from .store import check_writable, package_versions
 PROJECT = Path(__file__).resolve().parent.parent
 
 
+# `make book` from empty caches (the runs folder and numba's), measured on the project's 2-core
+# CPU beside its yardstick (`python -m benchmarks machine`: CycleGAN 109 steps/s on one thread,
+# 133 on two; matmul 176 / 361 GFLOP/s), printed before the first chapter. A machine half as
+# fast takes about twice as long; a rebuild reuses every cached stage and takes seconds.
+COLD_SECONDS = {"smoke": 144, "default": 0}
+
+
+def expected_words(preset: str) -> str | None:
+    """What a build of `preset` from empty caches is expected to take, if it was measured."""
+    seconds = COLD_SECONDS.get(preset)
+    if not seconds:
+        return None
+    took = f"{seconds / 60:.0f} minutes" if seconds >= 90 else f"{seconds} s"
+    return (
+        f"{preset}: about {took} from empty caches on 2 CPU cores (measured; a machine half "
+        "as fast takes twice that; stages already cached are reused)"
+    )
+
+
 class BookError(RuntimeError):
     """A chapter or the book build failed; the message names where and why."""
 
@@ -180,6 +199,8 @@ def execute(
     config_module.load(preset, overrides)  # fail before starting any kernel
     check_writable()  # the runs folder, before the first chapter rather than half-way through
     names = _select(chapters(project), only)
+    if only is None and expected_words(preset):
+        log(expected_words(preset))
     seconds: dict[str, float] = {}
     peaks: dict[str, float] = {}
     os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would litter the book's pages
