@@ -35,10 +35,11 @@ PROJECT = Path(__file__).resolve().parent.parent
 
 
 # `make book` from empty caches (the runs folder and numba's), measured on the project's 2-core
-# CPU beside its yardstick (`python -m benchmarks machine`: CycleGAN 109 steps/s on one thread,
-# 133 on two; matmul 176 / 361 GFLOP/s), printed before the first chapter. A machine half as
-# fast takes about twice as long; a rebuild reuses every cached stage and takes seconds.
-COLD_SECONDS = {"smoke": 144, "default": 0}
+# CPU beside its yardstick (`python -m benchmarks machine`, CycleGAN steps/s on one thread /
+# two): smoke 144 s at 109 / 133, default 2,364 s at 97 / 112 (chapter 08's arms: 1,564 s).
+# Printed before the first chapter. A machine half as fast takes about twice as long; a
+# rebuild reuses every cached stage and takes seconds.
+COLD_SECONDS = {"smoke": 144, "default": 2364}
 
 
 def expected_words(preset: str) -> str | None:
