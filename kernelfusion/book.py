@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import unicodedata
 import warnings
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -249,8 +250,8 @@ def execute(
         os.replace(partial, output)
         seconds[Path(name).name] = round(time.time() - started, 2)
         peaks[Path(name).name] = round(memory.peak, 1)
-        log(f"\r{line} " if live else "", end="")
-        log(f"{seconds[Path(name).name]:.1f} s" + (CLEAR if live else ""))
+        took = f"{seconds[Path(name).name]:.1f} s"
+        log(f"\r{line} {took}{CLEAR}" if live else took)
     return seconds, peaks
 
 
@@ -516,7 +517,6 @@ def cut_in_print(page: Path, printed: str, tail: int = 12) -> list[str]:
     the last `tail` characters of each code line (where a line runs off the margin, its end is
     lost). Compared without spaces and line breaks, which wrapping moves; NFKC because the PDF's
     fonts set "fi" as one glyph."""
-    import unicodedata
 
     def squeeze(text: str) -> str:
         return "".join(unicodedata.normalize("NFKC", text).split())
@@ -530,8 +530,6 @@ def cut_in_print(page: Path, printed: str, tail: int = 12) -> list[str]:
 
 def _title(page: Path) -> str:
     """The first heading of a built page, for the PDF's bookmarks."""
-    import re
-
     match = re.search(r"<h1[^>]*>(.*?)</h1>", page.read_text(), re.S)
     text = re.sub(r"<[^>]+>", "", match.group(1)) if match else page.stem
     return " ".join(text.replace("#", "").split())

@@ -361,16 +361,20 @@ class KernelGan:
     layer_artifacts: dict = field(default_factory=dict)  # layer -> its own CycleGAN stage
 
     @property
+    def _trained_in(self) -> list:
+        """The stages its CycleGANs were trained in: one per layer (the published generators':
+        the one stage that read them)."""
+        return list(self.layer_artifacts.values()) or [self.artifact]
+
+    @property
     def reused(self) -> bool:
         """Nothing was trained for it: every layer's CycleGAN came from the cache."""
-        parts = list(self.layer_artifacts.values()) or [self.artifact]
-        return all(part.reused for part in parts)
+        return all(part.reused for part in self._trained_in)
 
     @property
     def seconds(self) -> float:
         """What training its layers' CycleGANs took, when they were made."""
-        parts = list(self.layer_artifacts.values()) or [self.artifact]
-        return sum(part.manifest["seconds"] for part in parts)
+        return sum(part.manifest["seconds"] for part in self._trained_in)
 
     @property
     def published(self) -> bool:
