@@ -325,3 +325,54 @@ def test_umap_distances_are_unchanged(monkeypatch):
     embedding = measures.umap_embedding(x, 7)
     monkeypatch.setattr(umap.umap_, "pairwise_distances", pairwise_distances)  # as umap ships
     np.testing.assert_array_equal(embedding, measures.umap_embedding(x, 7))
+
+
+def _scipy_frechet(a, b, ridge: float) -> float:
+    """The textbook formula with scipy's matrix square root (a ridge keeps it defined)."""
+    from scipy import linalg
+
+    a, b = a.double().numpy(), b.double().numpy()
+    eye = np.eye(a.shape[1]) * ridge
+    cov_a, cov_b = np.cov(a, rowvar=False) + eye, np.cov(b, rowvar=False) + eye
+    root = np.real(linalg.sqrtm(cov_a @ cov_b))
+    return float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
+
+
+def test_frechet_distance_is_the_textbook_formula_and_exact_for_fewer_rows_than_columns():
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    # more rows than columns (filters): the same number as scipy's sqrtm
+    a = torch.randn(500, 75, generator=g) * 0.3
+    b = torch.randn(400, 75, generator=g) @ torch.randn(75, 75, generator=g) * 0.05 + 0.1
+    assert measures.frechet_distance(a, b) == pytest.approx(_scipy_frechet(a, b, 0.0), rel=1e-9)
+    # fewer rows than columns (whole layers): singular covariances, where sqrtm needs a ridge;
+    # the exact value is its limit as the ridge goes to 0
+    a, b = torch.randn(48, 400, generator=g) * 0.1, torch.randn(40, 400, generator=g) * 0.12
+    exact = measures.frechet_distance(a, b)
+    assert exact == pytest.approx(_scipy_frechet(a, b, 1e-12), rel=1e-5)
+    assert abs(_scipy_frechet(a, b, 1e-6) - exact) > 1e-3  # the ridge's bias, now gone
+    assert measures.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_report_paste_is_myst_nbs_glue():
+    """`report.paste` writes what myst_nb.glue(..., display=False) writes, without importing
+    myst_nb in the chapter's kernel."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.display import Markdown
+    from IPython.utils.capture import capture_output
+    from myst_nb import glue
+
+    InteractiveShell.instance()
+    values, markdown = {"n": 3, "share": 0.25, "who": "gen_f"}, {"words": "*not* better"}
+    with capture_output() as ours:
+        report.paste(values, markdown)
+    with capture_output() as theirs:
+        for key, value in values.items():
+            glue(key, value, display=False)
+        for key, value in markdown.items():
+            glue(key, Markdown(value), display=False)
+    assert [(o.data, o.metadata) for o in ours.outputs] == [
+        (o.data, o.metadata) for o in theirs.outputs
+    ]
+    assert len(ours.outputs) == 4 and ours.outputs[3].metadata["scrapbook"]["name"] == "words"
