@@ -480,13 +480,22 @@ def paste(values: dict[str, Any], markdown: dict[str, str] | None = None) -> Non
     book keeps (`remove-input`, not `remove-cell`): its image file is written only when a
     chapter shows it."""
     # Imported here: only an executing notebook needs them, never the package's other users.
-    from IPython.display import Markdown
-    from myst_nb import glue
+    from IPython.core.formatters import format_display_data
+    from IPython.display import Markdown, display
 
-    for key, value in values.items():
-        glue(key, value, display=False)
-    for key, value in (markdown or {}).items():
-        glue(key, Markdown(value), display=False)
+    # What `myst_nb.glue(key, value, display=False)` writes (the record myst-nb's `{glue}`
+    # roles read: the value's display data under its prefix, named in the output's metadata),
+    # made here: importing myst_nb in a chapter's kernel imports nbformat and jsonschema,
+    # 1.5 s per chapter for nothing the kernel uses (test_report_paste_is_myst_nbs_glue).
+    items = [*values.items(), *((k, Markdown(v)) for k, v in (markdown or {}).items())]
+    for key, value in items:
+        bundle, metadata = format_display_data(value)
+        metadata["scrapbook"] = {"name": key, "mime_prefix": GLUE_PREFIX}
+        display({GLUE_PREFIX + k: v for k, v in bundle.items()}, raw=True, metadata=metadata)
+
+
+# myst_nb.ext.glue.GLUE_PREFIX: the mime prefix of a glued value that is not shown
+GLUE_PREFIX = "application/papermill.record/"
 
 
 def black_rule_agreement(images: ImageSet, dark_fraction: float) -> dict[str, float]:
