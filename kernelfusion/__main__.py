@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("book", help="execute the chapters and build the book")
     run.add_argument("--preset", default="default", help=f"one of {', '.join(config.PRESETS)}")
     run.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (default: config)")
-    run.add_argument("--only", default=None, help="run one chapter, by its number (e.g. 03)")
+    run.add_argument(
+        "--only", default=None, help="run only these chapters, by number (e.g. 03, or 01,07)"
+    )
     run.add_argument(
         "--set",
         action="append",

@@ -123,11 +123,13 @@ def chapters(project: Path = PROJECT) -> list[str]:
 def _select(names: list[str], only: str | None) -> list[str]:
     if only is None:
         return names
-    chosen = [n for n in names if Path(n).name.startswith(only)]
-    if not chosen:
+    prefixes = [p.strip() for p in only.split(",") if p.strip()]
+    unmatched = [p for p in prefixes if not any(Path(n).name.startswith(p) for n in names)]
+    if unmatched or not prefixes:
         valid = ", ".join(Path(n).name for n in names)
-        raise BookError(f"--only {only!r} matches no chapter; chapters are: {valid}")
-    return chosen
+        named = ", ".join(repr(p) for p in unmatched) or repr(only)
+        raise BookError(f"--only {named} matches no chapter; chapters are: {valid}")
+    return [n for n in names if any(Path(n).name.startswith(p) for p in prefixes)]
 
 
 def _ipc_kernel_manager(stderr_log: Path | None = None):
@@ -210,49 +212,90 @@ def execute(
     live = sys.stdout.isatty() if live is None else live
     status_file = source / "live-status"
     os.environ[STATUS_ENV] = str(status_file)  # the kernel and its workers say what they do
-    for number, name in enumerate(names, 1):
-        output = source / f"{name}.ipynb"
-        output.parent.mkdir(parents=True, exist_ok=True)
-        partial = output.with_name(f".partial.{output.name}")
-        log(f"[{number}/{len(names)}] {Path(name).name} ...", end=" ", flush=True)
-        key = chapter_key(project / f"{name}.ipynb", preset, overrides)
-        if executed_key(output) == key:  # the same chapter, config and code: its pages stand
-            seconds[Path(name).name], peaks[Path(name).name] = 0.0, 0.0
-            log("unchanged")
-            continue
-        started = time.time()
-        for stale in [status_file, *status_file.parent.glob(f"{status_file.name}.*")]:
-            stale.unlink(missing_ok=True)
-        line = f"[{number}/{len(names)}] {Path(name).name} ..."
-        ticker = _LiveLine(line, started, status_file, log) if live else None
-        try:
-            with PeakMemory() as memory, ticker or contextlib.nullcontext():
-                papermill.execute_notebook(
-                    str(project / f"{name}.ipynb"),
-                    str(partial),
-                    parameters={"preset": preset, "overrides": overrides},
-                    kernel_name="python3",
-                    cwd=str(project / "notebooks"),
-                    progress_bar=False,
-                    log_output=False,
-                    kernel_manager_class=_ipc_kernel_manager(source / "kernel-stderr.log"),
-                )
-        except PapermillExecutionError as error:
-            log(f"\r{line} failed" + CLEAR if live else "failed")
-            if error.ename == "StorageError":  # the runs folder: its own line says the fix
-                raise BookError(f"chapter {Path(name).name}: {error.evalue}") from None
-            raise BookError(
-                f"chapter {Path(name).name} failed in cell [{error.exec_count}] "
-                f"({error.ename}: {error.evalue}).\nCell source:\n{error.source}\n"
-                f"The executed notebook, with the traceback, is {partial}"
-            ) from None
-        tidy_executed(partial, project, key)
-        os.replace(partial, output)
-        seconds[Path(name).name] = round(time.time() - started, 2)
-        peaks[Path(name).name] = round(memory.peak, 1)
-        took = f"{seconds[Path(name).name]:.1f} s"
-        log(f"\r{line} {took}{CLEAR}" if live else took)
+    compiling = _compile_umap(names)
+    try:
+        for number, name in enumerate(names, 1):
+            output = source / f"{name}.ipynb"
+            output.parent.mkdir(parents=True, exist_ok=True)
+            partial = output.with_name(f".partial.{output.name}")
+            log(f"[{number}/{len(names)}] {Path(name).name} ...", end=" ", flush=True)
+            key = chapter_key(project / f"{name}.ipynb", preset, overrides)
+            if executed_key(output) == key:  # the same chapter, config and code: its pages stand
+                seconds[Path(name).name], peaks[Path(name).name] = 0.0, 0.0
+                log("unchanged")
+                continue
+            if compiling is not None and Path(name).name[:2] >= FIRST_UMAP_CHAPTER:
+                _finish(compiling)  # its cache written: this chapter's kernel only loads it
+                compiling = None
+            started = time.time()
+            for stale in [status_file, *status_file.parent.glob(f"{status_file.name}.*")]:
+                stale.unlink(missing_ok=True)
+            line = f"[{number}/{len(names)}] {Path(name).name} ..."
+            ticker = _LiveLine(line, started, status_file, log) if live else None
+            try:
+                with PeakMemory() as memory, ticker or contextlib.nullcontext():
+                    papermill.execute_notebook(
+                        str(project / f"{name}.ipynb"),
+                        str(partial),
+                        parameters={"preset": preset, "overrides": overrides},
+                        kernel_name="python3",
+                        cwd=str(project / "notebooks"),
+                        progress_bar=False,
+                        log_output=False,
+                        kernel_manager_class=_ipc_kernel_manager(source / "kernel-stderr.log"),
+                    )
+            except PapermillExecutionError as error:
+                log(f"\r{line} failed" + CLEAR if live else "failed")
+                if error.ename == "StorageError":  # the runs folder: its own line says the fix
+                    raise BookError(f"chapter {Path(name).name}: {error.evalue}") from None
+                raise BookError(
+                    f"chapter {Path(name).name} failed in cell [{error.exec_count}] "
+                    f"({error.ename}: {error.evalue}).\nCell source:\n{error.source}\n"
+                    f"The executed notebook, with the traceback, is {partial}"
+                ) from None
+            tidy_executed(partial, project, key)
+            os.replace(partial, output)
+            seconds[Path(name).name] = round(time.time() - started, 2)
+            peaks[Path(name).name] = round(memory.peak, 1)
+            took = f"{seconds[Path(name).name]:.1f} s"
+            log(f"\r{line} {took}{CLEAR}" if live else took)
+    finally:  # not needed (every chapter unchanged), or a chapter failed: not left running
+        if compiling is not None:
+            compiling.kill()
+            compiling.wait()
     return seconds, peaks
+
+
+# The first chapter whose kernel runs a UMAP (the metrics' views): chapters 00-02 read the
+# data and train the source CNNs, while umap's numba code compiles beside them.
+FIRST_UMAP_CHAPTER = "03"
+
+
+def _compile_umap(names: list[str]) -> subprocess.Popen | None:
+    """`metrics.compile_umap` in a process of its own, when a chapter that runs a UMAP comes
+    after a chapter that does not (so there is time to overlap); None otherwise. It inherits
+    the environment, so it fills the cache the chapters' kernels read (`NUMBA_CACHE_DIR`)."""
+    numbers = [Path(name).name[:2] for name in names]
+    if not numbers or numbers[0] >= FIRST_UMAP_CHAPTER or numbers[-1] < FIRST_UMAP_CHAPTER:
+        return None
+    script = "from kernelfusion import metrics; metrics.compile_umap()"
+    return subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ | {"OMP_NUM_THREADS": "1"},  # the chapters keep the other core
+    )
+
+
+def _finish(process: subprocess.Popen, timeout: float = 300) -> None:
+    """Wait for the compiling process; one that hangs is stopped (a chapter then compiles
+    what it needs itself, as without it; numba replaces a cache file whole, so a stopped
+    process leaves none half-written)."""
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 CLEAR = "\033[K"  # erase the rest of the terminal line

@@ -122,6 +122,8 @@ def test_bad_parameters_fail_before_any_kernel_starts(tmp_path):
         book.make_book("smoke", {"epochs": 0}, tmp_path, log=lambda *a, **k: None)
     with pytest.raises(book.BookError, match="matches no chapter"):
         book.make_book("smoke", {}, tmp_path, only="99", log=lambda *a, **k: None)
+    with pytest.raises(book.BookError, match="'98' matches no chapter"):
+        book.make_book("smoke", {}, tmp_path, only="01,98", log=lambda *a, **k: None)
 
 
 def _browser(playwright):
@@ -350,3 +352,22 @@ def test_glued_numbers_are_the_metrics_files_numbers(built):
     assert float(closing["f1_mean"]) == pytest.approx(np.mean(f1))
     page = (built.index_html.parent / "notebooks" / "09_what_we_learned.html").read_text()
     assert f"{np.mean(f1):.3f}" in page
+
+
+def test_umap_compiles_into_the_cache_beside_the_first_chapters(tmp_path):
+    """`make book` compiles umap's numba code in a process of its own while chapters 00-02
+    run: it fills the cache that the chapters' kernels read (`NUMBA_CACHE_DIR`), and starts
+    only when a chapter that runs a UMAP follows one that does not."""
+    names = book.chapters()
+    env = os.environ | {"NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    script = "from kernelfusion import metrics; metrics.compile_umap()"
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=600)
+    cached = {p.name.split("-")[0] for p in (tmp_path / "numba").rglob("*.nbi")}
+    needed = {"layouts._optimize_layout_euclidean_single_epoch", "umap_.smooth_knn_dist"}
+    assert needed | {"metrics._compiled_pairs.locals.upper_triangle"} <= cached
+    later = [n for n in names if Path(n).name[:2] >= book.FIRST_UMAP_CHAPTER]
+    assert book._compile_umap(later) is None and book._compile_umap(names[:2]) is None
+    process = book._compile_umap(names[:4])
+    assert process is not None
+    process.kill()
+    process.wait()
