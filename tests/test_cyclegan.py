@@ -222,25 +222,37 @@ def test_conv3d_networks_translate_a_whole_layer_of_a_cnn():
 
 
 @pytest.mark.slow
-def test_whole_layer_samples_run_the_pipeline_and_chapter_04(tmp_path, monkeypatch):
-    """`gan.sample = layer` with the original's Conv3d networks, end to end at the smoke preset
-    (a few GAN steps), and chapter 04 says what one sample is."""
+def test_paper_preset_scaled_down_runs_the_pipeline_and_chapter_04(tmp_path, monkeypatch):
+    """The GPU user's path, first run here and not on a workstation: the `paper` preset end to
+    end with only its counts scaled down (the smoke preset's counts and a few GAN steps); its
+    design kept: the original's CNN (6 and 16 channels, no padding, centred inputs) on 32 px
+    images, zoos of different sizes, whole layers as samples and the Conv3d translator. Chapter
+    04 says what one sample is."""
     from kernelfusion import book, pipeline
 
     monkeypatch.setenv("KERNELFUSION_RUNS", str(tmp_path / "runs"))
-    overrides = {
-        "gan.sample": "layer",
-        "gan.arch": "conv3d",
+    design = ("data.image_size", "cnn.channels1", "cnn.channels2", "zoo.snapshots")
+    counts = {k: v for k, v in config.PRESETS["smoke"].items() if k not in design}
+    overrides = counts | {
+        "zoo.cat_models": 3,  # the paper's zoos differ in size (2,749 and 1,749)
         "gan.hidden": 8,
         "gan.steps": 12,
         "gan.decay_steps": 6,
         "gan.checkpoint_every": 6,
         "gan.log_every": 3,
     }
-    cfg = config.load("smoke", overrides)
-    metrics = pipeline.run(cfg, store.open(cfg), progress=False).metrics.values
-    assert "gen_f" in metrics["models"]
-    result = book.make_book("smoke", overrides, tmp_path / "book", only="04", log=lambda *a, **k: 0)
+    cfg = config.load("paper", overrides)
+    assert (cfg.gan.sample, cfg.gan.arch, cfg.cnn.padding, cfg.data.image_size) == (
+        "layer",
+        "conv3d",
+        0,
+        32,
+    )
+    done = pipeline.run(cfg, store.open(cfg), progress=False)
+    assert "gen_f" in done.metrics.values["models"]
+    assert done.models.cnns["gen_f"].conv1.weight.shape == (6, 3, 5, 5)
+    assert [done.zoo.summary[d]["models"] for d in ("black", "cat")] == [4, 3]
+    result = book.make_book("paper", overrides, tmp_path / "book", only="04", log=lambda *a, **k: 0)
     page = (result.index_html.parent / "notebooks" / "04_cyclegan.html").read_text()
     assert "one sample is one whole conv layer" in page and "conv3d" in page
     # the first page pastes chapter 07's numbers: without chapter 07 it says so, and builds

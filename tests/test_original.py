@@ -153,8 +153,6 @@ def test_reader_refuses_what_is_not_a_plain_state_dict(tmp_path, content):
 
 
 def test_photographs_are_grouped_by_folder_and_name():
-    from pathlib import Path
-
     names = {
         "1/black_cat (1).webp": "black cat",
         "0/white_cat (1).webp": "other cat",
@@ -304,15 +302,20 @@ def test_zoo_fingerprint_reads_the_bytes_once_per_state_of_the_clone(tmp_path, m
 
 @pytest.mark.slow
 def test_the_book_builds_at_the_original_preset_on_a_clone(tmp_path, monkeypatch):
-    """Every chapter at the `original` preset on a tiny clone, with the published generators:
-    its models are the zoo and the source CNNs, its photographs the evaluation set, the
-    generated CNN is what the stored generators give, and the showcase and the spread over
-    both zoos score every photograph."""
+    """The `original` preset on a tiny clone, with the published generators, through the
+    chapters whose code differs for it (the others read only the stages' results, as in the
+    smoke book): its photographs (01), its models as the zoo and the source CNNs (02), the
+    generated CNN is what the stored generators give (04), the showcase and the spread over
+    both zoos score every photograph (07), and the arms that still mean something (08)."""
     clone = make_clone(tmp_path / "clone", black=6, cat=5, photos=6, source_number=3)
     monkeypatch.setenv("KERNELFUSION_RUNS", str(tmp_path / "runs"))
     overrides = tiny_original(clone)
-    result = book.make_book("original", overrides, tmp_path / "book", log=lambda *a, **k: 0)
-    assert set(result.chapter_seconds) == {Path(c).name for c in book.chapters()}
+    differing = ("01_datasets", "02_source_cnns", "04_cyclegan", "07_results", "08_what")
+    only = ",".join(name[:2] for name in differing)
+    result = book.make_book(
+        "original", overrides, tmp_path / "book", only=only, log=lambda *a, **k: 0
+    )
+    assert [name[:2] for name in result.chapter_seconds] == only.split(",")
     page = (result.index_html.parent / "notebooks" / "04_cyclegan.html").read_text()
     assert "published generators" in page
     cfg = config.load("original", overrides)
