@@ -1,12 +1,24 @@
 """Run the benchmarks: `python -m benchmarks [name ...]`; names: machine stages data zoo gan
-stack arms analysis book (`machine` first: the yardstick every other timing is read against)."""
+stack steps arms analysis book (`machine` first: the yardstick every other timing is read
+against)."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-BENCHMARKS = ("machine", "stages", "data", "zoo", "gan", "stack", "arms", "analysis", "book")
+BENCHMARKS = (
+    "machine",
+    "stages",
+    "data",
+    "zoo",
+    "gan",
+    "stack",
+    "steps",
+    "arms",
+    "analysis",
+    "book",
+)
 
 
 def main(words: list[str]) -> None:

@@ -1,0 +1,61 @@
+"""How many CycleGAN steps: the generated CNN's probe F1 and ROC AUC (the numbers chapter 08's
+arms are compared on) at a few step counts, per seed, and each count's paired difference from
+the preset's own `gan.steps` (the learning rate decays over the last half of every run, as the
+book's does). A step count is worth its time when fewer steps lose F1 and more gain none.
+
+`python -m benchmarks steps [preset] [arm] [steps,...] [seeds]`: by default the default
+preset's reference arm at 150,300,600,1500,3000 steps and seeds 0,1,2 (chapter 08's selection
+seeds), in the runs folder the book uses (its data, CNNs and zoo are reused; every count is
+a run of its own). Runs two at a time, one torch thread each."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from kernelfusion import ablation, config, pipeline
+
+from .common import table
+
+
+def run(
+    preset: str = "default",
+    arm: str = "reference",
+    steps: str = "150,300,600,1500,3000",
+    seeds: str = "0,1,2",
+) -> None:
+    base = config.load(preset)
+    counts = [int(s) for s in steps.split(",")]
+    chosen = [int(s) for s in seeds.split(",")]
+    overrides = ablation.ARMS[arm][0] | {"analysis.views": "probe"}
+    configs, cells = [], []
+    for count in counts:
+        cfg = config.with_overrides(
+            base, overrides | {"gan.steps": count, "gan.decay_steps": count // 2}
+        )
+        for seed in chosen:
+            configs.append(dataclasses.replace(cfg, seed=seed))
+            cells.append((count, seed))
+    started = time.perf_counter()
+    found = dict(zip(cells, pipeline.run_many(configs), strict=True))
+    seconds = time.perf_counter() - started
+    rows = []
+    for count in counts:
+        row: dict = {"steps": count}
+        for metric, key in (("F1", "f1"), ("AUC", "roc auc")):
+            values = [found[count, s]["models"]["gen_f"]["linear probe"][key] for s in chosen]
+            own = [found[base.gan.steps, s]["models"]["gen_f"]["linear probe"][key] for s in chosen]
+            row[f"gen_f {metric}"] = float(np.mean(values))
+            row[f"per seed {metric}"] = " ".join(f"{v:.3f}" for v in values)
+            if base.gan.steps in counts:
+                diffs = np.subtract(values, own)
+                row[f"minus {base.gan.steps} {metric}"] = float(diffs.mean())
+                row[f"seeds lower {metric}"] = int((diffs < 0).sum())
+        rows.append(row)
+    table(
+        f"{preset} preset, arm {arm!r}: gen_f's probe at each gan.steps (seeds {seeds}; "
+        f"{seconds:.0f} s here, cached runs read)",
+        rows,
+    )
