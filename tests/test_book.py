@@ -354,15 +354,16 @@ def test_glued_numbers_are_the_metrics_files_numbers(built):
     assert f"{np.mean(f1):.3f}" in page
 
 
-def test_umap_compiles_into_the_cache_beside_the_first_chapters(tmp_path):
+def test_umap_compiles_into_the_cache_beside_the_first_chapters():
     """`make book` compiles umap's numba code in a process of its own while chapters 00-02
     run: it fills the cache that the chapters' kernels read (`NUMBA_CACHE_DIR`), and starts
     only when a chapter that runs a UMAP follows one that does not."""
     names = book.chapters()
-    env = os.environ | {"NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    # the tests' shared cache (conftest): an empty one would cost this test the whole compile
+    cache = Path(os.environ["NUMBA_CACHE_DIR"])
     script = "from kernelfusion import metrics; metrics.compile_umap()"
-    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=600)
-    cached = {p.name.split("-")[0] for p in (tmp_path / "numba").rglob("*.nbi")}
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=600)
+    cached = {p.name.split("-")[0] for p in cache.rglob("*.nbi")}
     needed = {"layouts._optimize_layout_euclidean_single_epoch", "umap_.smooth_knn_dist"}
     assert needed | {"metrics._compiled_pairs.locals.upper_triangle"} <= cached
     later = [n for n in names if Path(n).name[:2] >= book.FIRST_UMAP_CHAPTER]

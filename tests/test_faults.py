@@ -48,8 +48,11 @@ def _namespace(script: str, runs: Path, tmp_path: Path) -> subprocess.CompletedP
     )
 
 
-def _clean_numbers(tmp_path: Path) -> str:
-    env = os.environ | {"KERNELFUSION_RUNS": str(tmp_path / "clean")}
+@pytest.fixture(scope="module")
+def clean_numbers(tmp_path_factory) -> str:
+    """A clean run's numbers, in a runs folder no fault touched (once for both faults)."""
+    runs = tmp_path_factory.mktemp("clean")
+    env = os.environ | {"KERNELFUSION_RUNS": str(runs)}
     done = subprocess.run(
         [sys.executable, "-c", NUMBERS], capture_output=True, text=True, env=env, check=True
     )
@@ -86,7 +89,7 @@ def _fault(tmp_path: Path, fault: str, recover: str, check: str = "") -> tuple[P
     return runs, lines
 
 
-def test_a_read_only_runs_folder_is_one_line_before_any_chapter(tmp_path):
+def test_a_read_only_runs_folder_is_one_line_before_any_chapter(tmp_path, clean_numbers):
     runs, lines = _fault(
         tmp_path,
         'mount -t tmpfs -o size=64m tmpfs "$KERNELFUSION_RUNS"\n'
@@ -100,13 +103,15 @@ def test_a_read_only_runs_folder_is_one_line_before_any_chapter(tmp_path):
     for name in ("book", "sweep"):
         assert _errors((tmp_path / f"{name}.err").read_text()) == [expected], name
     assert not any(line.startswith("[1/") for line in lines)  # refused before chapter 1
-    assert lines[-1] == _clean_numbers(tmp_path)  # the next run: a clean run's numbers
+    assert lines[-1] == clean_numbers  # the next run: a clean run's numbers
 
 
-def test_a_disk_that_fills_up_is_one_line_and_keeps_nothing_half_written(tmp_path):
+def test_a_disk_that_fills_up_is_one_line_and_keeps_nothing_half_written(tmp_path, clean_numbers):
     runs, lines = _fault(
         tmp_path,
-        'mount -t tmpfs -o size=1m tmpfs "$KERNELFUSION_RUNS"',
+        # room for the checks before chapter 1, not for the first stage (the data): the
+        # book fails part-way, in chapter 01, as soon as possible
+        'mount -t tmpfs -o size=200k tmpfs "$KERNELFUSION_RUNS"',
         recover='mount -o remount,size=512m "$KERNELFUSION_RUNS"',
         check="find \"$KERNELFUSION_RUNS/stages\" -name '.*' | wc -l",
     )
@@ -120,4 +125,4 @@ def test_a_disk_that_fills_up_is_one_line_and_keeps_nothing_half_written(tmp_pat
     part_way = f"error: chapter 0[1-9]_[a-z_]+: {full} while writing stage [a-z0-9-]+ \\("
     assert len(book_err) == 1 and re.match(part_way, book_err[0]), book_err
     assert lines[-2] == "0"  # no temporary folder of a half-written stage is left
-    assert lines[-1] == _clean_numbers(tmp_path)
+    assert lines[-1] == clean_numbers
