@@ -89,7 +89,8 @@ def protocol_run(x: np.ndarray, groups: np.ndarray, cfg, seed: int, *names) -> d
 
 
 def _metrics_for(x_lab, g_lab, x_eval, g_eval, sample, cfg, protocol=None):
-    """Every view of one model's features (the probe's alone with `analysis.views = probe`);
+    """Every view of one model's features (the linear probe alone with `analysis.views =
+    probe`);
     the UMAP embedding and K-means clusters of the evaluated images of the cluster sample (for
     the chapter's figures; empty for the probe alone); and the probe's scores. `protocol`:
     (features, groups) of the original protocol's images (`protocol_sample`)."""
@@ -102,6 +103,8 @@ def _metrics_for(x_lab, g_lab, x_eval, g_eval, sample, cfg, protocol=None):
     score = probe_scores(x_lab, g_lab, x_eval, cfg.analysis.probe_c)
     truth = g_eval == BLACK_CAT
     result["linear probe"] = {**binary_scores(score > 0, truth), **ranking_scores(score, truth)}
+    if cfg.analysis.views == "probe":  # chapter 08 compares the arms on these alone
+        return result, np.zeros((0, 2), np.float32), np.zeros(0, np.int64), score
     available = int(np.bincount(g_lab, minlength=GROUP_COUNT).min())
     sizes = tuple(n for n in LABEL_SIZES if n < available)
     result["label efficiency"] = label_efficiency(
@@ -111,8 +114,6 @@ def _metrics_for(x_lab, g_lab, x_eval, g_eval, sample, cfg, protocol=None):
     result["label efficiency"][str(available)] = {
         k: result["linear probe"][k] for k in ("f1", "roc auc")
     }
-    if cfg.analysis.views == "probe":
-        return result, np.zeros((0, 2), np.float32), np.zeros(0, np.int64), score
     result["centroid cosine"] = centroid_cosine(x_eval, g_eval).tolist()
     if protocol is not None:
         result["original protocol"] = protocol_run(*protocol, cfg, cfg.seed)

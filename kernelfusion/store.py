@@ -552,8 +552,9 @@ STAGE_KEYS: dict[str, StageSpec] = {
     # the distilled control takes as many steps as the functional phase would; 2: model ids
     "rivals": StageSpec(("fusion", "cnn"), 2, fields=("gan.functional_steps",)),
     "models": StageSpec(("fusion", "cnn"), 5),  # 5: model ids, the stage renamed from fusion
-    # 4: the original protocol label-free, its reference on its own images
-    "metrics": StageSpec(("analysis",), 4),
+    # 4: the original protocol label-free, its reference on its own images; 5: views = probe
+    # computes the linear probe alone (no label-efficiency curve)
+    "metrics": StageSpec(("analysis",), 5),
     "showcase": StageSpec(("analysis",), 2),  # 2: model ids
     "protocol-spread": StageSpec(("analysis",), 3),  # 3: both zoos
 }

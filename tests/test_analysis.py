@@ -262,8 +262,8 @@ def test_original_protocol_on_two_blobs():
 
 
 def test_probe_views_alone_give_the_probes_numbers_without_the_clusterings():
-    """`analysis.views = probe` (chapter 08's arms) skips UMAP and the clusterings and gives
-    the same probe and label-efficiency numbers as every view does."""
+    """`analysis.views = probe` (chapter 08's arms) skips UMAP, the clusterings and the
+    label-efficiency curve, and gives the same probe numbers as every view does."""
     from kernelfusion import config
 
     rng = np.random.default_rng(0)
@@ -275,9 +275,8 @@ def test_probe_views_alone_give_the_probes_numbers_without_the_clusterings():
     full, embedding, _, score = evaluate._metrics_for(x_lab, g_lab, x_eval, g_eval, sample, cfg)
     probe_cfg = config.with_overrides(cfg, {"analysis.views": "probe"})
     alone, empty, _, same = evaluate._metrics_for(x_lab, g_lab, x_eval, g_eval, sample, probe_cfg)
-    assert set(alone) == {"linear probe", "label efficiency"} and "K-means (UMAP)" in full
+    assert set(alone) == {"linear probe"} and {"K-means (UMAP)", "label efficiency"} <= set(full)
     assert alone["linear probe"] == full["linear probe"]
-    assert alone["label efficiency"] == full["label efficiency"]
     assert len(empty) == 0 and len(embedding) == len(sample[1]) and np.array_equal(score, same)
     long = evaluate.long_metrics(
         {0: {"models": {"m": alone}, "score models": {}, "references": {}}}
