@@ -10,8 +10,10 @@ safetensors and everything else as JSON: nothing here unpickles.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
+import fcntl
 import hashlib
 import json
 import logging
@@ -264,23 +266,56 @@ class Store:
         """Return the artifact of `stage` for `key`: reused if sealed and unchanged, else built.
 
         `build` writes the stage's files through the writer it is given; the folder appears under
-        its final name only after `build` returned and the manifest was written. Two processes
-        building the same stage at once both build; the first to rename wins and the other
-        reuses its folder.
+        its final name only after `build` returned and the manifest was written. A process that
+        would build a stage another process is building waits for it (a lock per stage and key,
+        which the system releases if its holder dies) and reuses its folder: two of chapter
+        08's workers made the same layer-1 CycleGAN at once, twice the work, and shared one
+        checkpoint folder, which the first to finish removed under the other.
         """
         inputs = list(inputs)
         key_hash = hash_json({"stage": stage, "key": key, "inputs": [a.key_hash for a in inputs]})
         folder = self.content_dir(stage, key_hash)
-        if not force and (folder / MANIFEST).is_file():
-            try:
-                artifact = _verified(folder, stage, key_hash)
-                log.info("reusing %s", folder)
-                self._link(stage, folder)
-                return artifact
-            except ArtifactError as error:
-                log.warning("recomputing stage %r: %s", stage, error)
+        found = None if force else self._reuse(stage, folder, key_hash)
+        if found is not None:
+            return found
         if not self.build:
             raise NotCached(f"stage {stage!r} of {self.cfg.run_name} is not cached")
+        with self._building(stage, key_hash):
+            found = None if force else self._reuse(stage, folder, key_hash)  # sealed meanwhile
+            if found is not None:
+                return found
+            return self._build(stage, key, key_hash, folder, build, inputs, force)
+
+    def _reuse(self, stage: str, folder: Path, key_hash: str) -> Artifact | None:
+        """The sealed `folder` of `stage`, linked into this run, if it is there and intact."""
+        if not (folder / MANIFEST).is_file():
+            return None
+        try:
+            artifact = _verified(folder, stage, key_hash)
+        except ArtifactError as error:
+            log.warning("recomputing stage %r: %s", stage, error)
+            return None
+        log.info("reusing %s", folder)
+        self._link(stage, folder)
+        return artifact
+
+    @contextlib.contextmanager
+    def _building(self, stage: str, key_hash: str):
+        """Hold the lock on building `stage` for `key_hash` (waiting for its holder)."""
+        lock = self.root / CHECKPOINTS / f".{stage}-{key_hash[:16]}.lock"
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            handle = lock.open("a+b")  # held until the build ends
+        except OSError as error:
+            raise storage_error(error, self.root, stage) or error from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+        finally:
+            handle.close()  # releases the lock; the empty file stays for the next build
+
+    def _build(self, stage, key, key_hash, folder, build, inputs, force) -> Artifact:
+        """Build `stage` into a temporary folder and publish it as `folder` (see `stage`)."""
         tmp = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.tmp"
         try:
             folder.parent.mkdir(parents=True, exist_ok=True)

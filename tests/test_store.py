@@ -170,7 +170,8 @@ def test_tensors_sharing_storage_are_saved_and_load_apart(run):
 
 
 def test_two_processes_making_the_same_stage_at_once_share_one_artifact(tmp_path):
-    """Both build (neither sees a sealed folder yet); one rename wins, the other reuses it."""
+    """One builds; the other, finding it building, waits for it and reuses its folder (it
+    does not build the same stage again, nor share its checkpoint folder)."""
     script = textwrap.dedent(f"""
         import os, sys, time, torch
         from kernelfusion import config, store
@@ -179,7 +180,7 @@ def test_two_processes_making_the_same_stage_at_once_share_one_artifact(tmp_path
             time.sleep(1.5)  # both are building at the same time
             writer.save_tensors("weights", {{"w": torch.full((3,), float(os.getpid()))}})
         artifact = run.stage("train", {{"shared": True}}, build)
-        print(int(artifact.tensors("weights")["w"][0]), artifact.folder)
+        print(int(artifact.tensors("weights")["w"][0]), artifact.folder, artifact.reused)
     """)
     workers = [
         subprocess.Popen([sys.executable, "-c", script, str(seed)], stdout=subprocess.PIPE)
@@ -187,6 +188,7 @@ def test_two_processes_making_the_same_stage_at_once_share_one_artifact(tmp_path
     ]
     outputs = [w.communicate(timeout=120)[0].decode().split() for w in workers]
     assert all(w.returncode == 0 for w in workers)
-    assert outputs[0] == outputs[1]  # the same weights, read from the same folder
+    assert outputs[0][:2] == outputs[1][:2]  # the same weights, read from the same folder
+    assert sorted(o[2] for o in outputs) == ["False", "True"]  # built once
     assert int(outputs[0][0]) in {w.pid for w in workers}
     assert [p.name for p in (tmp_path / "stages" / "train").iterdir()] == [Path(outputs[0][1]).name]
