@@ -41,16 +41,19 @@ def run(
     started = time.perf_counter()
     found = dict(zip(cells, pipeline.run_many(configs), strict=True))
     seconds = time.perf_counter() - started
+
+    def probe(count: int, key: str) -> list[float]:
+        return [found[count, s]["models"]["gen_f"]["linear probe"][key] for s in chosen]
+
     rows = []
     for count in counts:
         row: dict = {"steps": count}
         for metric, key in (("F1", "f1"), ("AUC", "roc auc")):
-            values = [found[count, s]["models"]["gen_f"]["linear probe"][key] for s in chosen]
-            own = [found[base.gan.steps, s]["models"]["gen_f"]["linear probe"][key] for s in chosen]
+            values = probe(count, key)
             row[f"gen_f {metric}"] = float(np.mean(values))
             row[f"per seed {metric}"] = " ".join(f"{v:.3f}" for v in values)
-            if base.gan.steps in counts:
-                diffs = np.subtract(values, own)
+            if base.gan.steps in counts:  # paired with the preset's own count when it ran
+                diffs = np.subtract(values, probe(base.gan.steps, key))
                 row[f"minus {base.gan.steps} {metric}"] = float(diffs.mean())
                 row[f"seeds lower {metric}"] = int((diffs < 0).sum())
         rows.append(row)

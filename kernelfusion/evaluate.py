@@ -90,10 +90,9 @@ def protocol_run(x: np.ndarray, groups: np.ndarray, cfg, seed: int, *names) -> d
 
 def _metrics_for(x_lab, g_lab, x_eval, g_eval, sample, cfg, protocol=None):
     """Every view of one model's features (the linear probe alone with `analysis.views =
-    probe`);
-    the UMAP embedding and K-means clusters of the evaluated images of the cluster sample (for
-    the chapter's figures; empty for the probe alone); and the probe's scores. `protocol`:
-    (features, groups) of the original protocol's images (`protocol_sample`)."""
+    probe`); the UMAP embedding and K-means clusters of the evaluated images of the cluster
+    sample (for the chapter's figures; empty for the probe alone); and the probe's scores.
+    `protocol`: (features, groups) of the original protocol's images (`protocol_sample`)."""
 
     lab, ev = sample
     if cfg.analysis.views == "probe":
