@@ -197,9 +197,6 @@ def execute(
     each chapter's seconds and the peak memory (MiB) of its kernel and workers. With `live`
     (default: when the terminal shows it), a running chapter's line says, as it goes, its
     time so far, the runs of its seeds or arms done, and the stage or loop at work."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
     config_module.load(preset, overrides)  # fail before starting any kernel
     check_writable()  # the runs folder, before the first chapter rather than half-way through
     names = _select(chapters(project), only)
@@ -217,8 +214,8 @@ def execute(
         for number, name in enumerate(names, 1):
             output = source / f"{name}.ipynb"
             output.parent.mkdir(parents=True, exist_ok=True)
-            partial = output.with_name(f".partial.{output.name}")
-            log(f"[{number}/{len(names)}] {Path(name).name} ...", end=" ", flush=True)
+            line = f"[{number}/{len(names)}] {Path(name).name} ..."
+            log(line, end=" ", flush=True)
             key = chapter_key(project / f"{name}.ipynb", preset, overrides)
             if executed_key(output) == key:  # the same chapter, config and code: its pages stand
                 seconds[Path(name).name], peaks[Path(name).name] = 0.0, 0.0
@@ -227,43 +224,57 @@ def execute(
             if compiling is not None and Path(name).name[:2] >= FIRST_UMAP_CHAPTER:
                 _finish(compiling)  # its cache written: this chapter's kernel only loads it
                 compiling = None
-            started = time.time()
-            for stale in [status_file, *status_file.parent.glob(f"{status_file.name}.*")]:
-                stale.unlink(missing_ok=True)
-            line = f"[{number}/{len(names)}] {Path(name).name} ..."
-            ticker = _LiveLine(line, started, status_file, log) if live else None
-            try:
-                with PeakMemory() as memory, ticker or contextlib.nullcontext():
-                    papermill.execute_notebook(
-                        str(project / f"{name}.ipynb"),
-                        str(partial),
-                        parameters={"preset": preset, "overrides": overrides},
-                        kernel_name="python3",
-                        cwd=str(project / "notebooks"),
-                        progress_bar=False,
-                        log_output=False,
-                        kernel_manager_class=_ipc_kernel_manager(source / "kernel-stderr.log"),
-                    )
-            except PapermillExecutionError as error:
-                log(f"\r{line} failed" + CLEAR if live else "failed")
-                if error.ename == "StorageError":  # the runs folder: its own line says the fix
-                    raise BookError(f"chapter {Path(name).name}: {error.evalue}") from None
-                raise BookError(
-                    f"chapter {Path(name).name} failed in cell [{error.exec_count}] "
-                    f"({error.ename}: {error.evalue}).\nCell source:\n{error.source}\n"
-                    f"The executed notebook, with the traceback, is {partial}"
-                ) from None
-            tidy_executed(partial, project, key)
-            os.replace(partial, output)
-            seconds[Path(name).name] = round(time.time() - started, 2)
-            peaks[Path(name).name] = round(memory.peak, 1)
-            took = f"{seconds[Path(name).name]:.1f} s"
-            log(f"\r{line} {took}{CLEAR}" if live else took)
+            parameters = {"preset": preset, "overrides": overrides}
+            took, peak = _run_chapter(project, name, source, key, parameters, line, live, log)
+            seconds[Path(name).name], peaks[Path(name).name] = took, peak
+            log(f"\r{line} {took:.1f} s{CLEAR}" if live else f"{took:.1f} s")
     finally:  # not needed (every chapter unchanged), or a chapter failed: not left running
         if compiling is not None:
             compiling.kill()
             compiling.wait()
     return seconds, peaks
+
+
+def _run_chapter(
+    project: Path, name: str, source: Path, key: str, parameters: dict, line: str, live, log
+) -> tuple[float, float]:
+    """Execute chapter `name` of `project` into `source` (through a partial file: an
+    interrupted run keeps no half-executed page); its seconds and the peak memory (MiB) of its
+    kernel and workers. `line` is its terminal line, rewritten as it goes when `live`."""
+    from papermill import execute_notebook
+    from papermill.exceptions import PapermillExecutionError
+
+    output = source / f"{name}.ipynb"
+    partial = output.with_name(f".partial.{output.name}")
+    status_file = Path(os.environ[STATUS_ENV])
+    started = time.time()
+    for stale in [status_file, *status_file.parent.glob(f"{status_file.name}.*")]:
+        stale.unlink(missing_ok=True)
+    ticker = _LiveLine(line, started, status_file, log) if live else None
+    try:
+        with PeakMemory() as memory, ticker or contextlib.nullcontext():
+            execute_notebook(
+                str(project / f"{name}.ipynb"),
+                str(partial),
+                parameters=parameters,
+                kernel_name="python3",
+                cwd=str(project / "notebooks"),
+                progress_bar=False,
+                log_output=False,
+                kernel_manager_class=_ipc_kernel_manager(source / "kernel-stderr.log"),
+            )
+    except PapermillExecutionError as error:
+        log(f"\r{line} failed" + CLEAR if live else "failed")
+        if error.ename == "StorageError":  # the runs folder: its own line says the fix
+            raise BookError(f"chapter {Path(name).name}: {error.evalue}") from None
+        raise BookError(
+            f"chapter {Path(name).name} failed in cell [{error.exec_count}] "
+            f"({error.ename}: {error.evalue}).\nCell source:\n{error.source}\n"
+            f"The executed notebook, with the traceback, is {partial}"
+        ) from None
+    tidy_executed(partial, project, key)
+    os.replace(partial, output)
+    return round(time.time() - started, 2), round(memory.peak, 1)
 
 
 # The first chapter whose kernel runs a UMAP (the metrics' views): chapters 00-02 read the
