@@ -1,4 +1,6 @@
-"""CycleGAN: training steps per second per layer, and kernels translated per second."""
+"""CycleGAN: training steps per second per layer, and kernels translated per second. For the
+MLP translator, also the speed of the yardstick's frozen step (`bench_machine.YardstickGan`,
+the trainer as it was before issue 24) at the same shapes, and the trainer's speed-up over it."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import torch
 
 from kernelfusion import alignment, config, cyclegan
 
+from .bench_machine import YardstickGan
 from .common import table
 
 
@@ -36,6 +39,15 @@ def run(device: str | None = None, steps: int = 300) -> list[dict]:
             started = time.perf_counter()
             gan.translate(kernels, "cat->black")
             translate_s = time.perf_counter() - started
+            frozen = float("nan")
+            if cfg.gan.arch == "mlp":
+                yardstick = YardstickGan(device, cfg.gan.batch_size, black.shape[1], cfg.gan.hidden)
+                for _ in range(10):
+                    yardstick.step()
+                started = time.perf_counter()
+                for _ in range(steps):
+                    yardstick.step()
+                frozen = steps / (time.perf_counter() - started)
             rows.append(
                 {
                     "preset": preset,
@@ -43,6 +55,8 @@ def run(device: str | None = None, steps: int = 300) -> list[dict]:
                     "sample": "x".join(map(str, shape)),
                     "batch": cfg.gan.batch_size,
                     "train steps/s": steps / train_s,
+                    "frozen step/s": frozen,
+                    "speed-up": steps / train_s / frozen,
                     "kernels translated/s": len(kernels) / translate_s,
                 }
             )

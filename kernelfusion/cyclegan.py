@@ -106,17 +106,44 @@ def generator_losses(
     loss_cycle_A = lambda |F(G(a)) - a|_1, loss_cycle_B = lambda |G(F(b)) - b|_1,
     loss_idt_A = lambda mu |G(b) - b|_1, loss_idt_B = lambda mu |F(a) - a|_1,
     with lambda = `cycle_weight` and mu = `identity_weight`. Returns their sum, the six terms
-    and the two translated batches G(a), F(b)."""
-    fake_B, fake_A = nets["G"](real_A), nets["F"](real_B)
+    and the two translated batches G(a), F(b).
+
+    Each generator reads both its inputs of the first pass as one batch (G: a and b, F: b and
+    a): the same terms in four network calls instead of six (with the critics frozen in this
+    step and a fused Adam, the step is 1.25x the old one's speed on this project's 2-core CPU:
+    `python -m benchmarks gan`, column speed-up); only the rounding of the weight gradients'
+    sums differs."""
+    n = len(real_A)
+    fake_B, idt_A = nets["G"](torch.cat([real_A, real_B])).split(n)
+    fake_A, idt_B = nets["F"](torch.cat([real_B, real_A])).split(n)
     loss_G_A = gan_loss(nets["D_A"](fake_B), True)
     loss_G_B = gan_loss(nets["D_B"](fake_A), True)
     loss_cycle_A = nnf.l1_loss(nets["F"](fake_B), real_A) * cfg.cycle_weight
     loss_cycle_B = nnf.l1_loss(nets["G"](fake_A), real_B) * cfg.cycle_weight
     identity = cfg.cycle_weight * cfg.identity_weight
-    loss_idt_A = nnf.l1_loss(nets["G"](real_B), real_B) * identity
-    loss_idt_B = nnf.l1_loss(nets["F"](real_A), real_A) * identity
+    loss_idt_A = nnf.l1_loss(idt_A, real_B) * identity
+    loss_idt_B = nnf.l1_loss(idt_B, real_A) * identity
     terms = (loss_G_A, loss_G_B, loss_cycle_A, loss_cycle_B, loss_idt_A, loss_idt_B)
     return sum(terms), terms, fake_B, fake_A
+
+
+def discriminator_losses(
+    nets: dict[str, nn.Module],
+    real_A: torch.Tensor,
+    real_B: torch.Tensor,
+    fake_A: torch.Tensor,
+    fake_B: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The critics' LSGAN objective (Mao et al., 2017, halved as in the reference):
+    loss_D_A = 1/2 [(D_A(b) - 1)^2 + D_A(G(a))^2], loss_D_B = 1/2 [(D_B(a) - 1)^2 + D_B(F(b))^2],
+    on real samples and generated ones (from the history pools); each critic reads its real
+    and generated batch as one."""
+    n = len(real_A)
+    real_score_A, fake_score_A = nets["D_A"](torch.cat([real_B, fake_B])).split(n)
+    real_score_B, fake_score_B = nets["D_B"](torch.cat([real_A, fake_A])).split(n)
+    loss_D_A = 0.5 * (gan_loss(real_score_A, True) + gan_loss(fake_score_A, False))
+    loss_D_B = 0.5 * (gan_loss(real_score_B, True) + gan_loss(fake_score_B, False))
+    return loss_D_A, loss_D_B
 
 
 def lr_factor(step: int, cfg: GanConfig) -> float:
@@ -173,13 +200,14 @@ class _Trainer:
         self.cfg, self.device = cfg, device
         self.black, self.cat = black.to(device), cat.to(device)
         self.nets = {k: v.to(device) for k, v in make_networks(cfg, channels, seed).items()}
-        betas = (cfg.beta1, cfg.beta2)
+        # fused: one kernel per step for all tensors (part of the 1.25x of `generator_losses`'
+        # docstring); the same algorithm, rounded differently
+        adam = {"lr": cfg.lr, "betas": (cfg.beta1, cfg.beta2), "fused": True}
         self.opt_G = torch.optim.Adam(
-            [*self.nets["G"].parameters(), *self.nets["F"].parameters()], lr=cfg.lr, betas=betas
+            [*self.nets["G"].parameters(), *self.nets["F"].parameters()], **adam
         )
-        self.opt_D = torch.optim.Adam(
-            [*self.nets["D_A"].parameters(), *self.nets["D_B"].parameters()], lr=cfg.lr, betas=betas
-        )
+        self.critics = [*self.nets["D_A"].parameters(), *self.nets["D_B"].parameters()]
+        self.opt_D = torch.optim.Adam(self.critics, **adam)
         self.pool_A = ImagePool(cfg.pool_size, black.shape[1], device)  # fake cat kernels
         self.pool_B = ImagePool(cfg.pool_size, black.shape[1], device)  # fake black kernels
         self.gen = torch.Generator().manual_seed(seed)
@@ -196,20 +224,21 @@ class _Trainer:
         real_A = self.black[torch.randint(len(self.black), (cfg.batch_size,), generator=self.gen)]
         real_B = self.cat[torch.randint(len(self.cat), (cfg.batch_size,), generator=self.gen)]
         self.set_lr()
+        # The critics are constants in the generators' step, as in the reference
+        # (set_requires_grad(D, False)): no gradients of theirs are computed only to be dropped.
+        for p in self.critics:
+            p.requires_grad_(False)
         loss_G, terms, fake_B, fake_A = generator_losses(nets, real_A, real_B, cfg)
         loss_G_A, loss_G_B, loss_cycle_A, loss_cycle_B, loss_idt_A, loss_idt_B = terms
         self.opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
         self.opt_G.step()
+        for p in self.critics:
+            p.requires_grad_(True)
         # Discriminators, on real samples and on generated ones from the history pools.
         pooled_B = self.pool_A.query(fake_B, self.gen)
         pooled_A = self.pool_B.query(fake_A, self.gen)
-        loss_D_A = 0.5 * (
-            gan_loss(nets["D_A"](real_B), True) + gan_loss(nets["D_A"](pooled_B), False)
-        )
-        loss_D_B = 0.5 * (
-            gan_loss(nets["D_B"](real_A), True) + gan_loss(nets["D_B"](pooled_A), False)
-        )
+        loss_D_A, loss_D_B = discriminator_losses(nets, real_A, real_B, pooled_A, pooled_B)
         self.opt_D.zero_grad(set_to_none=True)
         (loss_D_A + loss_D_B).backward()
         self.opt_D.step()

@@ -563,15 +563,16 @@ STAGE_KEYS: dict[str, StageSpec] = {
     # One CycleGAN per layer, each keyed by the settings that layer reads: layer 1 does not
     # read which layers are translated nor the layer-2 alignment (an arm changing only those
     # reuses the reference's layer 1). The functional phase is a stage of its own.
+    # 2: the step of issue 24 (batched calls, frozen critics, fused Adam: rounded differently)
     "cyclegan-conv1": StageSpec(
         ("gan",),
-        1,
+        2,
         leave_out=(*_NOT_GAN_TRAINING, "gan.layers", "gan.align_layer2"),
         omit_at_default=("gan.align_outputs", "gan.align_by"),
     ),
     "cyclegan-conv2": StageSpec(
         ("gan",),
-        1,
+        2,
         leave_out=(*_NOT_GAN_TRAINING, "gan.layers"),
         omit_at_default=("gan.align_outputs", "gan.align_by"),
     ),
@@ -583,7 +584,8 @@ STAGE_KEYS: dict[str, StageSpec] = {
         leave_out=_NOT_GAN_TRAINING,
         omit_at_default=("gan.align_outputs", "gan.align_by"),
     ),
-    "functional": StageSpec((), 2, fields=("gan.functional_weight", "gan.functional_steps")),
+    # 3: generator_losses with batched calls
+    "functional": StageSpec((), 3, fields=("gan.functional_weight", "gan.functional_steps")),
     # the distilled control takes as many steps as the functional phase would; 2: model ids
     "rivals": StageSpec(("fusion", "cnn"), 2, fields=("gan.functional_steps",)),
     "models": StageSpec(("fusion", "cnn"), 5),  # 5: model ids, the stage renamed from fusion
