@@ -16,6 +16,23 @@ def test_shapes_and_features_are_the_flattened_second_block():
     assert torch.equal(model(x, features_only=True), features)
 
 
+@pytest.mark.parametrize("preset", ["default", "paper"])
+def test_batched_features_are_the_plain_layouts_to_the_bit(preset):
+    """`cnn.features` runs its batches channels-last (oneDNN's faster path); the numbers must
+    be those of the plain layout, bit for bit, at the default and the paper's shapes."""
+    cfg = config.load(preset)
+    size = cfg.data.image_size
+    model = cnn.build(cfg.cnn, size, seed=1).eval()
+    images = torch.randint(0, 256, (70, 3, size, size), dtype=torch.uint8)
+    with torch.no_grad():
+        plain = model.features(images.float().div(255))
+        probability = torch.softmax(model(images.float().div(255)), 1)[:, 1]
+    assert torch.equal(cnn.features(model, images), plain)
+    assert torch.equal(cnn.features((model, model), images), torch.cat([plain, plain], 1))
+    assert torch.equal(cnn.positive_probability(model, images), probability)
+    assert cnn.features(model, images).is_contiguous()
+
+
 def test_same_seed_same_initialisation():
     cfg = config.load("smoke").cnn
     a, b, c = cnn.build(cfg, 24, 3), cnn.build(cfg, 24, 3), cnn.build(cfg, 24, 4)
