@@ -108,13 +108,13 @@ def train_classifier(
     weights = training.class_weights(labels) if cfg.cnn.imbalance == "weighted" else torch.ones(2)
     model = build(cfg.cnn, cfg.data.image_size, init_seed(cfg))
     per_epoch = len(plan) // cfg.cnn.epochs
-    return training.train_stacked(
+    return training.train_models(
         [model],
-        images.to(device),
-        labels.to(device),
         plan[None],
         weights[None],
-        cfg.cnn,
+        images=images.to(device),
+        labels=labels.to(device),
+        cfg=cfg.cnn,
         stage=stage,
         progress=progress,
         on_step=on_epoch,

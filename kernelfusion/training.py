@@ -135,10 +135,85 @@ def train_stacked(
     return StackResult({k: v.detach() for k, v in params.items()}, losses.cpu(), snapshots)
 
 
-# How many models one stack holds on each kind of device. On a CPU the stacked activations
-# outgrow the caches: `python -m benchmarks zoo` measured on 2 cores 1.65x the per-model loop's
-# speed at 8 models, 0.77x at 32 and 0.48x at 128, so stacks of 8 are the fastest path there;
-# a GPU is fastest with every model in one stack.
+def train_each(
+    models: list[nn.Module],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    plans: torch.Tensor,
+    weights: torch.Tensor,
+    cfg: CNNConfig,
+    *,
+    snapshot_steps: tuple[int, ...] = (),
+    snapshot_keys: tuple[str, ...] = ("conv1.weight", "conv2.weight"),
+    stage: str = "training",
+    progress: bool = True,
+    on_step: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
+    on_steps: tuple[int, ...] = (),
+) -> StackResult:
+    """`train_stacked`'s job and result, the models taken one after another within each step,
+    each a plain module laid out channels-last with its own Adam: the CPU's path. At the
+    default CNN on this project's 2-core CPU: 1.9x a stack of 8's speed on one thread, 1.4x on
+    two, 1.6x a one-model stack's (`python -m benchmarks zoo`, column "each vs vectorized", two
+    threads): `vmap` turns a stack's convolutions into grouped ones, which oneDNN runs slower
+    than plain ones. Each model's numbers equal its stack's to rounding (`tests/test_cnn.py`)."""
+    device = images.device
+    last = torch.channels_last
+    nets = [copy.deepcopy(m).to(device).to(memory_format=last).train() for m in models]
+    optimizers = [
+        torch.optim.Adam(n.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay) for n in nets
+    ]
+    k_models, steps, _ = plans.shape
+    plans, weights = plans.to(device), weights.to(device)
+    losses = torch.empty(k_models, steps, device=device)
+    snapshots = {}
+    wanted = set(snapshot_steps)
+
+    def stacked() -> dict[str, torch.Tensor]:
+        return {
+            k: torch.stack([n.state_dict()[k].detach().contiguous() for n in nets])
+            for k in nets[0].state_dict()
+        }
+
+    bar = progress_bar(range(steps), desc=f"{stage}: {k_models} model(s)", progress=progress)
+    for step in bar:
+        for i, (net, optimizer) in enumerate(zip(nets, optimizers, strict=True)):
+            index = plans[i, step]
+            x = images[index].float().div_(255).contiguous(memory_format=last)
+            y = labels[index]
+            ce = nnf.cross_entropy(net(x), y, reduction="none")
+            w = weights[i][y]
+            loss = (ce * w).sum() / w.sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses[i, step] = loss.detach()
+        if step + 1 in wanted:
+            snapshots[step + 1] = {k: v for k, v in stacked().items() if k in snapshot_keys}
+        if on_step is not None and step + 1 in on_steps:
+            on_step(step + 1, stacked())
+        if (step + 1) % 50 == 0 or step + 1 == steps:  # the only host sync: for the log
+            check_finite(losses[:, : step + 1], stage)
+            bar.set_postfix(loss=f"{losses[:, step].mean().item():.3f}")
+    return StackResult(stacked(), losses.cpu(), snapshots)
+
+
+def train_models(
+    models: list[nn.Module], plans: torch.Tensor, weights: torch.Tensor, stack: int = 0, **kwargs
+) -> StackResult:
+    """Train `models` the device's fastest way: on a CPU one after another within each step
+    (`train_each`), on a GPU as one vectorized stack; `stack` > 0 asks for stacks of that
+    many on either (`train_in_stacks`). kwargs: `train_stacked`'s."""
+    device = kwargs["images"].device
+    if stack == 0 and device.type == "cpu":
+        return train_each(models, plans=plans, weights=weights, **kwargs)
+    return train_in_stacks(models, plans, weights, stack_size(device, len(models), stack), **kwargs)
+
+
+# How many models one stack holds on each kind of device, where stacks are used (a GPU, or
+# `zoo.stack` > 0). On a CPU the stacked activations outgrow the caches: `python -m benchmarks
+# zoo` measured on 2 cores 1.65x a loop of one-model stacks' speed at 8 models, 0.77x at 32
+# and 0.48x at 128 (plain modules one after another, `train_each`, beat them all there); a GPU
+# is fastest with every model in one stack.
 CPU_STACK = 8
 
 

@@ -133,11 +133,11 @@ def _train_domain(domain: str, cfg: Config, datasets, device: str, progress: boo
     models = [build(cfg.cnn, cfg.data.image_size, s) for s in seeds]
     plans = torch.stack(plans)
     steps = plans.shape[1]
-    result = training.train_in_stacks(
+    result = training.train_models(
         models,
         plans,
         torch.stack(weights),
-        training.stack_size(device, len(models), cfg.zoo.stack),
+        cfg.zoo.stack,
         images=train.images.to(device),
         labels=train.labels.to(device),
         cfg=cfg.cnn,

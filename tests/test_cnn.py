@@ -164,6 +164,51 @@ def test_training_in_stacks_equals_one_stack_and_the_rule_per_device():
     assert training.stack_size("cuda", 32) == 32 and training.stack_size("cpu", 32, 4) == 4
 
 
+def test_models_trained_one_after_another_equal_one_stack():
+    """The CPU's path (`train_each`: plain channels-last modules, one Adam each) gives each
+    model the weights, losses, snapshots and per-step parameters one vectorized stack gives it;
+    `train_models` takes it on a CPU unless stacks are asked for."""
+    cfg = config.load("smoke").cnn
+    images = torch.randint(0, 255, (96, 3, 24, 24), dtype=torch.uint8)
+    labels = (torch.rand(96, generator=torch.Generator().manual_seed(2)) < 0.4).long()
+    gen = torch.Generator().manual_seed(3)
+    plans = torch.stack(
+        [training.plan_batches(labels, torch.arange(96), 1, 16, "weighted", gen) for _ in range(3)]
+    )
+    weights = torch.stack([training.class_weights(labels), torch.ones(2), torch.tensor([2.0, 1.0])])
+    seen: dict[str, list] = {"stack": [], "each": []}
+    common = {"images": images, "labels": labels, "cfg": cfg, "snapshot_steps": (3, 6)}
+    results = {}
+    for path in seen:
+        results[path] = training.train_models(
+            [cnn.build(cfg, 24, s) for s in range(3)],
+            plans,
+            weights,
+            3 if path == "stack" else 0,
+            progress=False,
+            on_step=lambda step, params, path=path: seen[path].append(
+                (step, {k: v.clone() for k, v in params.items()})  # read at the step, as cnn's
+            ),
+            on_steps=(2, 6),
+            **common,
+        )
+    stack, each = results["stack"], results["each"]
+    assert set(each.params) == set(stack.params)
+    for name, value in stack.params.items():
+        assert each.params[name].is_contiguous()
+        torch.testing.assert_close(each.params[name], value, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(each.losses, stack.losses, rtol=1e-4, atol=1e-6)
+    assert each.snapshots.keys() == stack.snapshots.keys() == {3, 6}
+    torch.testing.assert_close(
+        each.snapshots[6]["conv2.weight"], stack.snapshots[6]["conv2.weight"], rtol=1e-4, atol=1e-6
+    )
+    assert [s for s, _ in seen["each"]] == [s for s, _ in seen["stack"]] == [2, 6]
+    torch.testing.assert_close(
+        seen["each"][0][1]["head.weight"], seen["stack"][0][1]["head.weight"], rtol=1e-4, atol=1e-6
+    )
+    assert not torch.equal(each.params["conv1.weight"][0], each.params["conv1.weight"][1])
+
+
 def test_divergence_is_reported_with_stage_step_and_value():
     losses = torch.tensor([[0.5, 0.4, float("nan")], [0.5, 0.4, 0.3]])
     with pytest.raises(training.DivergedError, match="black zoo diverged.*model 0 at step 3.*nan"):
