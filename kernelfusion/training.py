@@ -3,7 +3,9 @@
 K models of one architecture are stacked (`torch.func.stack_module_state`) and run as one
 computation (`vmap` over `functional_call`), each on its own batches, drawn from index plans
 fixed in advance. Adam is element-wise, so one Adam over the stacked parameters is exactly K
-independent Adams: a model trained in a stack gets the weights it would get alone.
+independent Adams: a model trained in a stack gets the weights it would get alone. That is the
+GPU's path; on a CPU plain modules one after another are faster (`train_each`), with the same
+plans, losses and results; `train_models` picks.
 """
 
 from __future__ import annotations
