@@ -3,10 +3,12 @@ arms are compared on) at a few step counts, per seed, and each count's paired di
 the preset's own `gan.steps` (the learning rate decays over the last half of every run, as the
 book's does). A step count is worth its time when fewer steps lose F1 and more gain none.
 
-`python -m benchmarks steps [preset] [arm] [steps,...] [seeds]`: by default the default
-preset's reference arm at 150,300,600,1500,3000 steps and seeds 0,1,2 (chapter 08's selection
-seeds), in the runs folder the book uses (its data, CNNs and zoo are reused; every count is
-a run of its own). Runs two at a time, one torch thread each."""
+`python -m benchmarks steps [preset] [arm] [steps,...] [seeds] [key=value,...]`: by default the
+default preset's reference arm at 150,300,600,1500,3000 steps and seeds 0,1,2 (chapter 08's
+selection seeds), in the runs folder the book uses (its data, CNNs and zoo are reused; every
+count is a run of its own). Runs two at a time, one torch thread each. The last word sets more
+values on top of the arm (e.g. `gan.hidden=128`: a narrower GAN at the same counts; compare its
+rows with a run without it)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import time
 import numpy as np
 
 from kernelfusion import ablation, config, pipeline
+from kernelfusion.__main__ import parse_override
 
 from .common import table
 
@@ -25,11 +28,13 @@ def run(
     arm: str = "reference",
     steps: str = "150,300,600,1500,3000",
     seeds: str = "0,1,2",
+    sets: str = "",
 ) -> None:
     base = config.load(preset)
     counts = [int(s) for s in steps.split(",")]
     chosen = [int(s) for s in seeds.split(",")]
-    overrides = ablation.ARMS[arm][0] | {"analysis.views": "probe"}
+    extra = dict(parse_override(word) for word in sets.split(",") if word)
+    overrides = ablation.ARMS[arm][0] | extra | {"analysis.views": "probe"}
     configs, cells = [], []
     for count in counts:
         cfg = config.with_overrides(
@@ -58,7 +63,8 @@ def run(
                 row[f"seeds lower {metric}"] = int((diffs < 0).sum())
         rows.append(row)
     table(
-        f"{preset} preset, arm {arm!r}: gen_f's probe at each gan.steps (seeds {seeds}; "
+        f"{preset} preset, arm {arm!r}{' with ' + sets if sets else ''}: gen_f's probe at each "
+        f"gan.steps (seeds {seeds}; "
         f"{seconds:.0f} s here, cached runs read)",
         rows,
     )
