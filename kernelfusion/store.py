@@ -251,7 +251,9 @@ class Store:
 
     def load(self, stage: str, key_hash: str | None = None) -> Artifact:
         """Return this run's sealed artifact of `stage`, checking every file against its
-        manifest (and its key against `key_hash`, when given)."""
+        manifest (and its key against `key_hash`, when given). The run's link names the stage
+        linked last, whatever torch thread count made it (a chapter and its one-thread workers
+        share the run folder); `pipeline.reuse` finds a run by its stages' keys instead."""
         return _verified(self.stage_dir(stage), stage, key_hash)
 
     def stage(
