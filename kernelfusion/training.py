@@ -109,13 +109,9 @@ def train_stacked(
     params = {k: v.to(device).requires_grad_(True) for k, v in params.items()}
     buffers = {k: v.to(device) for k, v in buffers.items()}
     optimizer = torch.optim.Adam(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    k_models, steps, _ = plans.shape
     plans, weights = plans.to(device), weights.to(device)
-    losses = torch.empty(k_models, steps, device=device)
-    snapshots = {}
-    wanted = set(snapshot_steps)
-    bar = progress_bar(range(steps), desc=f"{stage}: {k_models} model(s)", progress=progress)
-    for step in bar:
+
+    def update(step: int) -> torch.Tensor:
         index = plans[:, step]
         x = images[index].float().div_(255)
         y = labels[index]
@@ -126,15 +122,23 @@ def train_stacked(
         optimizer.zero_grad(set_to_none=True)
         per_model.sum().backward()
         optimizer.step()
-        losses[:, step] = per_model.detach()
-        if step + 1 in wanted:
-            snapshots[step + 1] = {k: params[k].detach().clone() for k in snapshot_keys}
-        if on_step is not None and step + 1 in on_steps:
-            on_step(step + 1, {k: v.detach() for k, v in params.items()})
-        if (step + 1) % 50 == 0 or step + 1 == steps:  # the only host sync: for the log
-            check_finite(losses[:, : step + 1], stage)
-            bar.set_postfix(loss=f"{losses[:, step].mean().item():.3f}")
-    return StackResult({k: v.detach() for k, v in params.items()}, losses.cpu(), snapshots)
+        return per_model.detach()
+
+    def parameters() -> dict[str, torch.Tensor]:
+        return {k: v.detach() for k, v in params.items()}
+
+    return _run_steps(
+        plans.shape[:2],
+        update,
+        parameters,
+        device,
+        snapshot_steps=snapshot_steps,
+        snapshot_keys=snapshot_keys,
+        stage=stage,
+        progress=progress,
+        on_step=on_step,
+        on_steps=on_steps,
+    )
 
 
 def train_each(
@@ -164,20 +168,10 @@ def train_each(
     optimizers = [
         torch.optim.Adam(n.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay) for n in nets
     ]
-    k_models, steps, _ = plans.shape
     plans, weights = plans.to(device), weights.to(device)
-    losses = torch.empty(k_models, steps, device=device)
-    snapshots = {}
-    wanted = set(snapshot_steps)
 
-    def stacked() -> dict[str, torch.Tensor]:
-        return {
-            k: torch.stack([n.state_dict()[k].detach().contiguous() for n in nets])
-            for k in nets[0].state_dict()
-        }
-
-    bar = progress_bar(range(steps), desc=f"{stage}: {k_models} model(s)", progress=progress)
-    for step in bar:
+    def update(step: int) -> torch.Tensor:
+        losses = []
         for i, (net, optimizer) in enumerate(zip(nets, optimizers, strict=True)):
             index = plans[i, step]
             x = images[index].float().div_(255).contiguous(memory_format=last)
@@ -188,15 +182,62 @@ def train_each(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            losses[i, step] = loss.detach()
+            losses.append(loss.detach())
+        return torch.stack(losses)
+
+    def parameters() -> dict[str, torch.Tensor]:  # stacked, in the plain layout
+        return {
+            k: torch.stack([n.state_dict()[k].detach().contiguous() for n in nets])
+            for k in nets[0].state_dict()
+        }
+
+    return _run_steps(
+        plans.shape[:2],
+        update,
+        parameters,
+        device,
+        snapshot_steps=snapshot_steps,
+        snapshot_keys=snapshot_keys,
+        stage=stage,
+        progress=progress,
+        on_step=on_step,
+        on_steps=on_steps,
+    )
+
+
+def _run_steps(
+    shape: tuple[int, int],
+    update: Callable[[int], torch.Tensor],
+    parameters: Callable[[], dict[str, torch.Tensor]],
+    device: torch.device,
+    *,
+    snapshot_steps: tuple[int, ...],
+    snapshot_keys: tuple[str, ...],
+    stage: str,
+    progress: bool,
+    on_step: Callable[[int, dict[str, torch.Tensor]], None] | None,
+    on_steps: tuple[int, ...],
+) -> StackResult:
+    """The loop both training paths share: `update(step)` trains every model one step and gives
+    their losses (K,); `parameters()` gives the stacked parameters. Keeps the losses, the
+    snapshots at `snapshot_steps`, calls `on_step` at `on_steps` and checks the losses every
+    50 steps (the only host sync, for the log)."""
+    k_models, steps = shape
+    losses = torch.empty(k_models, steps, device=device)
+    snapshots = {}
+    wanted = set(snapshot_steps)
+    bar = progress_bar(range(steps), desc=f"{stage}: {k_models} model(s)", progress=progress)
+    for step in bar:
+        losses[:, step] = update(step)
         if step + 1 in wanted:
-            snapshots[step + 1] = {k: v for k, v in stacked().items() if k in snapshot_keys}
+            now = parameters()
+            snapshots[step + 1] = {k: now[k].clone() for k in snapshot_keys}
         if on_step is not None and step + 1 in on_steps:
-            on_step(step + 1, stacked())
-        if (step + 1) % 50 == 0 or step + 1 == steps:  # the only host sync: for the log
+            on_step(step + 1, parameters())
+        if (step + 1) % 50 == 0 or step + 1 == steps:
             check_finite(losses[:, : step + 1], stage)
             bar.set_postfix(loss=f"{losses[:, step].mean().item():.3f}")
-    return StackResult(stacked(), losses.cpu(), snapshots)
+    return StackResult(parameters(), losses.cpu(), snapshots)
 
 
 def train_models(
