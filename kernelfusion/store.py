@@ -560,9 +560,10 @@ _NOT_GAN_TRAINING = ("gan.functional_weight", "gan.functional_steps", "gan.sourc
 # Every stage's key, in one place (the data stage's is `data._data_key`: its section and the
 # image generator's version, without a thread class: decoding and drawing use no threads).
 STAGE_KEYS: dict[str, StageSpec] = {
-    # sources, zoo, rivals: 3, 6, 3: trained one model after another on a CPU (`train_each`)
-    "sources": StageSpec(("cnn",), 3),  # 2: seeds from derive_seed
-    "zoo": StageSpec(("cnn", "zoo"), 6),  # 5: published models' accuracy one at a time
+    # 2: seeds from derive_seed; 3: trained one model after another on a CPU (`train_each`)
+    "sources": StageSpec(("cnn",), 3),
+    # 5: published models' accuracy one at a time; 6: trained one after another on a CPU
+    "zoo": StageSpec(("cnn", "zoo"), 6),
     # One CycleGAN per layer, each keyed by the settings that layer reads: layer 1 does not
     # read which layers are translated nor the layer-2 alignment (an arm changing only those
     # reuses the reference's layer 1). The functional phase is a stage of its own.
@@ -589,7 +590,8 @@ STAGE_KEYS: dict[str, StageSpec] = {
     ),
     # 3: generator_losses with batched calls
     "functional": StageSpec((), 3, fields=("gan.functional_weight", "gan.functional_steps")),
-    # the distilled control takes as many steps as the functional phase would; 2: model ids
+    # the distilled control takes as many steps as the functional phase would; 2: model ids;
+    # 3: the oracle trained as a plain module on a CPU (`train_each`)
     "rivals": StageSpec(("fusion", "cnn"), 3, fields=("gan.functional_steps",)),
     "models": StageSpec(("fusion", "cnn"), 5),  # 5: model ids, the stage renamed from fusion
     # 4: the original protocol label-free, its reference on its own images; 5: views = probe
