@@ -138,16 +138,23 @@ def test_stacked_training_equals_training_alone():
         torch.testing.assert_close(stacked.params[name][2], value, rtol=1e-4, atol=1e-6)
 
 
+def _tiny_plans(models: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """96 random 24 px images, labels (40% positive) and one epoch's batches of 16 per model."""
+    images = torch.randint(0, 255, (96, 3, 24, 24), dtype=torch.uint8)
+    labels = (torch.rand(96, generator=torch.Generator().manual_seed(2)) < 0.4).long()
+    gen = torch.Generator().manual_seed(3)
+    plans = [
+        training.plan_batches(labels, torch.arange(96), 1, 16, "weighted", gen)
+        for _ in range(models)
+    ]
+    return images, labels, torch.stack(plans)
+
+
 def test_training_in_stacks_equals_one_stack_and_the_rule_per_device():
     """The zoo's stacks of a few models give each model the weights one big stack gives it,
     with the losses and snapshots in the same order."""
     cfg = config.load("smoke").cnn
-    images = torch.randint(0, 255, (96, 3, 24, 24), dtype=torch.uint8)
-    labels = (torch.rand(96, generator=torch.Generator().manual_seed(2)) < 0.4).long()
-    gen = torch.Generator().manual_seed(3)
-    plans = torch.stack(
-        [training.plan_batches(labels, torch.arange(96), 1, 16, "weighted", gen) for _ in range(5)]
-    )
+    images, labels, plans = _tiny_plans(5)
     weights = training.class_weights(labels).expand(5, -1)
     common = {"images": images, "labels": labels, "cfg": cfg, "snapshot_steps": (3, 6)}
     one = training.train_in_stacks(
@@ -169,12 +176,7 @@ def test_models_trained_one_after_another_equal_one_stack():
     model the weights, losses, snapshots and per-step parameters one vectorized stack gives it;
     `train_models` takes it on a CPU unless stacks are asked for."""
     cfg = config.load("smoke").cnn
-    images = torch.randint(0, 255, (96, 3, 24, 24), dtype=torch.uint8)
-    labels = (torch.rand(96, generator=torch.Generator().manual_seed(2)) < 0.4).long()
-    gen = torch.Generator().manual_seed(3)
-    plans = torch.stack(
-        [training.plan_batches(labels, torch.arange(96), 1, 16, "weighted", gen) for _ in range(3)]
-    )
+    images, labels, plans = _tiny_plans(3)
     weights = torch.stack([training.class_weights(labels), torch.ones(2), torch.tensor([2.0, 1.0])])
     seen: dict[str, list] = {"stack": [], "each": []}
     common = {"images": images, "labels": labels, "cfg": cfg, "snapshot_steps": (3, 6)}
