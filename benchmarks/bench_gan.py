@@ -14,6 +14,17 @@ from .bench_machine import YardstickGan
 from .common import table
 
 
+def time_trainer(gan_cfg, black, cat, channels, device: str) -> tuple[float, cyclegan.LayerGan]:
+    """Seconds the book's trainer (`cyclegan.train_layer`) takes for `gan_cfg.steps` steps,
+    after 10 untimed ones, and the CycleGAN it trained."""
+    cyclegan.train_layer(gan_cfg, black, cat, channels, 0, device, progress=False, stop_after=10)
+    started = time.perf_counter()
+    gan = cyclegan.train_layer(gan_cfg, black, cat, channels, 0, device, progress=False)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - started, gan
+
+
 def run(device: str | None = None, steps: int = 300) -> list[dict]:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     rows = []
@@ -29,12 +40,7 @@ def run(device: str | None = None, steps: int = 300) -> list[dict]:
             count = 4498 if not whole else 512
             black, _ = alignment.normalise(torch.randn(count, *shape, generator=gen))
             cat, _ = alignment.normalise(torch.randn(count, *shape, generator=gen) + 0.1)
-            cyclegan.train_layer(
-                cfg.gan, black, cat, channels, 0, device, progress=False, stop_after=10
-            )  # warm-up
-            started = time.perf_counter()
-            gan = cyclegan.train_layer(cfg.gan, black, cat, channels, 0, device, progress=False)
-            train_s = time.perf_counter() - started
+            train_s, gan = time_trainer(cfg.gan, black, cat, channels, device)
             kernels = torch.randn(100_000 if not whole else 2_000, *shape)
             started = time.perf_counter()
             gan.translate(kernels, "cat->black")
@@ -42,12 +48,7 @@ def run(device: str | None = None, steps: int = 300) -> list[dict]:
             frozen = float("nan")
             if cfg.gan.arch == "mlp":
                 yardstick = YardstickGan(device, cfg.gan.batch_size, black.shape[1], cfg.gan.hidden)
-                for _ in range(10):
-                    yardstick.step()
-                started = time.perf_counter()
-                for _ in range(steps):
-                    yardstick.step()
-                frozen = steps / (time.perf_counter() - started)
+                frozen = yardstick.steps_per_second(steps, warmup=10)
             rows.append(
                 {
                     "preset": preset,

@@ -86,18 +86,21 @@ class YardstickGan:
         loss_d.backward()
         self.opt_d.step()
 
+    def steps_per_second(self, steps: int = STEPS, warmup: int = 20) -> float:
+        """Training steps per second over `steps`, after `warmup` untimed ones."""
+        for _ in range(warmup):
+            self.step()
+        started = time.perf_counter()
+        for _ in range(steps):
+            self.step()
+        return steps / (time.perf_counter() - started)
+
 
 def gan_steps_per_second(threads: int, device: str = "cpu") -> float:
     """Training steps per second of the yardstick's CycleGAN (`YardstickGan`: one layer-1
     filter of the default preset, 75 -> 256 -> 256 -> 75, batch 64)."""
     torch.set_num_threads(threads)
-    gan = YardstickGan(device)
-    for _ in range(20):  # warm-up
-        gan.step()
-    started = time.perf_counter()
-    for _ in range(STEPS):
-        gan.step()
-    return STEPS / (time.perf_counter() - started)
+    return YardstickGan(device).steps_per_second()
 
 
 def matmul_gflops(threads: int) -> float:

@@ -24,6 +24,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from kernelfusion import alignment, config, cyclegan, translators
 
+from .bench_gan import time_trainer
 from .common import table
 
 NAMES = ("G", "F", "D_A", "D_B")
@@ -93,17 +94,13 @@ def ms_per_gan(gan_cfg, stack: int, device: str) -> float:
 
 def trainer_ms(device: str, steps: int = 200) -> float:
     """Milliseconds per step of the book's own trainer (`cyclegan.train_layer`) at the same
-    shapes, after 20 steps of warm-up."""
+    shapes (`bench_gan.time_trainer`)."""
     cfg = config.load("default", {"gan.steps": steps, "gan.decay_steps": 0})
     gen = torch.Generator().manual_seed(0)
     black, _ = alignment.normalise(torch.randn(4096, 3, 5, 5, generator=gen))
     cat, _ = alignment.normalise(torch.randn(4096, 3, 5, 5, generator=gen) + 0.1)
-    cyclegan.train_layer(cfg.gan, black, cat, 3, 0, device, progress=False, stop_after=20)
-    started = time.perf_counter()
-    cyclegan.train_layer(cfg.gan, black, cat, 3, 0, device, progress=False)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return (time.perf_counter() - started) / steps * 1000
+    seconds, _ = time_trainer(cfg.gan, black, cat, 3, device)
+    return seconds / steps * 1000
 
 
 def run(device: str | None = None, stacks: tuple[int, ...] = (1, 8, 32)) -> list[dict]:
