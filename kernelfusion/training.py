@@ -186,10 +186,8 @@ def train_each(
         return torch.stack(losses)
 
     def parameters() -> dict[str, torch.Tensor]:  # stacked, in the plain layout
-        return {
-            k: torch.stack([n.state_dict()[k].detach().contiguous() for n in nets])
-            for k in nets[0].state_dict()
-        }
+        states = [n.state_dict() for n in nets]
+        return {k: torch.stack([st[k].detach().contiguous() for st in states]) for k in states[0]}
 
     return _run_steps(
         plans.shape[:2],
