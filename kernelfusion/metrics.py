@@ -7,6 +7,7 @@ to every model.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numpy as np
@@ -33,7 +34,22 @@ def umap_embedding(
         random_state=seed,
         n_jobs=1,
     )
-    return reducer.fit_transform(data.astype(np.float32))
+    with torch_threads_kept():
+        return reducer.fit_transform(data.astype(np.float32))
+
+
+@contextlib.contextmanager
+def torch_threads_kept():
+    """Give torch back its thread count after a UMAP. The first UMAP of a process starts
+    numba's OpenMP threading layer, which torch shares: it set torch's threads to the core
+    count, so every stage made after it in that process was keyed by another thread class than
+    the one the process was given (a one-thread worker's per-model metrics after its first
+    model: 2 threads)."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def compile_umap() -> None:
@@ -415,9 +431,10 @@ def as_original_ran_it(x: np.ndarray, groups: np.ndarray, umap_state: int, kmean
     from sklearn.cluster import KMeans
 
     umap = _umap()
-    embedding = umap.UMAP(n_components=2, random_state=umap_state).fit_transform(
-        x.astype(np.float32)
-    )
+    with torch_threads_kept():
+        embedding = umap.UMAP(n_components=2, random_state=umap_state).fit_transform(
+            x.astype(np.float32)
+        )
     clusters = KMeans(n_clusters=2, random_state=kmeans_state).fit_predict(embedding)
     truth = groups == BLACK_CAT
     chosen = np.argmax([(truth & (clusters == c)).sum() for c in (0, 1)])
