@@ -41,10 +41,10 @@ def umap_embedding(
 @contextlib.contextmanager
 def torch_threads_kept():
     """Give torch back its thread count after a UMAP. The first UMAP of a process starts
-    numba's OpenMP threading layer, which torch shares: it set torch's threads to the core
-    count, so every stage made after it in that process was keyed by another thread class than
-    the one the process was given (a one-thread worker's per-model metrics after its first
-    model: 2 threads)."""
+    numba's OpenMP threading layer, which torch shares: once torch had read its count (every
+    stage key reads it), that set torch's threads to the core count, so every stage made after
+    it in that process was keyed by another thread class than the one the process was given
+    (a one-thread worker's per-model metrics after its first model: 2 threads)."""
     threads = torch.get_num_threads()
     try:
         yield

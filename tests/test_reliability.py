@@ -138,3 +138,25 @@ def test_same_key_same_numbers_across_thread_counts(tmp_path):
     one, two = run(1), run(2)
     assert one[1] == "False" and two[1] == "False"  # neither served the other's stage
     assert run(1) == (one[0], "True") and run(2) == (two[0], "True")
+
+
+UMAP_THREADS_SCRIPT = textwrap.dedent("""
+    import numpy as np, torch
+    torch.set_num_threads(1)
+    from kernelfusion import metrics, pipeline  # the package whole, as a worker imports it
+    torch.get_num_threads()  # read before the first UMAP, as every stage key reads it
+    rows = np.random.default_rng(0).random((128, 16), dtype=np.float32)
+    metrics.umap_embedding(rows, 0, epochs=10)
+    metrics.as_original_ran_it(rows, np.arange(128) % 4, 0, 0)
+    print(torch.get_num_threads())
+""")
+
+
+def test_a_umap_leaves_the_process_thread_count_as_it_was():
+    """A one-thread worker stays at one thread after its first UMAP (numba's OpenMP layer,
+    started after torch's and shared with it, set it to the core count), so every stage it
+    makes after one is keyed by the thread class it was given."""
+    done = subprocess.run(
+        [sys.executable, "-c", UMAP_THREADS_SCRIPT], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split()[-1] == "1", done.stderr[-2000:]
