@@ -21,7 +21,11 @@ def status(text: str, part: str = "") -> None:
     """Say what this process does now, in the status file (nothing when none is set). `part`
     names a second file beside it, for what outlives one bar (e.g. "runs": runs done of how
     many); the last writer of a file wins, which is what a live line wants."""
-    path = os.environ.get(STATUS_ENV)
+    say(os.environ.get(STATUS_ENV), text, part)
+
+
+def say(path: str | None, text: str, part: str = "") -> None:
+    """`status` into the status file at `path` (nothing when None)."""
     if not path:
         return
     target = Path(f"{path}.{part}" if part else path)

@@ -7,12 +7,13 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
 import pytest
 
-from kernelfusion import book, progress
+from kernelfusion import book, pipeline, progress
 
 CHROMIUM = shutil.which("chromium") or book.CHROMIUM
 BROWSER_ARGS = [flag for flag in book.CHROMIUM_FLAGS if flag != "--headless"]  # Playwright adds it
@@ -44,8 +45,53 @@ def test_a_running_chapter_shows_its_progress_live(built):
     assert LIVE[0].startswith("smoke: about 2 minutes from empty caches on 2 CPU cores")
     rewrites = [line for line in LIVE if line.startswith("\r[") and " s · " in line]
     assert rewrites, LIVE[:20]
-    assert any("runs: " in line and " done" in line for line in rewrites)  # chapters 07-08
+    # chapters 07-08's runs: made ahead in the background, or by the chapter's own workers
+    assert any(re.search(r"runs( ahead)?: \d+ of \d+ done", line) for line in rewrites)
     assert any(re.search(r" \d+/\d+", line) for line in rewrites)  # a loop's count
+
+
+@pytest.mark.slow
+def test_the_book_makes_each_stage_once_at_the_workers_thread_count(built):
+    """The chapters' kernels, their workers and the runs made ahead all make stages at the
+    workers' thread count, which every stage key holds: so chapter 08's arms read seed 0's
+    data, source CNNs, zoo and reference CycleGAN as chapters 02-05 made them, and what was
+    made ahead is what the chapters read. The runs made ahead ended without a failure."""
+    import json
+
+    out = built.index_html.parents[2]
+    keys = [
+        json.loads(m.read_text())["key"] for m in (out / "runs").glob("stages/*/*/manifest.json")
+    ]
+    assert {k["threads"] for k in keys if "threads" in k} == {str(pipeline.worker_threads(2))}
+    log = (out / "source" / "ahead.log").read_text()
+    assert re.search(r"ahead: done in \d+ s, 0 failed", log), log[-3000:]
+
+
+def test_stopping_the_runs_made_ahead_leaves_no_process_half_made_stage_or_lock(
+    tmp_path, monkeypatch
+):
+    """The book stops its background runs when the chapters end or fail: the runs' process and
+    its workers are gone, the stages they were making left nothing half-written, and no lock
+    is held (the next build makes those stages)."""
+    import fcntl
+
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("KERNELFUSION_RUNS", str(runs))
+    source = tmp_path / "source"
+    source.mkdir()
+    process = book._start_ahead("smoke", {}, ["00_setup", "07_results"], source, 1)
+    assert process is not None
+    deadline = time.time() + 120
+    while not list(runs.glob("stages/*/.*.tmp")) and time.time() < deadline:  # in a stage
+        time.sleep(0.05)
+    assert list(runs.glob("stages/*/.*.tmp")), (source / "ahead.log").read_text()[-3000:]
+    book._stop_ahead(process)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(process.pid, 0)
+    assert not list(runs.glob("stages/*/.*.tmp"))
+    for lock in runs.glob("checkpoints/.*.lock"):
+        with lock.open("a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if one is still held
 
 
 def test_a_running_chapter_line_reads_its_status_files(tmp_path, monkeypatch):
@@ -57,6 +103,10 @@ def test_a_running_chapter_line_reads_its_status_files(tmp_path, monkeypatch):
     progress.status("runs: 2 of 5 done", "runs")
     line = book.live_status("[9/10] 08 ...", 100.0, status_file, now=112.4)
     assert line == "[9/10] 08 ... 12 s · runs: 2 of 5 done · CycleGAN conv1 3/3"
+    progress.say(str(status_file), "runs ahead: 7 of 20 done", "ahead")
+    progress.say(f"{status_file}.{book.AHEAD_WORK}", "zoo 12/40")  # a background worker
+    line = book.live_status("[9/10] 08 ...", 100.0, status_file, now=112.4)
+    assert line.endswith("CycleGAN conv1 3/3 · runs ahead: 7 of 20 done · zoo 12/40")
     script = "from kernelfusion import progress\nb = progress.bar(total=4, desc='zoo')\nb.update(4)"
     subprocess.run([sys.executable, "-c", script], check=True, env=os.environ.copy())
     assert status_file.read_text() == "zoo 4/4"  # a worker process says it in the same file

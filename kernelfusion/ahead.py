@@ -1,0 +1,155 @@
+"""The book's runs, started at once in the background: `make book` runs here, in
+`analysis.workers` processes, every pipeline run chapters 02-09 will read, in the order they
+read them, while the chapters execute one after another in the foreground.
+
+Without it, chapters 00-06 run one seed's stages on one core and leave the other idle (their
+stages run at the workers' thread count, so that chapter 08's arms reuse seed 0's data, source
+CNNs, zoo and reference CycleGAN instead of making them again at another count), and chapters
+07-08 start their seeds' runs only when they are reached. Nothing here decides anything: a
+chapter still runs what it needs itself; it finds a run made here in the cache, and a stage
+being made here it waits for (the store's lock per stage and key), so no stage is made twice.
+The plan is the chapters' own calls, in order (`plan`), and chapter 08's confirmation seeds
+are run for the arm its own rule picks (`ablation.best`) once the arms' runs are all here.
+
+`python -m kernelfusion.ahead PRESET OVERRIDES_JSON [STATUS_FILE]`: the book starts it in a
+session of its own and stops it (with its workers) when the chapters end; a worker stopped in
+the middle of a stage leaves nothing half-written, as the store promises for any interrupt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from multiprocessing import get_context
+
+from . import ablation, pipeline
+from .config import Config
+from .config import load as load_config
+from .progress import say
+from .store import open as open_store
+
+
+@dataclass(frozen=True)
+class Job:
+    """One piece of background work: the pipeline for `cfg` up to `until`, or (`replication`)
+    the original protocol's showcase and spread after it (chapter 07)."""
+
+    cfg: Config
+    until: str = "metrics"
+    replication: bool = False
+
+    @property
+    def name(self) -> str:
+        what = "replication" if self.replication else f"until {self.until}"
+        return f"{self.cfg.run_name} seed {self.cfg.seed} ({what})"
+
+
+def plan(cfg: Config) -> list[Job]:
+    """What the chapters will run, in the order they read it: seed 0 (chapters 02-06), chapter
+    07's other seeds and its replication of the original protocol, chapter 08's arms at the
+    selection seeds, then the data, source CNNs and zoo of its confirmation seeds (the
+    confirmation itself needs the arms' results: `confirmation`). A job another job already
+    covers is listed once."""
+    jobs = [Job(dataclasses.replace(cfg, seed=seed)) for seed in pipeline.seeds(cfg)]
+    jobs.append(Job(cfg, until="models", replication=True))
+    configs, _ = ablation.arm_configs(cfg)
+    for arm_cfg in configs.values():
+        jobs += [Job(dataclasses.replace(arm_cfg, seed=s)) for s in ablation.selection_seeds(cfg)]
+    done = set(pipeline.seeds(cfg))
+    jobs += [
+        Job(dataclasses.replace(cfg, seed=seed), until="zoo")
+        for seed in ablation.confirmation_seeds(cfg)
+        if seed not in done
+    ]
+    unique: dict[tuple, Job] = {}
+    for job in jobs:
+        unique.setdefault((job.cfg.hash, job.until, job.replication), job)
+    return list(unique.values())
+
+
+def confirmation(cfg: Config) -> list[Job]:
+    """Chapter 08's confirmation runs: its best variant (chosen by `ablation.best` from the
+    arms' cached runs, as the chapter chooses it) at the confirmation seeds."""
+    study = ablation.run(cfg)  # every arm's runs are cached by now: nothing runs here
+    chosen = ablation.best(ablation.table(study))
+    arm_cfg = study.configs[chosen["arm"]]
+    return [Job(dataclasses.replace(arm_cfg, seed=s)) for s in ablation.confirmation_seeds(arm_cfg)]
+
+
+class _Stopped(BaseException):
+    """The book stopped the background (SIGTERM): unwind, so the stage being made removes its
+    temporary folder and releases its lock, then leave."""
+
+
+def _stop(*_) -> None:
+    raise _Stopped
+
+
+def _work(job: Job, threads: int) -> None:
+    """One job, in a worker process."""
+    import torch
+
+    signal.signal(signal.SIGTERM, _stop)
+    torch.set_num_threads(threads)
+    try:
+        if job.replication:
+            pipeline.replication_of(job.cfg, open_store(job.cfg))
+        else:
+            pipeline.run(job.cfg, open_store(job.cfg), False, job.until)
+    except _Stopped:
+        os._exit(1)  # unwound: nothing half-written is left, no lock is held
+
+
+def run(cfg: Config, status_file: str | None = None, parent: int | None = None) -> int:
+    """Run `plan(cfg)`, then `confirmation(cfg)`, `analysis.workers` jobs at a time; say how
+    many are done in `status_file`'s "ahead" part. A failed job is reported on stderr and left
+    (the chapter that needs it runs it itself and says why it fails). Stops when `parent` (the
+    book) is gone. Returns the number of failed jobs."""
+    threads = pipeline.worker_threads(cfg.analysis.workers)
+    jobs = plan(cfg)
+    failed, finished, total = 0, 0, len(jobs)
+    with ProcessPoolExecutor(cfg.analysis.workers, mp_context=get_context("spawn")) as pool:
+        running: dict[Future, Job] = {pool.submit(_work, job, threads): job for job in jobs}
+        arms = {f for f, job in running.items() if job.cfg.analysis.views == "probe"}
+        confirming = not arms  # no arms (e.g. the original's generators): nothing to confirm
+        while running:
+            say(status_file, f"runs ahead: {finished} of {total} done", "ahead")
+            done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
+            if parent is not None and os.getppid() != parent:  # the book is gone: so are we
+                os.killpg(0, signal.SIGTERM)
+            for future in done:
+                job, finished = running.pop(future), finished + 1
+                if future.exception() is not None:
+                    failed += 1
+                    print(f"ahead: {job.name} failed: {future.exception()!r}", file=sys.stderr)
+            if not confirming and arms.issubset(f for f in arms if f.done()):
+                confirming = True
+                try:  # a failed arm leaves nothing to pick from: the chapter will say why
+                    extra = confirmation(cfg) if failed == 0 else []
+                except Exception as error:
+                    print(f"ahead: no confirmation runs: {error!r}", file=sys.stderr)
+                    extra = []
+                running |= {pool.submit(_work, job, threads): job for job in extra}
+                total += len(extra)
+    say(status_file, f"runs ahead: {finished} of {total} done", "ahead")
+    return failed
+
+
+def main(argv: list[str]) -> int:
+    preset, overrides = argv[0], json.loads(argv[1])
+    status_file = argv[2] if len(argv) > 2 and argv[2] else None
+    parent = os.getppid()
+    started = time.time()
+    failed = run(load_config(preset, overrides), status_file, parent)
+    print(f"ahead: done in {time.time() - started:.0f} s, {failed} failed", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
