@@ -11,9 +11,10 @@ being made here it waits for (the store's lock per stage and key), so no stage i
 The plan is the chapters' own calls, in order (`plan`), and chapter 08's confirmation seeds
 are run for the arm its own rule picks (`ablation.best`) once the arms' runs are all here.
 
-`python -m kernelfusion.ahead PRESET OVERRIDES_JSON [STATUS_FILE]`: the book starts it in a
-session of its own and stops it (with its workers) when the chapters end; a worker stopped in
-the middle of a stage leaves nothing half-written, as the store promises for any interrupt.
+`python -m kernelfusion.ahead PRESET OVERRIDES_JSON [STATUS_FILE]`: the book starts it
+(`start`) in a session of its own and stops it with its workers (`stop`) when the chapters end;
+a worker stopped in the middle of a stage leaves nothing half-written, as the store promises
+for any interrupt.
 """
 
 from __future__ import annotations
@@ -22,16 +23,19 @@ import dataclasses
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
 
 from . import ablation, pipeline
 from .config import Config
 from .config import load as load_config
-from .progress import say
+from .progress import STATUS_ENV, say
 from .store import open as open_store
 
 
@@ -139,6 +143,52 @@ def run(cfg: Config, status_file: str | None = None, parent: int | None = None) 
                 total += len(extra)
     say(status_file, f"runs ahead: {finished} of {total} done", "ahead")
     return failed
+
+
+# The chapters whose runs are made here while the chapters before them execute; the status
+# file part the workers write (the coordinator writes "ahead": the runs done of how many).
+CHAPTERS = ("07", "08")
+WORK = "ahead-work"
+
+
+def start(
+    preset: str, overrides: dict[str, Any], pending: list[str], folder: Path, threads: int
+) -> subprocess.Popen | None:
+    """This module's `main` in a session of its own (so that it and its workers stop as one),
+    when a chapter whose runs it makes is to be executed after another one of `pending` (the
+    chapters' names, in order: there is time to overlap); None otherwise. Its log is
+    `ahead.log` in `folder`; its runs at `threads` torch threads each."""
+    numbers = [name[:2] for name in pending]
+    if not any(n in CHAPTERS for n in numbers) or numbers[0] >= min(CHAPTERS):
+        return None
+    env = os.environ | {"OMP_NUM_THREADS": str(threads)}
+    status_file = env.get(STATUS_ENV, "")
+    if status_file:  # its workers' stages and bars, beside the chapter's own
+        env[STATUS_ENV] = f"{status_file}.{WORK}"
+    command = [sys.executable, "-m", __name__, preset, json.dumps(overrides), status_file]
+    with (folder / "ahead.log").open("ab") as log:
+        return subprocess.Popen(command, stdout=log, stderr=log, env=env, start_new_session=True)
+
+
+def stop(process: subprocess.Popen, timeout: float = 60) -> None:
+    """Stop the coordinator and its workers: each worker unwinds the stage it is making
+    (nothing half-written is kept, its lock is released); one that does not within `timeout`
+    is killed."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:  # all gone already
+            return
+        try:
+            process.wait(timeout)
+            deadline = time.time() + timeout  # its workers, which outlive it by a moment
+            while time.time() < deadline:
+                os.killpg(process.pid, 0)
+                time.sleep(0.1)
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def main(argv: list[str]) -> int:

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from . import ahead as ahead_runs
 from . import config as config_module
 from .pipeline import worker_threads
 from .plots import plotly_js_path
@@ -198,7 +198,8 @@ def execute(
     """Run each chapter with papermill into `source`; stop at the first failing one. Returns
     each chapter's seconds and the peak memory (MiB) of its kernel and workers. With `live`
     (default: when the terminal shows it), a running chapter's line says, as it goes, its
-    time so far, the runs of its seeds or arms done, and the stage or loop at work."""
+    time so far, the runs of its seeds or arms done, and the stage or loop at work. The runs
+    of chapters 07-08 start at once in the background (`ahead`), and stop when the chapters do."""
     config_module.load(preset, overrides)  # fail before starting any kernel
     check_writable()  # the runs folder, before the first chapter rather than half-way through
     names = _select(chapters(project), only)
@@ -219,7 +220,7 @@ def execute(
         != chapter_key(project / f"{name}.ipynb", preset, overrides)
     ]
     threads = worker_threads(config_module.load(preset, overrides).analysis.workers)
-    ahead = _start_ahead(preset, overrides, pending, source, threads)
+    ahead = ahead_runs.start(preset, overrides, [Path(n).name for n in pending], source, threads)
     kernel_threads = os.environ.get("OMP_NUM_THREADS")
     # every chapter's stages at the workers' thread count (a stage's key holds it): chapter 08's
     # arms then reuse seed 0's data, source CNNs, zoo and reference CycleGAN, and the runs made
@@ -248,11 +249,9 @@ def execute(
             compiling.kill()
             compiling.wait()
         if ahead is not None:  # what it has not made by now, no chapter of this build reads
-            _stop_ahead(ahead)
-        if kernel_threads is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = kernel_threads
+            ahead_runs.stop(ahead)
+        os.environ.pop("OMP_NUM_THREADS")
+        os.environ.update({"OMP_NUM_THREADS": kernel_threads} if kernel_threads else {})
     return seconds, peaks
 
 
@@ -319,61 +318,6 @@ def _compile_umap(names: list[str]) -> subprocess.Popen | None:
     )
 
 
-# The chapters whose runs `ahead` makes in the background while the chapters before them run;
-# the status file part its workers write (the coordinator writes "ahead": runs done of how many).
-AHEAD_CHAPTERS = ("07", "08")
-AHEAD_WORK = "ahead-work"
-
-
-def _start_ahead(
-    preset: str, overrides: dict[str, Any], pending: list[str], source: Path, threads: int
-) -> subprocess.Popen | None:
-    """`kernelfusion.ahead` in a session of its own (so that it and its workers stop as one),
-    when a chapter whose runs it makes is to be executed after another one (so there is time
-    to overlap); None otherwise. Its log is `ahead.log` in `source`."""
-    numbers = [Path(name).name[:2] for name in pending]
-    if not any(n in AHEAD_CHAPTERS for n in numbers) or numbers[0] >= min(AHEAD_CHAPTERS):
-        return None
-    env = dict(os.environ)
-    if STATUS_ENV in env:  # its workers' stages and bars, beside the chapter's own
-        env[STATUS_ENV] = f"{env[STATUS_ENV]}.{AHEAD_WORK}"
-    with (source / "ahead.log").open("ab") as log:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kernelfusion.ahead",
-                preset,
-                json.dumps(overrides),
-                os.environ.get(STATUS_ENV, ""),
-            ],
-            stdout=log,
-            stderr=log,
-            env=env | {"OMP_NUM_THREADS": str(threads)},
-            start_new_session=True,
-        )
-
-
-def _stop_ahead(process: subprocess.Popen, timeout: float = 60) -> None:
-    """Stop `ahead` and its workers: each worker unwinds the stage it is making (nothing
-    half-written is kept, its lock is released); one that does not within `timeout` is killed."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:  # all gone already
-            return
-        try:
-            process.wait(timeout)
-            deadline = time.time() + timeout  # its workers, which outlive it by a moment
-            while time.time() < deadline:
-                os.killpg(process.pid, 0)
-                time.sleep(0.1)
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def _finish(process: subprocess.Popen, timeout: float = 300) -> None:
     """Wait for the compiling process; one that hangs is stopped (a chapter then compiles
     what it needs itself, as without it; numba replaces a cache file whole, so a stopped
@@ -394,7 +338,7 @@ def live_status(line: str, started: float, status_file: Path, now: float | None 
     workers do), e.g. `[9/10] 08_... 312 s · runs: 4 of 21 done · CycleGAN conv1 600/1500`."""
     said = read_status(status_file)
     parts = [f"{line} {(now or time.time()) - started:.0f} s"]
-    parts += [said[key] for key in ("runs", "", "ahead", AHEAD_WORK) if said.get(key)]
+    parts += [said[key] for key in ("runs", "", "ahead", ahead_runs.WORK) if said.get(key)]
     return " · ".join(parts)
 
 

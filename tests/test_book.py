@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kernelfusion import book, pipeline, progress
+from kernelfusion import ahead, book, pipeline, progress
 
 CHROMIUM = shutil.which("chromium") or book.CHROMIUM
 BROWSER_ARGS = [flag for flag in book.CHROMIUM_FLAGS if flag != "--headless"]  # Playwright adds it
@@ -79,13 +79,13 @@ def test_stopping_the_runs_made_ahead_leaves_no_process_half_made_stage_or_lock(
     monkeypatch.setenv("KERNELFUSION_RUNS", str(runs))
     source = tmp_path / "source"
     source.mkdir()
-    process = book._start_ahead("smoke", {}, ["00_setup", "07_results"], source, 1)
+    process = ahead.start("smoke", {}, ["00_setup", "07_results"], source, 1)
     assert process is not None
     deadline = time.time() + 120
     while not list(runs.glob("stages/*/.*.tmp")) and time.time() < deadline:  # in a stage
         time.sleep(0.05)
     assert list(runs.glob("stages/*/.*.tmp")), (source / "ahead.log").read_text()[-3000:]
-    book._stop_ahead(process)
+    ahead.stop(process)
     with pytest.raises(ProcessLookupError):
         os.killpg(process.pid, 0)
     assert not list(runs.glob("stages/*/.*.tmp"))
@@ -104,7 +104,7 @@ def test_a_running_chapter_line_reads_its_status_files(tmp_path, monkeypatch):
     line = book.live_status("[9/10] 08 ...", 100.0, status_file, now=112.4)
     assert line == "[9/10] 08 ... 12 s · runs: 2 of 5 done · CycleGAN conv1 3/3"
     progress.say(str(status_file), "runs ahead: 7 of 20 done", "ahead")
-    progress.say(f"{status_file}.{book.AHEAD_WORK}", "zoo 12/40")  # a background worker
+    progress.say(f"{status_file}.{ahead.WORK}", "zoo 12/40")  # a background worker
     line = book.live_status("[9/10] 08 ...", 100.0, status_file, now=112.4)
     assert line.endswith("CycleGAN conv1 3/3 · runs ahead: 7 of 20 done · zoo 12/40")
     script = "from kernelfusion import progress\nb = progress.bar(total=4, desc='zoo')\nb.update(4)"
