@@ -341,10 +341,15 @@ def test_the_book_builds_at_the_original_preset_on_a_clone(tmp_path, monkeypatch
     datasets = data.make_datasets(cfg, runs, progress=False)
     done = pipeline.reuse(cfg, tmp_path / "runs", until="models")
     gan, models = done.gan, done.models
-    shown = replication.make_showcase(cfg, runs, datasets, models, progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(pipeline.worker_threads(cfg.analysis.workers))  # as the book made them
+    try:
+        shown = replication.make_showcase(cfg, runs, datasets, models, progress=False)
+        spread = replication.make_spread(cfg, runs, datasets, gan, progress=False)
+    finally:
+        torch.set_num_threads(threads)
     assert list(shown.index) == list(replication.SHOWCASE)
     assert (shown["lowest"] <= shown["mean over states"]).all()
-    spread = replication.make_spread(cfg, runs, datasets, gan, progress=False)
     assert len(spread) == 2 * cfg.analysis.protocol_models * len(replication.KINDS)
     cats = spread[spread["direction"] == "cat->black"]
     assert set(cats["model"]) <= set(range(5)) and cats["model"].nunique() == 2
