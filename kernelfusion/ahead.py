@@ -11,10 +11,9 @@ being made here it waits for (the store's lock per stage and key), so no stage i
 The plan is the chapters' own calls, in order (`plan`), and chapter 08's confirmation seeds
 are run for the arm its own rule picks (`ablation.best`) once the arms' runs are all here.
 
-`python -m kernelfusion.ahead PRESET OVERRIDES_JSON [STATUS_FILE]`: the book starts it
-(`start`) in a session of its own and stops it with its workers (`stop`) when the chapters end;
-a worker stopped in the middle of a stage leaves nothing half-written, as the store promises
-for any interrupt.
+`main([PRESET, OVERRIDES_JSON, STATUS_FILE])`: the book starts it (`start`) in a session of
+its own and stops it with its workers (`stop`) when the chapters end; a worker stopped in the
+middle of a stage leaves nothing half-written, as the store promises for any interrupt.
 """
 
 from __future__ import annotations
@@ -165,7 +164,9 @@ def start(
     status_file = env.get(STATUS_ENV, "")
     if status_file:  # its workers' stages and bars, beside the chapter's own
         env[STATUS_ENV] = f"{status_file}.{WORK}"
-    command = [sys.executable, "-m", __name__, preset, json.dumps(overrides), status_file]
+    # imported, not run as a module's __main__: the workers unpickle `_work` from this module
+    script = "import sys; from kernelfusion import ahead; sys.exit(ahead.main(sys.argv[1:]))"
+    command = [sys.executable, "-c", script, preset, json.dumps(overrides), status_file]
     with (folder / "ahead.log").open("ab") as log:
         return subprocess.Popen(command, stdout=log, stderr=log, env=env, start_new_session=True)
 
@@ -192,6 +193,8 @@ def stop(process: subprocess.Popen, timeout: float = 60) -> None:
 
 
 def main(argv: list[str]) -> int:
+    """The background's process (`start`): argv is the preset, the overrides as JSON and the
+    status file ("" for none)."""
     preset, overrides = argv[0], json.loads(argv[1])
     status_file = argv[2] if len(argv) > 2 and argv[2] else None
     parent = os.getppid()
@@ -199,7 +202,3 @@ def main(argv: list[str]) -> int:
     failed = run(load_config(preset, overrides), status_file, parent)
     print(f"ahead: done in {time.time() - started:.0f} s, {failed} failed", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
