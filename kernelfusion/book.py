@@ -42,7 +42,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 # two): smoke 144 s at 109 / 133, default 2,364 s at 97 / 112 (chapter 08's arms: 1,564 s).
 # Printed before the first chapter. A machine half as fast takes about twice as long; a
 # rebuild reuses every cached stage and takes seconds.
-COLD_SECONDS = {"smoke": 128, "default": 1691}
+COLD_SECONDS = {"smoke": 78, "default": 1402}
 
 
 def expected_words(preset: str) -> str | None:
