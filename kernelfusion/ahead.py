@@ -131,7 +131,7 @@ def run(cfg: Config, status_file: str | None = None, parent: int | None = None) 
                 if future.exception() is not None:
                     failed += 1
                     print(f"ahead: {job.name} failed: {future.exception()!r}", file=sys.stderr)
-            if not confirming and arms.issubset(f for f in arms if f.done()):
+            if not confirming and all(f.done() for f in arms):
                 confirming = True
                 try:  # a failed arm leaves nothing to pick from: the chapter will say why
                     extra = confirmation(cfg) if failed == 0 else []

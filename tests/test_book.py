@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kernelfusion import ahead, book, pipeline, progress
+from kernelfusion import ahead, book, config, pipeline, progress
 
 CHROMIUM = shutil.which("chromium") or book.CHROMIUM
 BROWSER_ARGS = [flag for flag in book.CHROMIUM_FLAGS if flag != "--headless"]  # Playwright adds it
@@ -65,6 +65,19 @@ def test_the_book_makes_each_stage_once_at_the_workers_thread_count(built):
     assert {k["threads"] for k in keys if "threads" in k} == {str(pipeline.worker_threads(2))}
     log = (out / "source" / "ahead.log").read_text()
     assert re.search(r"ahead: done in \d+ s, 0 failed", log), log[-3000:]
+
+
+@pytest.mark.slow
+def test_the_runs_made_ahead_are_the_runs_the_chapters_read(built, monkeypatch):
+    """The background's plan is the chapters' own: the smoke book's runs folder holds a run
+    for each run planned ahead (chapter 08's confirmation by the chapter's own choice), and
+    none that a chapter made besides them."""
+    out = built.index_html.parents[2]
+    monkeypatch.setenv("KERNELFUSION_RUNS", str(out / "runs"))
+    cfg = config.load("smoke", {})
+    planned = {job.cfg.run_name for job in ahead.plan(cfg) + ahead.confirmation(cfg)}
+    made = {folder.name for folder in (out / "runs").glob("smoke-*")}
+    assert made == planned
 
 
 def test_stopping_the_runs_made_ahead_leaves_no_process_half_made_stage_or_lock(
