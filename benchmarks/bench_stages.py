@@ -1,6 +1,8 @@
 """Where the time went: every sealed stage under a runs folder (default: the project's, or
 `$KERNELFUSION_RUNS`), from the seconds its manifest recorded, per stage name: how many were
-built, their total and mean seconds, and the thread counts they were built with. Run it after
+built, their total and mean wall seconds, their total CPU seconds (the work: the wall seconds
+include waiting for a core when more processes than cores run, as in a book build with its
+background runs) and the thread counts they were built with. Run it after
 a cold `make book` to see which stages the book's time is spent in:
 `python -m benchmarks stages [runs folder]`."""
 
@@ -30,6 +32,9 @@ def stage_seconds(root: Path) -> list[dict]:
             "built": len(records),
             "total s": sum(r.get("seconds", 0.0) for r in records),
             "mean s": sum(r.get("seconds", 0.0) for r in records) / len(records),
+            # CPU seconds (all threads) of the process that made them; stages made before
+            # manifests recorded it count 0
+            "total CPU s": sum(r.get("cpu seconds", 0.0) for r in records),
             "threads": ",".join(sorted({str(r.get("threads", "?")) for r in records})),
         }
         for name, records in groups.items()

@@ -58,6 +58,7 @@ def test_manifest_records_config_versions_timing_and_hashes(run):
     manifest = json.loads((artifact.folder / "manifest.json").read_text())
     assert manifest["config"]["preset"] == "smoke"
     assert "torch" in manifest["versions"] and manifest["seconds"] >= 0
+    assert manifest["cpu seconds"] >= 0
     assert set(manifest["files"]) == {"weights.safetensors", "metrics.json"}
 
 
