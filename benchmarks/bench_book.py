@@ -1,7 +1,7 @@
 """End to end: every chapter's wall time and peak memory (its kernel and the workers it starts)
 from cold caches, again with nothing changed (warm), and again after changing one `gan.*`
 value, which reuses the data, source CNNs and zoo of every seed. `paper` runs only where a GPU
-is present. Targets on 2 CPU cores: smoke <= 120 s, default <= 600 s cold including the
+is present. Targets on 2 CPU cores: smoke <= 120 s, default <= 900 s cold including the
 Jupyter Book build, warm <= 30 s, after a GAN change <= half the cold time; paper <= 10 min on
 one H100."""
 
