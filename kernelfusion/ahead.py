@@ -155,10 +155,13 @@ def start(
 ) -> subprocess.Popen | None:
     """This module's `main` in a session of its own (so that it and its workers stop as one),
     when a chapter whose runs it makes is to be executed after another one of `pending` (the
-    chapters' names, in order: there is time to overlap); None otherwise. Its log is
-    `ahead.log` in `folder`; its runs at `threads` torch threads each."""
+    chapters' names, in order: there is time to overlap) and no Ray cluster makes the runs
+    (`analysis.ray_address`); None otherwise. Its log is `ahead.log` in `folder`; its runs at
+    `threads` torch threads each."""
     numbers = [name[:2] for name in pending]
     if not any(n in CHAPTERS for n in numbers) or numbers[0] >= min(CHAPTERS):
+        return None
+    if load_config(preset, overrides).analysis.ray_address:  # a cluster makes the runs
         return None
     env = os.environ | {"OMP_NUM_THREADS": str(threads)}
     status_file = env.get(STATUS_ENV, "")
