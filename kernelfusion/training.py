@@ -14,6 +14,7 @@ import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypedDict, Unpack
 
 import numpy as np
 import torch
@@ -86,6 +87,18 @@ def meta_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).to("meta")
 
 
+class Loop(TypedDict, total=False):
+    """The training loop's options, the same for both paths (`train_stacked`, `train_each`);
+    defaults in `_run_steps`."""
+
+    snapshot_steps: tuple[int, ...]  # steps after which the conv weights are kept (the zoo)
+    snapshot_keys: tuple[str, ...]  # which parameters a snapshot keeps
+    stage: str  # named in the progress bar and in a divergence error
+    progress: bool
+    on_step: Callable[[int, dict[str, torch.Tensor]], None] | None  # called with the params
+    on_steps: tuple[int, ...]  # ... after these steps
+
+
 def train_stacked(
     models: list[nn.Module],
     images: torch.Tensor,
@@ -93,13 +106,7 @@ def train_stacked(
     plans: torch.Tensor,
     weights: torch.Tensor,
     cfg: CNNConfig,
-    *,
-    snapshot_steps: tuple[int, ...] = (),
-    snapshot_keys: tuple[str, ...] = ("conv1.weight", "conv2.weight"),
-    stage: str = "training",
-    progress: bool = True,
-    on_step: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
-    on_steps: tuple[int, ...] = (),
+    **loop: Unpack[Loop],
 ) -> StackResult:
     """Train K models together. `plans` (K, steps, B) index `images`/`labels` (on the device);
     `weights` (K, classes) are each model's class weights (ones for an unweighted loss)."""
@@ -127,18 +134,7 @@ def train_stacked(
     def parameters() -> dict[str, torch.Tensor]:
         return {k: v.detach() for k, v in params.items()}
 
-    return _run_steps(
-        plans.shape[:2],
-        update,
-        parameters,
-        device,
-        snapshot_steps=snapshot_steps,
-        snapshot_keys=snapshot_keys,
-        stage=stage,
-        progress=progress,
-        on_step=on_step,
-        on_steps=on_steps,
-    )
+    return _run_steps(plans.shape[:2], update, parameters, device, **loop)
 
 
 def train_each(
@@ -148,13 +144,7 @@ def train_each(
     plans: torch.Tensor,
     weights: torch.Tensor,
     cfg: CNNConfig,
-    *,
-    snapshot_steps: tuple[int, ...] = (),
-    snapshot_keys: tuple[str, ...] = ("conv1.weight", "conv2.weight"),
-    stage: str = "training",
-    progress: bool = True,
-    on_step: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
-    on_steps: tuple[int, ...] = (),
+    **loop: Unpack[Loop],
 ) -> StackResult:
     """`train_stacked`'s job and result, the models taken one after another within each step,
     each a plain module laid out channels-last with its own Adam: the CPU's path. At the
@@ -189,18 +179,7 @@ def train_each(
         states = [n.state_dict() for n in nets]
         return {k: torch.stack([st[k].detach().contiguous() for st in states]) for k in states[0]}
 
-    return _run_steps(
-        plans.shape[:2],
-        update,
-        parameters,
-        device,
-        snapshot_steps=snapshot_steps,
-        snapshot_keys=snapshot_keys,
-        stage=stage,
-        progress=progress,
-        on_step=on_step,
-        on_steps=on_steps,
-    )
+    return _run_steps(plans.shape[:2], update, parameters, device, **loop)
 
 
 def _run_steps(
@@ -209,17 +188,17 @@ def _run_steps(
     parameters: Callable[[], dict[str, torch.Tensor]],
     device: torch.device,
     *,
-    snapshot_steps: tuple[int, ...],
-    snapshot_keys: tuple[str, ...],
-    stage: str,
-    progress: bool,
-    on_step: Callable[[int, dict[str, torch.Tensor]], None] | None,
-    on_steps: tuple[int, ...],
+    snapshot_steps: tuple[int, ...] = (),
+    snapshot_keys: tuple[str, ...] = ("conv1.weight", "conv2.weight"),
+    stage: str = "training",
+    progress: bool = True,
+    on_step: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
+    on_steps: tuple[int, ...] = (),
 ) -> StackResult:
-    """The loop both training paths share: `update(step)` trains every model one step and gives
-    their losses (K,); `parameters()` gives the stacked parameters. Keeps the losses, the
-    snapshots at `snapshot_steps`, calls `on_step` at `on_steps` and checks the losses every
-    50 steps (the only host sync, for the log)."""
+    """The loop both training paths share (its options: `Loop`): `update(step)` trains every
+    model one step and gives their losses (K,); `parameters()` gives the stacked parameters.
+    Keeps the losses, the snapshots at `snapshot_steps`, calls `on_step` at `on_steps` and
+    checks the losses every 50 steps (the only host sync, for the log)."""
     k_models, steps = shape
     losses = torch.empty(k_models, steps, device=device)
     snapshots = {}
