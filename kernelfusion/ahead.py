@@ -151,25 +151,26 @@ WORK = "ahead-work"
 
 
 def start(
-    preset: str, overrides: dict[str, Any], pending: list[str], folder: Path, threads: int
+    cfg: Config, overrides: dict[str, Any], pending: list[str], folder: Path
 ) -> subprocess.Popen | None:
-    """This module's `main` in a session of its own (so that it and its workers stop as one),
-    when a chapter whose runs it makes is to be executed after another one of `pending` (the
-    chapters' names, in order: there is time to overlap) and no Ray cluster makes the runs
-    (`analysis.ray_address`); None otherwise. Its log is `ahead.log` in `folder`; its runs at
-    `threads` torch threads each."""
+    """This module's `main` for `cfg` (its preset with `overrides`) in a session of its own (so
+    that it and its workers stop as one), when a chapter whose runs it makes is to be executed
+    after another one of `pending` (the chapters' names, in order: there is time to overlap)
+    and no Ray cluster makes the runs (`analysis.ray_address`); None otherwise. Its log is
+    `ahead.log` in `folder`; its runs at the workers' thread count, as the chapters'."""
     numbers = [name[:2] for name in pending]
     if not any(n in CHAPTERS for n in numbers) or numbers[0] >= min(CHAPTERS):
         return None
-    if load_config(preset, overrides).analysis.ray_address:  # a cluster makes the runs
+    if cfg.analysis.ray_address:  # a cluster makes the runs
         return None
+    threads = pipeline.worker_threads(cfg.analysis.workers)
     env = os.environ | {"OMP_NUM_THREADS": str(threads)}
     status_file = env.get(STATUS_ENV, "")
     if status_file:  # its workers' stages and bars, beside the chapter's own
         env[STATUS_ENV] = f"{status_file}.{WORK}"
     # imported, not run as a module's __main__: the workers unpickle `_work` from this module
     script = "import sys; from kernelfusion import ahead; sys.exit(ahead.main(sys.argv[1:]))"
-    command = [sys.executable, "-c", script, preset, json.dumps(overrides), status_file]
+    command = [sys.executable, "-c", script, cfg.preset, json.dumps(overrides), status_file]
     with (folder / "ahead.log").open("ab") as log:
         return subprocess.Popen(command, stdout=log, stderr=log, env=env, start_new_session=True)
 

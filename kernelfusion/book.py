@@ -39,9 +39,10 @@ PROJECT = Path(__file__).resolve().parent.parent
 
 # `make book` from empty caches (the runs folder and numba's), measured on the project's 2-core
 # CPU beside its yardstick (`python -m benchmarks machine`, CycleGAN steps/s on one thread /
-# two): smoke 144 s at 109 / 133, default 2,364 s at 97 / 112 (chapter 08's arms: 1,564 s).
-# Printed before the first chapter. A machine half as fast takes about twice as long; a
-# rebuild reuses every cached stage and takes seconds.
+# two, before and after): smoke 78 s at - / 121 and 107 / 125, default 1,402 s at 89 / 103
+# and 101 / 123 (chapter 08: 924 s; 1,234 s at a faster hour). Printed before the first
+# chapter. A machine half as fast takes about twice as long; a rebuild reuses every cached
+# stage and takes seconds.
 COLD_SECONDS = {"smoke": 78, "default": 1402}
 
 
@@ -200,7 +201,7 @@ def execute(
     (default: when the terminal shows it), a running chapter's line says, as it goes, its
     time so far, the runs of its seeds or arms done, and the stage or loop at work. The runs
     of chapters 07-08 start at once in the background (`ahead`), and stop when the chapters do."""
-    config_module.load(preset, overrides)  # fail before starting any kernel
+    cfg = config_module.load(preset, overrides)  # fail before starting any kernel
     check_writable()  # the runs folder, before the first chapter rather than half-way through
     names = _select(chapters(project), only)
     if only is None and expected_words(preset):
@@ -213,27 +214,22 @@ def execute(
     status_file = source / "live-status"
     os.environ[STATUS_ENV] = str(status_file)  # the kernel and its workers say what they do
     compiling = _compile_umap(names)
-    pending = [
-        name
-        for name in names
-        if executed_key(source / f"{name}.ipynb")
-        != chapter_key(project / f"{name}.ipynb", preset, overrides)
-    ]
-    threads = worker_threads(config_module.load(preset, overrides).analysis.workers)
-    ahead = ahead_runs.start(preset, overrides, [Path(n).name for n in pending], source, threads)
+    keys = {name: chapter_key(project / f"{name}.ipynb", preset, overrides) for name in names}
+    pending = [n for n in names if executed_key(source / f"{n}.ipynb") != keys[n]]
+    ahead = ahead_runs.start(cfg, overrides, [Path(n).name for n in pending], source)
     kernel_threads = os.environ.get("OMP_NUM_THREADS")
     # every chapter's stages at the workers' thread count (a stage's key holds it): chapter 08's
     # arms then reuse seed 0's data, source CNNs, zoo and reference CycleGAN, and the runs made
     # ahead are the chapters' own
-    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ["OMP_NUM_THREADS"] = str(worker_threads(cfg.analysis.workers))
     try:
         for number, name in enumerate(names, 1):
             output = source / f"{name}.ipynb"
             output.parent.mkdir(parents=True, exist_ok=True)
             line = f"[{number}/{len(names)}] {Path(name).name} ..."
             log(line, end=" ", flush=True)
-            key = chapter_key(project / f"{name}.ipynb", preset, overrides)
-            if executed_key(output) == key:  # the same chapter, config and code: its pages stand
+            key = keys[name]
+            if name not in pending:  # the same chapter, config and code: its pages stand
                 seconds[Path(name).name], peaks[Path(name).name] = 0.0, 0.0
                 log("unchanged")
                 continue

@@ -92,13 +92,13 @@ def test_stopping_the_runs_made_ahead_leaves_no_process_half_made_stage_or_lock(
     monkeypatch.setenv("KERNELFUSION_RUNS", str(runs))
     source = tmp_path / "source"
     source.mkdir()
-    process = ahead.start("smoke", {}, ["00_setup", "07_results"], source, 1)
+    process = ahead.start(config.load("smoke", {}), {}, ["00_setup", "07_results"], source)
     assert process is not None
     for pending, overrides in (  # nothing to overlap with, or a Ray cluster makes the runs
         (["07_results", "08_what_would_make_it_work"], {}),
         (["00_setup", "07_results"], {"analysis.ray_address": "auto"}),
     ):
-        assert ahead.start("smoke", overrides, pending, source, 1) is None
+        assert ahead.start(config.load("smoke", overrides), overrides, pending, source) is None
     deadline = time.time() + 120
     while not list(runs.glob("stages/*/.*.tmp")) and time.time() < deadline:  # in a stage
         time.sleep(0.05)
