@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -110,6 +111,42 @@ def test_stopping_the_runs_made_ahead_leaves_no_process_half_made_stage_or_lock(
     for lock in runs.glob("checkpoints/.*.lock"):
         with lock.open("a+b") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if one is still held
+
+
+def test_the_runs_made_ahead_stop_when_the_book_process_is_killed(tmp_path, monkeypatch):
+    """A book killed outright (its terminal closed, SIGKILL) cannot stop its background runs:
+    they notice their book is gone and stop themselves, leaving nothing half-written."""
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("KERNELFUSION_RUNS", str(runs))
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from kernelfusion import ahead, config\n"
+        "chapters, long = ['00_setup', '07_results'], {'gan.steps': 100000}  # minutes of work\n"
+        "p = ahead.start(config.load('smoke', long), long, chapters, Path(sys.argv[1]))\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    book_process = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    background = int(book_process.stdout.readline())
+    deadline = time.time() + 120
+    while not list(runs.glob("stages/*/.*.tmp")) and time.time() < deadline:  # in a stage
+        time.sleep(0.05)
+    book_process.kill()
+    book_process.wait()
+    deadline = time.time() + 15  # the background checks every second for its book
+    while time.time() < deadline:
+        try:
+            os.killpg(background, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.killpg(background, signal.SIGKILL)
+        pytest.fail("the background runs outlived their book")
+    assert not list(runs.glob("stages/*/.*.tmp"))
 
 
 def test_a_running_chapter_line_reads_its_status_files(tmp_path, monkeypatch):
