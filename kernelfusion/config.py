@@ -145,6 +145,9 @@ class GanConfig:
     layers: str = "both"  # the conv layers translated: both | conv1 (layer 2 kept as it is)
     checkpoint_every: int = 500
     log_every: int = 50
+    # chapter 04's convergence curve: the generator F is kept at every steps / curve_points
+    # steps along the run (the generated CNN is made from each and probed; about a second each)
+    curve_points: int = 4
 
 
 @dataclass
@@ -190,6 +193,12 @@ class AnalysisConfig:
     ablation_arms: str = ""  # comma-separated keys of ablation.ARMS to run; "": all of them
     workers: int = 2  # pipeline runs at once in the results chapter (local processes)
     ray_address: str = ""  # a Ray cluster for those runs ("auto", "ray://host:10001"); "": none
+
+
+# Seeds reserved for choosing settings (`python -m benchmarks steps`, arms' step counts): no
+# chapter reads them (the book's run seed .. seed + analysis.ablation_seeds + analysis.seeds
+# - 1: 0-7 at the default, 0-14 at paper), so no setting is confirmed on the seeds that chose it.
+TUNING_SEEDS = (20, 21, 22, 23, 24)
 
 
 @dataclass
@@ -436,6 +445,7 @@ def _checks(cfg: Config) -> list[tuple[str, bool, str]]:
         ),
         ("gan.functional_weight", cfg.gan.functional_weight >= 0, "non-negative (0: off)"),
         ("gan.functional_steps", cfg.gan.functional_steps >= 1, "at least 1"),
+        ("gan.curve_points", 1 <= cfg.gan.curve_points <= cfg.gan.steps, "between 1 and gan.steps"),
         ("gan.checkpoint_every", cfg.gan.checkpoint_every >= 1, "at least 1"),
         ("gan.log_every", cfg.gan.log_every >= 1, "at least 1"),
         ("fusion.task_scale", cfg.fusion.task_scale > 0, "positive"),

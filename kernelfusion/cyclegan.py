@@ -163,6 +163,8 @@ class LayerGan:
     history: dict[str, list[float]]
     channels: int | tuple[int, ...]  # a filter's C_in, or one sample's shape
     published: bool = False  # the original's generators: raw whole layers in and out
+    # step -> the generator F's state at that step of the run (`curve_steps`; chapter 04)
+    snapshots: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
 
     @torch.no_grad()
     def translate(self, kernels: torch.Tensor, direction: str) -> torch.Tensor:
@@ -173,6 +175,12 @@ class LayerGan:
 
 
 GENERATOR = {"black->cat": "G", "cat->black": "F"}  # direction -> the network that translates
+
+
+def curve_steps(cfg: GanConfig) -> list[int]:
+    """The steps before the last at which the generator F is kept (`gan.curve_points` points
+    in all, evenly spaced, the trained generator the last of them)."""
+    return sorted({round(k * cfg.steps / cfg.curve_points) for k in range(1, cfg.curve_points)})
 
 
 def translate_with(net: nn.Module, kernels: torch.Tensor, published: bool = False) -> torch.Tensor:
@@ -212,6 +220,8 @@ class _Trainer:
         self.pool_B = ImagePool(cfg.pool_size, black.shape[1], device)  # fake black kernels
         self.gen = torch.Generator().manual_seed(seed)
         self.step = 0
+        self.curve = set(curve_steps(cfg))
+        self.snapshots: dict[int, dict[str, torch.Tensor]] = {}  # step -> F's state
         self.losses = torch.zeros(cfg.steps, len(LOSSES), device=device)  # read at log steps
 
     def set_lr(self) -> None:
@@ -256,6 +266,9 @@ class _Trainer:
         ).detach()
         self.losses[self.step] = values  # stays on the device: no host sync inside a step
         self.step += 1
+        if self.step in self.curve:
+            state = nets["F"].state_dict()
+            self.snapshots[self.step] = {k: v.detach().cpu().clone() for k, v in state.items()}
 
     def check(self, stage: str) -> None:
         check_finite(self.losses[: self.step].T, stage, LOSSES, "lower gan.lr or check the kernels")
@@ -263,7 +276,7 @@ class _Trainer:
     # checkpoints: tensors in safetensors, the rest in JSON, both written atomically
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        tensors = net_tensors(self.nets, prefix="net.")
+        tensors = net_tensors(self.nets, prefix="net.") | snapshot_tensors(self.snapshots)
         meta = {"step": self.step, "pool_A": self.pool_A.filled, "pool_B": self.pool_B.filled}
         for name, optimizer in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
             state = optimizer.state_dict()
@@ -285,6 +298,7 @@ class _Trainer:
         tensors = load_file(folder / "state.safetensors", device=str(self.device))
         meta = json.loads((folder / "state.json").read_text())
         load_nets(self.nets, tensors, prefix="net.")
+        self.snapshots = read_snapshots(tensors)
         for name, optimizer in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
             state: dict = {}
             for key, value in tensors.items():
@@ -311,6 +325,25 @@ def load_nets(nets: dict[str, nn.Module], tensors: dict[str, torch.Tensor], pref
     for name, net in nets.items():
         head = f"{prefix}{name}."
         net.load_state_dict({k[len(head) :]: v for k, v in tensors.items() if k.startswith(head)})
+
+
+def snapshot_tensors(snapshots: dict[int, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The generator F's states along a run as one flat dict ("snapshot.<step>.<name>")."""
+    return {
+        f"snapshot.{step}.{name}": value
+        for step, state in snapshots.items()
+        for name, value in state.items()
+    }
+
+
+def read_snapshots(tensors: dict[str, torch.Tensor]) -> dict[int, dict[str, torch.Tensor]]:
+    """`snapshot_tensors` back: step -> F's state (other keys are left alone)."""
+    out: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("snapshot."):
+            _, step, name = key.split(".", 2)
+            out.setdefault(int(step), {})[name] = value.cpu()
+    return dict(sorted(out.items()))
 
 
 def save_file_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
@@ -362,7 +395,7 @@ def train_layer(
     losses = trainer.losses[: trainer.step].cpu()
     history = {name: losses[:, i].tolist() for i, name in enumerate(LOSSES)}
     nets = {k: v.cpu().eval() for k, v in trainer.nets.items()}
-    return LayerGan(nets, history, channels)
+    return LayerGan(nets, history, channels, snapshots=trainer.snapshots)
 
 
 def translated_layers(cfg: GanConfig) -> tuple[str, ...]:
@@ -536,6 +569,7 @@ def make_translator(
                 progress=progress,
             )
             writer.save_tensors("nets", net_tensors(gan.nets))
+            writer.save_tensors("snapshots", snapshot_tensors(gan.snapshots))
             writer.save_json("history", gan.history)
 
         name = f"cyclegan-{layer}"

@@ -5,14 +5,22 @@ input, memorisation, diversity, and whether the cycle rides on a hidden signal.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as nnf  # not F: F is also a generator's name
 
-from . import metrics
+from . import metrics, models
 from .alignment import normalise, same_model
-from .cyclegan import KernelGan
+from .cnn import features
+from .config import Config
+from .cyclegan import KernelGan, curve_steps, read_snapshots
+from .evaluate import evaluation_split
+
+CURVE_COLUMNS = ("step", "probe F1", "probe ROC AUC")
 
 
 @torch.no_grad()
@@ -136,3 +144,62 @@ def translation_examples(gan: KernelGan, count: int = 16) -> dict[str, torch.Ten
 
 def evaluation_table(results: dict[str, dict[str, float]]):
     return pd.DataFrame(results).map(lambda v: f"{v:.3f}" if isinstance(v, float) else v)
+
+
+@torch.no_grad()
+def convergence(cfg: Config, datasets, sources, gan: KernelGan, device: str = "cpu"):
+    """The generated CNN F(cat CNN) along the CycleGAN's run (chapter 04's convergence curve):
+    made with the generator F as it was at each of `cyclegan.curve_steps` and at the end of the
+    run, and scored by the book's linear probe on the evaluation set, as the metrics stage
+    scores every model. One row per step (CURVE_COLUMNS). The CycleGAN's own F throughout:
+    with the functional loss (`gan.functional_weight`) the tuned F comes after the last row.
+    Empty for the original's published generators (trained elsewhere: no run to follow)."""
+    if gan.published or not gan.layer_artifacts:
+        return pd.DataFrame(columns=list(CURVE_COLUMNS))
+    states: dict[int, dict[str, dict]] = {}  # step -> layer -> F's state
+    for layer, part in gan.layer_artifacts.items():
+        for step, state in read_snapshots(part.tensors("snapshots")).items():
+            states.setdefault(step, {})[layer] = state
+        final = {k[2:]: v for k, v in part.tensors("nets").items() if k.startswith("F.")}
+        states.setdefault(cfg.gan.steps, {})[layer] = final
+    labelled, evaluated = evaluation_split(datasets.eval)
+    groups = datasets.eval.groups.numpy()
+    rows = []
+    for step in [*curve_steps(cfg.gan), cfg.gan.steps]:
+        layers = {}
+        for layer, layer_gan in gan.layers.items():
+            net = copy.deepcopy(layer_gan.nets["F"])
+            net.load_state_dict(states[step][layer])
+            layers[layer] = dataclasses.replace(layer_gan, nets={**layer_gan.nets, "F": net})
+        at_step = dataclasses.replace(gan, layers=layers)
+        x = features(
+            models.generated(sources.cat, at_step, "cat->black"), datasets.eval.images, device
+        ).numpy()
+        probe = metrics.linear_probe(
+            x[labelled], groups[labelled], x[evaluated], groups[evaluated], cfg.analysis.probe_c
+        )
+        rows.append({"step": step, "probe F1": probe["f1"], "probe ROC AUC": probe["roc auc"]})
+    return pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
+
+
+def convergence_words(curve) -> str:
+    """What chapter 04's convergence curve shows, in words (every number from `curve`)."""
+    if curve.empty:
+        return (
+            "the original's published generators were trained by the original, not here: "
+            "there is no run to follow"
+        )
+    first, last = curve.iloc[0], curve.iloc[-1]
+    best = curve.loc[curve["probe F1"].idxmax()]
+
+    def went(column: str) -> str:
+        a, b = round(float(first[column]), 3), round(float(last[column]), 3)
+        how = "rose" if b > a else "fell" if b < a else "stayed the same"
+        return f"{how} from {a:.3f} to {b:.3f}"
+
+    return (
+        f"from step {int(first['step'])} to the run's last, step {int(last['step'])}, the "
+        f"generated CNN's probe F1 {went('probe F1')} and its ROC AUC {went('probe ROC AUC')}; "
+        f"its highest F1 along the run, {float(best['probe F1']):.3f}, came at step "
+        f"{int(best['step'])}"
+    )

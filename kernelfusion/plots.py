@@ -375,6 +375,30 @@ def gan_losses(history: dict[str, dict[str, list[float]]], smooth: int = 25):
     return fig
 
 
+def convergence_curve(curve, history: dict[str, dict[str, list[float]]], smooth: int = 25):
+    """Chapter 04's convergence curve: the generated CNN's probe F1 and ROC AUC at each kept
+    step of the CycleGAN's run (`gan_checks.convergence`), beside each layer's cycle loss."""
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.2))
+    for column, marker in (("probe F1", "o"), ("probe ROC AUC", "s")):
+        left.plot(curve["step"], curve[column], marker=marker, label=f"F(cat CNN): {column}")
+    left.set_xlabel("CycleGAN step")
+    left.set_ylabel("on the evaluation set")
+    left.set_title("the generated CNN along the run", fontsize=9)
+    left.legend(fontsize=7)
+    for layer, losses in history.items():
+        values = np.asarray(losses["loss_cycle_B"])  # cat -> black -> cat: F's cycle
+        window = max(1, min(smooth, len(values) // 5))
+        averaged = np.convolve(values, np.ones(window) / window, mode="valid")
+        right.plot(np.arange(window, len(values) + 1), averaged, label=layer, linewidth=1)
+    right.set_xlabel("CycleGAN step")
+    right.set_title("cycle loss cat -> black -> cat (x weight)", fontsize=9)
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def thumbnails(images: torch.Tensor, scale: int = 3) -> list[str]:
     """Each uint8 image as a small PNG data URI (enlarged `scale` times, pixels kept sharp)."""
     import base64

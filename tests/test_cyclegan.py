@@ -124,6 +124,14 @@ def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
         for key, value in whole.nets[name].state_dict().items():
             torch.testing.assert_close(resumed.nets[name].state_dict()[key], value, rtol=0, atol=0)
     assert resumed.history == whole.history
+    # F kept along the run (chapter 04's curve) survives the interruption: steps 10 and 20
+    # were kept before it, 30 after
+    assert list(resumed.snapshots) == cyclegan.curve_steps(cfg) == [10, 20, 30]
+    for step, state in whole.snapshots.items():
+        for key, value in state.items():
+            torch.testing.assert_close(resumed.snapshots[step][key], value, rtol=0, atol=0)
+    final = whole.nets["F"].state_dict()
+    assert not all(torch.equal(whole.snapshots[30][k], v) for k, v in final.items())
 
 
 def test_nan_losses_stop_training_with_step_and_term():

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from kernelfusion import config, pipeline, store
+from kernelfusion import config, gan_checks, pipeline, store
 
 OVERRIDES = {"gan.steps": 400, "gan.decay_steps": 200, "gan.checkpoint_every": 50}
 
 SCRIPT = textwrap.dedent("""
     import json, sys
-    from kernelfusion import config, pipeline, store
+    from kernelfusion import config, gan_checks, pipeline, store
     cfg = config.load("smoke", json.loads(sys.argv[2]))
     pipeline.run(cfg, store.open(cfg, sys.argv[1]), progress=False)
 """)
@@ -160,3 +160,19 @@ def test_a_umap_leaves_the_process_thread_count_as_it_was():
         [sys.executable, "-c", UMAP_THREADS_SCRIPT], capture_output=True, text=True, check=True
     )
     assert done.stdout.split()[-1] == "1", done.stderr[-2000:]
+
+
+def test_the_convergence_curve_ends_at_the_generated_cnns_own_probe(reference):
+    """Chapter 04's curve: F(cat CNN) at each kept step of the CycleGAN's run, scored as the
+    metrics stage scores it; its last point is the trained generator's, so it must give the
+    metrics file's numbers exactly, and the kept generators must differ along the run."""
+    cfg = config.load("smoke", OVERRIDES)
+    run = pipeline.run(cfg, store.open(cfg, reference.parent), progress=False)  # cached
+    curve = gan_checks.convergence(cfg, run.datasets, run.sources, run.gan)
+    assert curve["step"].tolist() == [100, 200, 300, 400]
+    probe = run.metrics.values["models"]["gen_f"]["linear probe"]
+    assert curve["probe F1"].iloc[-1] == probe["f1"]
+    assert curve["probe ROC AUC"].iloc[-1] == probe["roc auc"]
+    assert curve["probe ROC AUC"].nunique() > 1
+    words = gan_checks.convergence_words(curve)
+    assert "step 400" in words and f"{probe['f1']:.3f}" in words
