@@ -35,7 +35,7 @@ def run(
     counts = [int(s) for s in steps.split(",")]
     chosen = [int(s) for s in seeds.split(",")]
     extra = dict(parse_override(word) for word in sets.split(",") if word)
-    overrides = ablation.ARMS[arm][0] | extra | {"analysis.views": "probe"}
+    overrides = ablation.overrides(arm, base) | extra | {"analysis.views": "probe"}
     configs, cells = [], []
     for count in counts:
         cfg = config.with_overrides(
