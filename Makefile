@@ -7,7 +7,7 @@ DEVICE ?= auto
 ONLY ?=
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: book pdf test lint browser bench clean
+.PHONY: book pdf test setup lint browser bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,9 +30,14 @@ browser:
 	@test -x $(CHROMIUM) || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-test: $(VENV)/.installed browser
+# The venv and Debian's chromium are installed side by side (-j2): pip is busy unpacking and
+# compiling while apt-get fetches and unpacks (each about a minute on a bare machine).
+test:
+	$(MAKE) -j2 --output-sync=target setup
 	$(PY) -m ruff check kernelfusion tests benchmarks
 	$(PY) -m pytest
+
+setup: $(VENV)/.installed browser
 
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks

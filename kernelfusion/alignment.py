@@ -75,14 +75,18 @@ def channel_permutation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def matching_permutation(
-    filters: torch.Tensor, reference: torch.Tensor, images: torch.Tensor | None = None
+    filters: torch.Tensor,
+    reference: torch.Tensor,
+    images: torch.Tensor | None = None,
+    reference_responses: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """perm such that filters[perm] best matches reference, filter by filter: Hungarian on the
     cosine similarity of flattened filters (weight matching), or, given unlabelled `images`, on
     the correlation of the layer-1 filters' responses to them (activation matching, Ainsworth
-    et al., 2023)."""
+    et al., 2023; `reference_responses`: the reference's, when already computed)."""
     if images is not None:
-        reference_responses = responses(reference, images)
+        if reference_responses is None:
+            reference_responses = responses(reference, images)
         return correlation_permutation(reference_responses, responses(filters.detach(), images))
     a = nnf.normalize(filters.flatten(1), dim=1)
     b = nnf.normalize(reference.flatten(1), dim=1)
@@ -102,8 +106,10 @@ def align_layer2(
 
     `conv1_snapshots[(model, step)]` holds that snapshot's layer-1 filters (C1, 3, 5, 5)."""
     aligned = kernels2.clone()
+    # the reference's responses once, not once per snapshot (half of activation matching)
+    reference_responses = None if images is None else responses(reference, images)
     perms = {
-        key: matching_permutation(weights, reference, images)
+        key: matching_permutation(weights, reference, images, reference_responses)
         for key, weights in conv1_snapshots.items()
     }
     for row, (model, step, _) in enumerate(index2.tolist()):

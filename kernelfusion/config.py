@@ -179,9 +179,9 @@ class AnalysisConfig:
     cluster_points: int = 800  # evaluated images in the UMAP and clustering views
     cluster_labelled: int = 400  # labelled images embedded with them, to match clusters on
     # the metrics computed per model: all (probe, UMAP, clusterings, the original protocol) |
-    # probe (the linear probe alone: chapter 08's arms, which are compared on probe F1 and AUC
-    # alone; a UMAP and four clusterings cost some 4 s per model, the label-efficiency curve's
-    # three more probes 0.9 s)
+    # probe (the linear probe alone, of the generated CNNs and the decisive rivals alone:
+    # chapter 08's arms, which are compared on probe F1 and AUC alone; a UMAP and four
+    # clusterings cost some 4 s per model, the label-efficiency curve's three more probes 0.9 s)
     views: str = "all"
     seeds: int = 5  # repetitions of the whole pipeline in the results chapter
     # cat zoo models the original protocol is run on one at a time (unchanged, translated,

@@ -11,8 +11,10 @@ Loss names follow the reference implementation: loss_G_A, loss_cycle_A, loss_idt
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +24,14 @@ from safetensors.torch import load_file
 from torch import nn
 
 from . import original
-from .alignment import match_images, normalise, prepared_kernels, restore
+from .alignment import (
+    match_images,
+    normalise,
+    prepared_kernels,
+    reference_filters,
+    reference_layer2,
+    restore,
+)
 from .cnn import CONV_LAYERS
 from .config import Config, GanConfig, resolve_device
 from .data import Datasets
@@ -531,6 +540,37 @@ def published_generators(cfg: Config, store: Store, zoo: Zoo, *, force: bool = F
     return KernelGan(layers, kernels, reference, index, artifact, zoo.artifact, "layer")
 
 
+class _Lazy(Mapping):
+    """A mapping computed the first time it is read (`make_translator`'s kernel sets)."""
+
+    def __init__(self, compute: Callable[[], dict]):
+        self._compute, self._value = compute, None
+
+    def _get(self) -> dict:
+        if self._value is None:
+            self._value = self._compute()
+        return self._value
+
+    def __getitem__(self, key):
+        return self._get()[key]
+
+    def __iter__(self):
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+
+def sample_shape(cfg: Config, zoo: Zoo, layer: str) -> tuple[int, ...]:
+    """One CycleGAN sample's shape for `layer`, from the zoo alone: a filter (C_in, 5, 5), or a
+    whole layer (C_in, C_out, 5, 5) as `alignment.layer_samples` gives it."""
+    filters = zoo["black"].kernels[layer]
+    if cfg.gan.sample == "layer":
+        c_out = int(zoo["black"].index[layer][:, 2].max()) + 1
+        return (filters.shape[1], c_out, *filters.shape[2:])
+    return tuple(filters.shape[1:])
+
+
 def make_translator(
     cfg: Config,
     store: Store,
@@ -548,7 +588,13 @@ def make_translator(
         return published_generators(cfg, store, zoo, force=force)
     device = resolve_device(cfg.device)
     images = match_images(cfg, datasets) if cfg.gan.align_by == "activations" else None
-    kernels, index, reference, reference2 = prepared_kernels(cfg, zoo, images)
+    # The aligned kernel sets only when something reads them (a CycleGAN to train, a check of
+    # chapter 04): a chapter reading cached runs needs none, and activation matching costs
+    # some 3 s a run. The references are cheap and used by every generated model.
+    prepared = functools.cache(lambda: prepared_kernels(cfg, zoo, images))
+    kernels, index = _Lazy(lambda: prepared()[0]), _Lazy(lambda: prepared()[1])
+    reference = reference_filters(zoo)
+    reference2 = reference_layer2(zoo, reference) if cfg.gan.align_outputs else None
 
     def layer_stage(layer: str):
         """One layer's CycleGAN, a stage of its own keyed by the settings that layer reads
@@ -561,7 +607,7 @@ def make_translator(
                 cfg.gan,
                 black,
                 cat,
-                tuple(kernels["black"][layer].shape[1:]),
+                sample_shape(cfg, zoo, layer),
                 derive_seed(cfg.seed, "cyclegan", layer),
                 device,
                 writer.checkpoints,
@@ -590,7 +636,7 @@ def make_translator(
     history = artifact.json("history")
     layers = {}
     for layer in translated_layers(cfg.gan):
-        shape = tuple(kernels["black"][layer].shape[1:])
+        shape = sample_shape(cfg, zoo, layer)
         nets = make_networks(cfg.gan, shape, 0)
         state = artifact.tensors(f"{layer}_nets")
         load_nets(nets, state)

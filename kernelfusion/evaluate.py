@@ -31,7 +31,16 @@ from .metrics import (
     reference_values,
     umap_embedding,
 )
-from .models import AND_RULE, MODELS, Models, file_name, label, product_score
+from .models import (
+    AND_RULE,
+    DECISIVE,
+    GENERATED,
+    MODELS,
+    Models,
+    file_name,
+    label,
+    product_score,
+)
 from .progress import bar as progress_bar
 from .store import Artifact, Store, stage_key
 
@@ -166,6 +175,16 @@ class Metrics:
         return self.artifact.tensors("embeddings")
 
 
+def scored(cfg: Config, names) -> list[str]:
+    """The models of `names` the metrics stage scores: every one; with `analysis.views =
+    probe` (chapter 08's arms, which compare each generated CNN with the decisive rivals and
+    read nothing else) the generated CNNs and the decisive rivals alone (the controls', the
+    oracle's and the other descriptive models' probes were a third of those runs' metrics)."""
+    if cfg.analysis.views != "probe":
+        return list(names)
+    return [name for name in names if name in GENERATED or name in DECISIVE]
+
+
 def make_metrics(
     cfg: Config,
     store: Store,
@@ -190,7 +209,8 @@ def make_metrics(
         g_all = datasets.eval.groups.numpy()
         protocol = protocol_sample(len(g_all), cfg, cfg.seed)
         metrics, tensors = {}, {}
-        for name in progress_bar(models.cnns, desc="probing and clustering", progress=progress):
+        chosen = scored(cfg, models.cnns)
+        for name in progress_bar(chosen, desc="probing and clustering", progress=progress):
             model = models.cnns[name]
 
             def build_model(model_writer, model=model) -> None:

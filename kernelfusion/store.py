@@ -600,8 +600,9 @@ STAGE_KEYS: dict[str, StageSpec] = {
     "rivals": StageSpec(("fusion", "cnn"), 3, fields=("gan.functional_steps",)),
     "models": StageSpec(("fusion", "cnn"), 5),  # 5: model ids, the stage renamed from fusion
     # 4: the original protocol label-free, its reference on its own images; 5: views = probe
-    # computes the linear probe alone (no label-efficiency curve)
-    "metrics": StageSpec(("analysis",), 5),
+    # computes the linear probe alone (no label-efficiency curve); 6: views = probe scores
+    # the generated CNNs and the decisive rivals alone (`evaluate.scored`)
+    "metrics": StageSpec(("analysis",), 6),
     "showcase": StageSpec(("analysis",), 2),  # 2: model ids
     "protocol-spread": StageSpec(("analysis",), 3),  # 3: both zoos
 }

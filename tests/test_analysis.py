@@ -286,6 +286,20 @@ def test_probe_views_alone_give_the_probes_numbers_without_the_clusterings():
     )
 
 
+def test_probe_views_score_the_generated_cnns_and_the_decisive_rivals_alone():
+    """Chapter 08's arms (`analysis.views = probe`) compare each generated CNN with the
+    decisive rivals and read no other model: those alone are scored there; every model is
+    scored with every view (chapter 07)."""
+    from kernelfusion import ablation, config, models
+
+    cfg = config.load("smoke")
+    names = [spec.id for spec in models.REGISTRY if spec.id != models.AND_RULE]
+    assert evaluate.scored(cfg, names) == names
+    probe = evaluate.scored(config.with_overrides(cfg, {"analysis.views": "probe"}), names)
+    assert set(probe) == (set(models.GENERATED) | set(ablation.RIVALS)) - {models.AND_RULE}
+    assert ablation.CONTROL in probe and "oracle" not in probe and "other_zoo" not in probe
+
+
 def test_verdict_counts_and_their_glue_count_decisive_rivals_only():
     gen = [0.80, 0.82, 0.81, 0.85, 0.79]
     values = {
