@@ -33,7 +33,7 @@ browser:
 # The venv and Debian's chromium are installed side by side (-j2): pip is busy unpacking and
 # compiling while apt-get fetches and unpacks (each about a minute on a bare machine).
 test:
-	$(MAKE) -j2 --output-sync=target setup
+	$(MAKE) --no-print-directory -j2 --output-sync=target setup
 	$(PY) -m ruff check kernelfusion tests benchmarks
 	$(PY) -m pytest
 

@@ -1,6 +1,6 @@
 """The book's runs, started at once in the background: `make book` runs here, in
-`analysis.workers` processes, every pipeline run chapters 02-09 will read, in the order they
-read them, while the chapters execute one after another in the foreground.
+`analysis.workers` processes, every pipeline run chapters 02-09 will read, about in the order
+they read them (`plan`), while the chapters execute one after another in the foreground.
 
 Without it, chapters 00-06 run one seed's stages on one core and leave the other idle (their
 stages run at the workers' thread count, so that chapter 08's arms reuse seed 0's data, source
@@ -31,7 +31,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from . import ablation, pipeline
+from . import ablation, models, pipeline
 from .config import Config
 from .config import load as load_config
 from .progress import STATUS_ENV, say
@@ -40,39 +40,42 @@ from .store import open as open_store
 
 @dataclass(frozen=True)
 class Job:
-    """One piece of background work: the pipeline for `cfg` up to `until`, or (`replication`)
-    the original protocol's showcase and spread after it (chapter 07)."""
+    """One piece of background work: the pipeline for `cfg` up to `until` (and, with
+    `rivals`, the rivals stage, which needs no CycleGAN), or (`replication`) the original
+    protocol's showcase and spread after it (chapter 07)."""
 
     cfg: Config
     until: str = "metrics"
     replication: bool = False
+    rivals: bool = False
 
     @property
     def name(self) -> str:
         what = "replication" if self.replication else f"until {self.until}"
-        return f"{self.cfg.run_name} seed {self.cfg.seed} ({what})"
+        return f"{self.cfg.run_name} seed {self.cfg.seed} ({what}{' and rivals' * self.rivals})"
 
 
 def plan(cfg: Config) -> list[Job]:
     """What the chapters will run, in the order they read it: seed 0 (chapters 02-06), chapter
-    07's other seeds and its replication of the original protocol, chapter 08's arms at the
-    selection seeds, then the data, source CNNs and zoo of its confirmation seeds (the
-    confirmation itself needs the arms' results: `confirmation`). A job another job already
-    covers is listed once."""
+    07's other seeds and its replication of the original protocol; then what chapter 08's
+    confirmation seeds need whatever arm is chosen (their data, source CNNs, zoo and rivals),
+    so that only the confirmation runs themselves (`confirmation`, once the arms' results are
+    in) are left for the end, where they spread over the workers; then chapter 08's arms at
+    the selection seeds. A job another job already covers is listed once."""
     jobs = [Job(dataclasses.replace(cfg, seed=seed)) for seed in pipeline.seeds(cfg)]
     jobs.append(Job(cfg, until="models", replication=True))
-    configs, _ = ablation.arm_configs(cfg)
-    for arm_cfg in configs.values():
-        jobs += [Job(dataclasses.replace(arm_cfg, seed=s)) for s in ablation.selection_seeds(cfg)]
     done = set(pipeline.seeds(cfg))
     jobs += [
-        Job(dataclasses.replace(cfg, seed=seed), until="zoo")
+        Job(dataclasses.replace(cfg, seed=seed), until="zoo", rivals=True)
         for seed in ablation.confirmation_seeds(cfg)
         if seed not in done
     ]
+    configs, _ = ablation.arm_configs(cfg)
+    for arm_cfg in configs.values():
+        jobs += [Job(dataclasses.replace(arm_cfg, seed=s)) for s in ablation.selection_seeds(cfg)]
     unique: dict[tuple, Job] = {}
     for job in jobs:
-        unique.setdefault((job.cfg.hash, job.until, job.replication), job)
+        unique.setdefault((job.cfg.hash, job.until, job.replication, job.rivals), job)
     return list(unique.values())
 
 
@@ -82,7 +85,16 @@ def confirmation(cfg: Config) -> list[Job]:
     study = ablation.run(cfg)  # every arm's runs are cached by now: nothing runs here
     chosen = ablation.best(ablation.table(study))
     arm_cfg = study.configs[chosen["arm"]]
-    return [Job(dataclasses.replace(arm_cfg, seed=s)) for s in ablation.confirmation_seeds(arm_cfg)]
+    seeds = longest_first(ablation.confirmation_seeds(arm_cfg), cfg)
+    return [Job(dataclasses.replace(arm_cfg, seed=s)) for s in seeds]
+
+
+def longest_first(seeds: list[int], cfg: Config) -> list[int]:
+    """`seeds` with those chapter 07 does not run first: their runs train every CycleGAN of
+    the arm, where the others share chapter 07's (when the arm trains them alike), so the last
+    run to end, alone on its worker, is a short one."""
+    ours = set(pipeline.seeds(cfg))
+    return sorted(seeds, key=lambda seed: seed in ours)
 
 
 class _Stopped(BaseException):
@@ -101,10 +113,13 @@ def _work(job: Job, threads: int) -> None:
     signal.signal(signal.SIGTERM, _stop)
     torch.set_num_threads(threads)
     try:
+        store = open_store(job.cfg)
         if job.replication:
-            pipeline.replication_of(job.cfg, open_store(job.cfg))
+            pipeline.replication_of(job.cfg, store)
         else:
-            pipeline.run(job.cfg, open_store(job.cfg), False, job.until)
+            done = pipeline.run(job.cfg, store, False, job.until)
+            if job.rivals:
+                models.make_rivals(job.cfg, store, done.datasets, done.sources, progress=False)
     except _Stopped:
         os._exit(1)  # unwound: nothing half-written is left, no lock is held
 

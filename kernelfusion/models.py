@@ -414,6 +414,33 @@ def _load_models(cfg: Config, artifact, keys: tuple[str, ...], parts: Parts) -> 
             parts.built[key] = SPECS[key].build(parts)
 
 
+def make_rivals(
+    cfg: Config,
+    store: Store,
+    datasets: Datasets,
+    sources: SourceCNNs,
+    *,
+    progress: bool = True,
+    force: bool = False,
+):
+    """The "rivals" stage: every model of GAN_FREE, built (or reused) from the source CNNs and
+    the data alone, so shared by every gan.* setting; its artifact."""
+    device = resolve_device(cfg.device)
+
+    def build_rivals(writer: StageWriter) -> None:
+        parts = Parts(cfg, datasets, sources, None, device, progress)
+        build_into(GAN_FREE, parts)
+        _save_models(writer, parts.built)
+
+    return store.stage(
+        "rivals",
+        stage_key(cfg, "rivals"),
+        build_rivals,
+        force=force,
+        inputs=[datasets.artifact, sources.artifact],
+    )
+
+
 def make_models(
     cfg: Config,
     store: Store,
@@ -428,19 +455,7 @@ def make_models(
     those of GAN_FREE in the "rivals" stage (shared by every gan.* setting), the others in
     "models"."""
     device = resolve_device(cfg.device)
-
-    def build_rivals(writer: StageWriter) -> None:
-        parts = Parts(cfg, datasets, sources, None, device, progress)
-        build_into(GAN_FREE, parts)
-        _save_models(writer, parts.built)
-
-    rivals = store.stage(
-        "rivals",
-        stage_key(cfg, "rivals"),
-        build_rivals,
-        force=force,
-        inputs=[datasets.artifact, sources.artifact],
-    )
+    rivals = make_rivals(cfg, store, datasets, sources, progress=progress, force=force)
     loaded = Parts(cfg, datasets, sources, gan, device, progress)
     _load_models(cfg, rivals, GAN_FREE, loaded)
 

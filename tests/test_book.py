@@ -81,6 +81,26 @@ def test_the_runs_made_ahead_are_the_runs_the_chapters_read(built, monkeypatch):
     assert made == planned
 
 
+def test_the_confirmation_seeds_inputs_are_made_before_the_arms_and_the_longest_runs_first():
+    """The background leaves only the confirmation runs for the end: the data, source CNNs,
+    zoo and rivals of every confirmation seed that chapter 07 does not run come before chapter
+    08's arms, and the confirmation runs of those seeds (which train every CycleGAN) first."""
+    from kernelfusion import ablation
+
+    cfg = config.load("default", {})
+    jobs = ahead.plan(cfg)
+    order = ["chapter 07", "inputs", "arms"]
+    kinds = [
+        "inputs" if job.rivals else "arms" if job.cfg.analysis.views == "probe" else "chapter 07"
+        for job in jobs
+    ]
+    assert kinds == sorted(kinds, key=order.index) and set(kinds) == set(order)
+    fresh = set(ablation.confirmation_seeds(cfg)) - set(pipeline.seeds(cfg))
+    assert {job.cfg.seed for job in jobs if job.rivals} == fresh and len(fresh) == 3
+    seeds = ahead.longest_first(ablation.confirmation_seeds(cfg), cfg)
+    assert set(seeds[: len(fresh)]) == fresh
+
+
 def test_stopping_the_runs_made_ahead_leaves_no_process_half_made_stage_or_lock(
     tmp_path, monkeypatch
 ):
