@@ -8,6 +8,8 @@ checks of what alignment does to the layer-2 kernel sets.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -324,3 +326,44 @@ def alignment_go(
         _, accuracy = metrics.domain_classifier(*vectors, np.concatenate(groups))
         out[name] = accuracy
     return out
+
+
+class _Lazy(Mapping):
+    """A mapping computed the first time it is read (`prepared_lazily`)."""
+
+    def __init__(self, compute: Callable[[], dict]):
+        self._compute, self._value = compute, None
+
+    def _get(self) -> dict:
+        if self._value is None:
+            self._value = self._compute()
+        return self._value
+
+    def __getitem__(self, key):
+        return self._get()[key]
+
+    def __iter__(self):
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+
+def sample_shape(cfg: Config, zoo: Zoo, layer: str) -> tuple[int, ...]:
+    """One CycleGAN sample's shape for `layer`, from the zoo alone: a filter (C_in, 5, 5), or a
+    whole layer (C_in, C_out, 5, 5) as `alignment.layer_samples` gives it."""
+    filters = zoo["black"].kernels[layer]
+    if cfg.gan.sample == "layer":
+        c_out = int(zoo["black"].index[layer][:, 2].max()) + 1
+        return (filters.shape[1], c_out, *filters.shape[2:])
+    return tuple(filters.shape[1:])
+
+
+def prepared_lazily(
+    cfg: Config, zoo: Zoo, images: torch.Tensor | None = None
+) -> tuple[Mapping, Mapping]:
+    """`prepared_kernels`' kernel sets and index, computed when first read (a CycleGAN to
+    train, chapter 04's checks): a chapter reading cached runs needs neither, and activation
+    matching costs some 3 s a run."""
+    prepared = functools.cache(lambda: prepared_kernels(cfg, zoo, images))
+    return _Lazy(lambda: prepared()[0]), _Lazy(lambda: prepared()[1])

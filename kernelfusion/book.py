@@ -39,11 +39,10 @@ PROJECT = Path(__file__).resolve().parent.parent
 
 # `make book` from empty caches (the runs folder and numba's), measured on the project's 2-core
 # CPU beside its yardstick (`python -m benchmarks machine`, CycleGAN steps/s on one thread /
-# two, before and after): smoke 78 s at - / 121 and 107 / 125, default 1,402 s at 89 / 103
-# and 101 / 123 (chapter 08: 924 s; 1,234 s at a faster hour). Printed before the first
-# chapter. A machine half as fast takes about twice as long; a rebuild reuses every cached
-# stage and takes seconds.
-COLD_SECONDS = {"smoke": 78, "default": 1402}
+# two, before and after): smoke 78 s at 137 (two threads) and 134, default 985 s at 118 / 139
+# and 114 / 134 (chapter 08: 606 s). Printed before the first chapter. A machine half as fast
+# takes about twice as long; a rebuild reuses every cached stage and takes seconds.
+COLD_SECONDS = {"smoke": 78, "default": 985}
 
 
 def expected_words(preset: str) -> str | None:
@@ -331,7 +330,7 @@ CLEAR = "\033[K"  # erase the rest of the terminal line
 def live_status(line: str, started: float, status_file: Path, now: float | None = None) -> str:
     """A running chapter's line: its time so far, then what its status files say (the runs
     done, the stage or loop at work; then the runs made ahead in the background and what their
-    workers do), e.g. `[9/10] 08_... 312 s · runs: 4 of 21 done · CycleGAN conv1 600/1500`."""
+    workers do), e.g. `[9/10] 08_... 312 s · runs: 4 of 21 done · CycleGAN conv1 600/1000`."""
     said = read_status(status_file)
     parts = [f"{line} {(now or time.time()) - started:.0f} s"]
     parts += [said[key] for key in ("runs", "", "ahead", ahead_runs.WORK) if said.get(key)]

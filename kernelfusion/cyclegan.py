@@ -11,10 +11,8 @@ Loss names follow the reference implementation: loss_G_A, loss_cycle_A, loss_idt
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import warnings
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,9 +26,11 @@ from .alignment import (
     match_images,
     normalise,
     prepared_kernels,
+    prepared_lazily,
     reference_filters,
     reference_layer2,
     restore,
+    sample_shape,
 )
 from .cnn import CONV_LAYERS
 from .config import Config, GanConfig, resolve_device
@@ -540,37 +540,6 @@ def published_generators(cfg: Config, store: Store, zoo: Zoo, *, force: bool = F
     return KernelGan(layers, kernels, reference, index, artifact, zoo.artifact, "layer")
 
 
-class _Lazy(Mapping):
-    """A mapping computed the first time it is read (`make_translator`'s kernel sets)."""
-
-    def __init__(self, compute: Callable[[], dict]):
-        self._compute, self._value = compute, None
-
-    def _get(self) -> dict:
-        if self._value is None:
-            self._value = self._compute()
-        return self._value
-
-    def __getitem__(self, key):
-        return self._get()[key]
-
-    def __iter__(self):
-        return iter(self._get())
-
-    def __len__(self) -> int:
-        return len(self._get())
-
-
-def sample_shape(cfg: Config, zoo: Zoo, layer: str) -> tuple[int, ...]:
-    """One CycleGAN sample's shape for `layer`, from the zoo alone: a filter (C_in, 5, 5), or a
-    whole layer (C_in, C_out, 5, 5) as `alignment.layer_samples` gives it."""
-    filters = zoo["black"].kernels[layer]
-    if cfg.gan.sample == "layer":
-        c_out = int(zoo["black"].index[layer][:, 2].max()) + 1
-        return (filters.shape[1], c_out, *filters.shape[2:])
-    return tuple(filters.shape[1:])
-
-
 def make_translator(
     cfg: Config,
     store: Store,
@@ -588,11 +557,7 @@ def make_translator(
         return published_generators(cfg, store, zoo, force=force)
     device = resolve_device(cfg.device)
     images = match_images(cfg, datasets) if cfg.gan.align_by == "activations" else None
-    # The aligned kernel sets only when something reads them (a CycleGAN to train, a check of
-    # chapter 04): a chapter reading cached runs needs none, and activation matching costs
-    # some 3 s a run. The references are cheap and used by every generated model.
-    prepared = functools.cache(lambda: prepared_kernels(cfg, zoo, images))
-    kernels, index = _Lazy(lambda: prepared()[0]), _Lazy(lambda: prepared()[1])
+    kernels, index = prepared_lazily(cfg, zoo, images)
     reference = reference_filters(zoo)
     reference2 = reference_layer2(zoo, reference) if cfg.gan.align_outputs else None
 
@@ -656,6 +621,3 @@ def make_translator(
         parts,
     )
     return gan
-
-
-# --- did it learn? -----------------------------------------------------------------------------

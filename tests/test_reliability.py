@@ -176,3 +176,19 @@ def test_the_convergence_curve_ends_at_the_generated_cnns_own_probe(reference):
     assert curve["probe ROC AUC"].nunique() > 1
     words = gan_checks.convergence_words(curve)
     assert "step 400" in words and f"{probe['f1']:.3f}" in words
+
+
+def test_reading_a_cached_run_aligns_no_kernels(reference, monkeypatch):
+    """The chapters read many cached runs (07, 08, 09): the CycleGAN's aligned kernel sets are
+    prepared only when read (training, chapter 04's checks), not to read a run's metrics."""
+    from kernelfusion import alignment
+
+    def no_alignment(*args, **kwargs):
+        raise AssertionError("kernels aligned to read a cached run")
+
+    monkeypatch.setattr(alignment, "prepared_kernels", no_alignment)
+    cfg = config.load("smoke", OVERRIDES)
+    run = pipeline.run(cfg, store.open(cfg, reference.parent), progress=False)
+    assert run.metrics.values["models"]["gen_f"]["linear probe"]["f1"] >= 0
+    with pytest.raises(AssertionError, match="kernels aligned"):
+        run.gan.kernels["black"]["conv1"]  # read: prepared now
