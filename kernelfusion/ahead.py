@@ -56,8 +56,8 @@ class Job:
 
 
 def plan(cfg: Config) -> list[Job]:
-    """What the chapters will run, in the order they read it: seed 0 (chapters 02-06), chapter
-    07's other seeds and its replication of the original protocol; then what chapter 08's
+    """What the chapters will run, about in the order they read it: seed 0 (chapters 02-06),
+    chapter 07's other seeds and its replication of the original protocol; then what chapter 08's
     confirmation seeds need whatever arm is chosen (their data, source CNNs, zoo and rivals),
     so that only the confirmation runs themselves (`confirmation`, once the arms' results are
     in) are left for the end, where they spread over the workers; then chapter 08's arms at
