@@ -7,6 +7,7 @@ read from its file.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -175,7 +176,7 @@ class Metrics:
         return self.artifact.tensors("embeddings")
 
 
-def scored(cfg: Config, names) -> list[str]:
+def scored(cfg: Config, names: Iterable[str]) -> list[str]:
     """The models of `names` the metrics stage scores: every one; with `analysis.views =
     probe` (chapter 08's arms, which compare each generated CNN with the decisive rivals and
     read nothing else) the generated CNNs and the decisive rivals alone (the controls', the

@@ -15,9 +15,10 @@ import torch.nn.functional as nnf  # not F: F is also a generator's name
 
 from . import metrics, models
 from .alignment import normalise, same_model
-from .cnn import features
+from .cnn import SourceCNNs, features
 from .config import Config
-from .cyclegan import KernelGan, curve_steps, read_snapshots
+from .cyclegan import KernelGan, curve_steps, load_nets, read_snapshots
+from .data import Datasets
 from .evaluate import evaluation_split
 
 CURVE_COLUMNS = ("step", "probe F1", "probe ROC AUC")
@@ -147,7 +148,9 @@ def evaluation_table(results: dict[str, dict[str, float]]):
 
 
 @torch.no_grad()
-def convergence(cfg: Config, datasets, sources, gan: KernelGan, device: str = "cpu"):
+def convergence(
+    cfg: Config, datasets: Datasets, sources: SourceCNNs, gan: KernelGan, device: str = "cpu"
+) -> pd.DataFrame:
     """The generated CNN F(cat CNN) along the CycleGAN's run (chapter 04's convergence curve):
     made with the generator F as it was at each of `cyclegan.curve_steps` and at the end of the
     run, and scored by the book's linear probe on the evaluation set, as the metrics stage
@@ -160,8 +163,9 @@ def convergence(cfg: Config, datasets, sources, gan: KernelGan, device: str = "c
     for layer, part in gan.layer_artifacts.items():
         for step, state in read_snapshots(part.tensors("snapshots")).items():
             states.setdefault(step, {})[layer] = state
-        final = {k[2:]: v for k, v in part.tensors("nets").items() if k.startswith("F.")}
-        states.setdefault(cfg.gan.steps, {})[layer] = final
+        final = copy.deepcopy(gan.layers[layer].nets["F"])
+        load_nets({"F": final}, part.tensors("nets"))  # the CycleGAN's F, before any tuning
+        states.setdefault(cfg.gan.steps, {})[layer] = final.state_dict()
     labelled, evaluated = evaluation_split(datasets.eval)
     groups = datasets.eval.groups.numpy()
     rows = []
@@ -182,7 +186,7 @@ def convergence(cfg: Config, datasets, sources, gan: KernelGan, device: str = "c
     return pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
 
 
-def convergence_words(curve) -> str:
+def convergence_words(curve: pd.DataFrame) -> str:
     """What chapter 04's convergence curve shows, in words (every number from `curve`)."""
     if curve.empty:
         return (

@@ -33,7 +33,7 @@ from .config import Config, resolve_device
 from .cyclegan import KernelGan
 from .data import Datasets
 from .machine import derive_seed, generator
-from .store import StageWriter, Store, stage_key
+from .store import Artifact, StageWriter, Store, stage_key
 
 MERGE_IMAGES = 2000  # unlabelled images to correlate channels on: plenty for 16 channels
 
@@ -422,7 +422,7 @@ def make_rivals(
     *,
     progress: bool = True,
     force: bool = False,
-):
+) -> Artifact:
     """The "rivals" stage: every model of GAN_FREE, built (or reused) from the source CNNs and
     the data alone, so shared by every gan.* setting; its artifact."""
     device = resolve_device(cfg.device)

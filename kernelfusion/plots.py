@@ -380,6 +380,11 @@ def convergence_curve(curve, history: dict[str, dict[str, list[float]]], smooth:
     step of the CycleGAN's run (`gan_checks.convergence`), beside each layer's cycle loss."""
     import matplotlib.pyplot as plt
 
+    if curve.empty:  # the original's published generators: trained by the original, not here
+        fig, ax = plt.subplots(figsize=(6, 1.2))
+        ax.text(0.5, 0.5, "read, not trained here: no run to follow", ha="center")
+        ax.set_axis_off()
+        return fig
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.2))
     for column, marker in (("probe F1", "o"), ("probe ROC AUC", "s")):
         left.plot(curve["step"], curve[column], marker=marker, label=f"F(cat CNN): {column}")
