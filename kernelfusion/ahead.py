@@ -31,7 +31,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from . import ablation, models, pipeline
+from . import ablation, models, pipeline, stacking
 from .config import Config
 from .config import load as load_config
 from .progress import STATUS_ENV, say
@@ -124,6 +124,27 @@ def _work(job: Job, threads: int) -> None:
         os._exit(1)  # unwound: nothing half-written is left, no lock is held
 
 
+def _stack(configs: list[Config], threads: int) -> int:
+    """`stacking.make_layers` for `configs`, in a worker process (the device's one user)."""
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        return stacking.make_layers(configs, threads=threads)
+    except _Stopped:
+        os._exit(1)
+
+
+def stacked_first(pool: ProcessPoolExecutor, jobs: list[Job], threads: int) -> None:
+    """Where CycleGANs train as stacks (`stacking.stack_size` > 1: a GPU), make the jobs'
+    data and zoos (`analysis.workers` at a time), then every CycleGAN layer they need, as
+    stacks, before the jobs run: they find them cached. Nothing to do on a CPU."""
+    configs = [job.cfg for job in jobs if not job.replication]
+    if not configs or stacking.stack_size(configs[0]) <= 1:
+        return
+    zoos = [pool.submit(_work, Job(c, until="zoo"), threads) for c in configs]
+    wait(zoos)
+    pool.submit(_stack, configs, threads).result()
+
+
 def run(cfg: Config, status_file: str | None = None, parent: int | None = None) -> int:
     """Run `plan(cfg)`, then `confirmation(cfg)`, `analysis.workers` jobs at a time; say how
     many are done in `status_file`'s "ahead" part. A failed job is reported on stderr and left
@@ -133,6 +154,7 @@ def run(cfg: Config, status_file: str | None = None, parent: int | None = None) 
     jobs = plan(cfg)
     failed, finished, total = 0, 0, len(jobs)
     with ProcessPoolExecutor(cfg.analysis.workers, mp_context=get_context("spawn")) as pool:
+        stacked_first(pool, jobs, threads)
         running: dict[Future, Job] = {pool.submit(_work, job, threads): job for job in jobs}
         arms = {f for f, job in running.items() if job.cfg.analysis.views == "probe"}
         confirming = not arms  # no arms (e.g. the original's generators): nothing to confirm
@@ -153,6 +175,7 @@ def run(cfg: Config, status_file: str | None = None, parent: int | None = None) 
                 except Exception as error:
                     print(f"ahead: no confirmation runs: {error!r}", file=sys.stderr)
                     extra = []
+                stacked_first(pool, extra, threads)
                 running |= {pool.submit(_work, job, threads): job for job in extra}
                 total += len(extra)
     say(status_file, f"runs ahead: {finished} of {total} done", "ahead")

@@ -153,6 +153,11 @@ class GanConfig:
     # chapter 04's convergence curve: the generator F is kept at every steps / curve_points
     # steps along the run (the generated CNN is made from each and probed; about a second each)
     curve_points: int = 4
+    # runs whose CycleGANs of one layer train as one stacked model in the book's background
+    # (`stacking`); 0: the device's choice, 1 on a CPU (a step is compute-bound there: a stack
+    # of 8 or 32 costs what as many alone do, `python -m benchmarks stack`) and 32 on CUDA
+    # (where one such GAN leaves the device idle; not measured here: no GPU was lent)
+    stack: int = 0
 
 
 @dataclass
@@ -451,6 +456,7 @@ def _checks(cfg: Config) -> list[tuple[str, bool, str]]:
         ("gan.functional_weight", cfg.gan.functional_weight >= 0, "non-negative (0: off)"),
         ("gan.functional_steps", cfg.gan.functional_steps >= 1, "at least 1"),
         ("gan.curve_points", 1 <= cfg.gan.curve_points <= cfg.gan.steps, "between 1 and gan.steps"),
+        ("gan.stack", cfg.gan.stack >= 0, "non-negative (0: the device's choice)"),
         ("gan.checkpoint_every", cfg.gan.checkpoint_every >= 1, "at least 1"),
         ("gan.log_every", cfg.gan.log_every >= 1, "at least 1"),
         ("fusion.task_scale", cfg.fusion.task_scale > 0, "positive"),

@@ -35,9 +35,10 @@ from .alignment import (
 from .cnn import CONV_LAYERS
 from .config import Config, GanConfig, resolve_device
 from .data import Datasets
+from .keys import stage_key
 from .machine import derive_seed
 from .progress import bar as progress_bar
-from .store import StageWriter, Store, atomic_write_bytes, stage_key
+from .store import StageWriter, Store, atomic_write_bytes
 from .training import check_finite
 from .translators import make_networks
 from .zoo import Zoo
@@ -82,23 +83,34 @@ class ImagePool:
             return batch
         batch = batch.detach()
         out = batch.clone()
-        take = min(self.size - self.filled, len(batch))
-        if take:
-            self.samples[self.filled : self.filled + take] = batch[:take]
-            self.filled += take
-        rest = torch.arange(take, len(batch))
-        if len(rest):
-            swap = torch.rand(len(rest), generator=gen) < 0.5
-            slots = torch.randint(self.size, (len(rest),), generator=gen)
-            chosen, where = rest[swap], slots[swap]
-            # a stored sample is handed out once: of several picks of one slot, the first swaps
-            _, inverse = torch.unique(where, return_inverse=True)
-            first = torch.full((int(inverse.max()) + 1,) if len(where) else (0,), len(where))
-            first = first.scatter_reduce(0, inverse, torch.arange(len(where)), "amin")
-            chosen, where = chosen[first], where[first]
-            out[chosen] = self.samples[where]
-            self.samples[where] = batch[chosen]
+        take, chosen, where = pool_swaps(self.size, self.filled, len(batch), gen)
+        self.samples[self.filled : self.filled + take] = batch[:take]
+        self.filled += take
+        out[chosen] = self.samples[where]
+        self.samples[where] = batch[chosen]
         return out
+
+
+def pool_swaps(
+    size: int, filled: int, n: int, gen: torch.Generator
+) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """What a history pool of `size` slots, `filled` of them used, does with a batch of `n`:
+    its first `take` samples fill the next free slots; of the rest, each with probability 1/2
+    is swapped for a stored one: rows `chosen` of the batch with slots `where` (a slot picked
+    twice swaps once, with its first pick). Drawn from `gen` alone, not from the samples, so
+    a stack of pools (`stacking`) draws each member's as its own pool would."""
+    take = min(size - filled, n)
+    rest = torch.arange(take, n)
+    if not len(rest):
+        return take, rest, rest
+    swap = torch.rand(len(rest), generator=gen) < 0.5
+    slots = torch.randint(size, (len(rest),), generator=gen)
+    chosen, where = rest[swap], slots[swap]
+    # a stored sample is handed out once: of several picks of one slot, the first swaps
+    _, inverse = torch.unique(where, return_inverse=True)
+    first = torch.full((int(inverse.max()) + 1,) if len(where) else (0,), len(where))
+    first = first.scatter_reduce(0, inverse, torch.arange(len(where)), "amin")
+    return take, chosen[first], where[first]
 
 
 def gan_loss(prediction: torch.Tensor, real: bool) -> torch.Tensor:
@@ -284,44 +296,66 @@ class _Trainer:
 
     # checkpoints: tensors in safetensors, the rest in JSON, both written atomically
     def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
         tensors = net_tensors(self.nets, prefix="net.") | snapshot_tensors(self.snapshots)
         meta = {"step": self.step, "pool_A": self.pool_A.filled, "pool_B": self.pool_B.filled}
         for name, optimizer in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
             state = optimizer.state_dict()
             meta[name] = state["param_groups"]
-            for pid, values in state["state"].items():
-                for key, value in values.items():
-                    tensors[f"{name}.{pid}.{key}"] = value
+            tensors |= optimizer_tensors(name, state)
         tensors |= {
             "pool_A": self.pool_A.samples,
             "pool_B": self.pool_B.samples,
             "losses": self.losses,
             "rng": self.gen.get_state(),
         }
-        body = save_file_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
-        atomic_write_bytes(folder / "state.safetensors", body)
-        atomic_write_bytes(folder / "state.json", json.dumps(meta).encode())
+        save_checkpoint(folder, tensors, meta)
 
     def load(self, folder: Path) -> None:
-        tensors = load_file(folder / "state.safetensors", device=str(self.device))
-        meta = json.loads((folder / "state.json").read_text())
+        tensors, meta = read_checkpoint(folder, self.device)
         load_nets(self.nets, tensors, prefix="net.")
         self.snapshots = read_snapshots(tensors)
         for name, optimizer in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
-            state: dict = {}
-            for key, value in tensors.items():
-                if key.startswith(f"{name}."):
-                    _, pid, field = key.split(".")
-                    state.setdefault(int(pid), {})[field] = (
-                        value.cpu() if field == "step" else value
-                    )
-            optimizer.load_state_dict({"state": state, "param_groups": meta[name]})
+            optimizer.load_state_dict(optimizer_state(name, tensors, meta))
         self.pool_A.samples, self.pool_A.filled = tensors["pool_A"], meta["pool_A"]
         self.pool_B.samples, self.pool_B.filled = tensors["pool_B"], meta["pool_B"]
         self.losses = tensors["losses"]
         self.gen.set_state(tensors["rng"].cpu())
         self.step = meta["step"]
+
+
+def save_checkpoint(folder: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """One training's checkpoint: its tensors (safetensors) and the rest (JSON)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    body = save_file_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+    atomic_write_bytes(folder / "state.safetensors", body)
+    atomic_write_bytes(folder / "state.json", json.dumps(meta).encode())
+
+
+def read_checkpoint(folder: Path, device: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """`save_checkpoint` back: the tensors (on `device`) and the rest."""
+    tensors = load_file(folder / "state.safetensors", device=str(device))
+    return tensors, json.loads((folder / "state.json").read_text())
+
+
+def optimizer_tensors(name: str, state: dict) -> dict[str, torch.Tensor]:
+    """An optimizer's per-parameter state as flat tensors ("<name>.<pid>.<field>")."""
+    return {
+        f"{name}.{pid}.{key}": value
+        for pid, values in state["state"].items()
+        for key, value in values.items()
+    }
+
+
+def optimizer_state(name: str, tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    """`optimizer_tensors` back, with the groups kept in `meta[name]`: a state dict."""
+    state: dict = {}
+    for key, value in tensors.items():
+        if key.startswith(f"{name}."):
+            _, pid, field_name = key.split(".")
+            state.setdefault(int(pid), {})[field_name] = (
+                value.cpu() if field_name == "step" else value
+            )
+    return {"state": state, "param_groups": meta[name]}
 
 
 def net_tensors(nets: dict[str, nn.Module], prefix: str = "") -> dict[str, torch.Tensor]:
@@ -407,6 +441,18 @@ def train_layer(
     return LayerGan(nets, history, channels, snapshots=trainer.snapshots)
 
 
+def layer_seed(cfg: Config, layer: str) -> int:
+    """The seed of one layer's CycleGAN (its networks and its batches) in the run of `cfg`."""
+    return derive_seed(cfg.seed, "cyclegan", layer)
+
+
+def write_layer(writer: StageWriter, gan: LayerGan) -> None:
+    """One layer's CycleGAN stage files: its networks, F along the run, its losses."""
+    writer.save_tensors("nets", net_tensors(gan.nets))
+    writer.save_tensors("snapshots", snapshot_tensors(gan.snapshots))
+    writer.save_json("history", gan.history)
+
+
 def translated_layers(cfg: GanConfig) -> tuple[str, ...]:
     """The conv layers that get a CycleGAN (`gan.layers`)."""
     return CONV_LAYERS if cfg.layers == "both" else (cfg.layers,)
@@ -473,38 +519,6 @@ class KernelGan:
         return translate_with(net, kernels, self.published)
 
 
-# What one sample of the CycleGAN is, for the book's prose (keys: `gan.sample`).
-SAMPLES = {
-    "filter": (
-        "**one sample is one filter** of one zoo model at one snapshot, C_in x 5 x 5: many "
-        "samples even from a small zoo, but a filter loses the layer it belongs to"
-    ),
-    "layer": (
-        "**one sample is one whole conv layer** of one zoo model at one snapshot, as in the "
-        "original project: the C_out filters together, permuted to C_in x C_out x 5 x 5; the "
-        "layer keeps its structure, but a zoo gives as many samples as models times snapshots"
-    ),
-}
-
-
-def translator_words(cfg: Config) -> str:
-    """Which translator the run used (`gan.source`), for chapter 04's prose."""
-    if cfg.gan.source == "original":
-        return (
-            "**the original's own published generators** (`gan.source = original`): its "
-            "generator pair per conv layer (`generator_A2B.pth`, `generator_B2A.pth`, "
-            "`2_generator_A2B.pth`, `2_generator_B2A.pth`), read from the clone and checked, "
-            "not trained here. They translate each model's raw whole layers in its own "
-            "channel order, as the original applied them (no normalisation, no alignment), "
-            "and the generated CNN's conv biases are zero, as in the original's. The CycleGAN "
-            "settings below are not used, and there are no losses to show"
-        )
-    return (
-        "**a CycleGAN trained here** (`gan.source = trained`) on this run's zoo, with the "
-        "settings below"
-    )
-
-
 def published_generators(cfg: Config, store: Store, zoo: Zoo, *, force: bool = False) -> KernelGan:
     """The original's published generator pair per layer (`gan.source = original`), read
     from the clone at `zoo.root` and checked (`original.read_generators`), as a `KernelGan`
@@ -563,7 +577,7 @@ def make_translator(
 
     def layer_stage(layer: str):
         """One layer's CycleGAN, a stage of its own keyed by the settings that layer reads
-        (`store.STAGE_KEYS`): an arm that changes only layer 2 reuses the reference's layer 1."""
+        (`keys.STAGE_KEYS`): an arm that changes only layer 2 reuses the reference's layer 1."""
 
         def build(writer: StageWriter) -> None:
             black, _ = normalise(kernels["black"][layer])
@@ -573,15 +587,13 @@ def make_translator(
                 black,
                 cat,
                 sample_shape(cfg, zoo, layer),
-                derive_seed(cfg.seed, "cyclegan", layer),
+                layer_seed(cfg, layer),
                 device,
                 writer.checkpoints,
                 stage=f"CycleGAN {layer}",
                 progress=progress,
             )
-            writer.save_tensors("nets", net_tensors(gan.nets))
-            writer.save_tensors("snapshots", snapshot_tensors(gan.snapshots))
-            writer.save_json("history", gan.history)
+            write_layer(writer, gan)
 
         name = f"cyclegan-{layer}"
         key = stage_key(cfg, name)

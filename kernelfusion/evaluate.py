@@ -16,6 +16,7 @@ import torch
 from .cnn import SourceCNNs, features
 from .config import Config, resolve_device
 from .data import Datasets
+from .keys import stage_key
 from .machine import derive_seed
 from .metrics import (
     BLACK_CAT,
@@ -43,7 +44,7 @@ from .models import (
     product_score,
 )
 from .progress import bar as progress_bar
-from .store import Artifact, Store, stage_key
+from .store import Artifact, Store
 
 # Labelled images per group for the label-efficiency curve (those above the labelled part's
 # size are left out): a factor of 4 apart, from a handful to what the default preset labels.

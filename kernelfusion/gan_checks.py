@@ -207,3 +207,35 @@ def convergence_words(curve: pd.DataFrame) -> str:
         f"its highest F1 along the run, {float(best['probe F1']):.3f}, came at step "
         f"{int(best['step'])}"
     )
+
+
+# What one sample of the CycleGAN is, for the book's prose (keys: `gan.sample`).
+SAMPLES = {
+    "filter": (
+        "**one sample is one filter** of one zoo model at one snapshot, C_in x 5 x 5: many "
+        "samples even from a small zoo, but a filter loses the layer it belongs to"
+    ),
+    "layer": (
+        "**one sample is one whole conv layer** of one zoo model at one snapshot, as in the "
+        "original project: the C_out filters together, permuted to C_in x C_out x 5 x 5; the "
+        "layer keeps its structure, but a zoo gives as many samples as models times snapshots"
+    ),
+}
+
+
+def translator_words(cfg: Config) -> str:
+    """Which translator the run used (`gan.source`), for chapter 04's prose."""
+    if cfg.gan.source == "original":
+        return (
+            "**the original's own published generators** (`gan.source = original`): its "
+            "generator pair per conv layer (`generator_A2B.pth`, `generator_B2A.pth`, "
+            "`2_generator_A2B.pth`, `2_generator_B2A.pth`), read from the clone and checked, "
+            "not trained here. They translate each model's raw whole layers in its own "
+            "channel order, as the original applied them (no normalisation, no alignment), "
+            "and the generated CNN's conv biases are zero, as in the original's. The CycleGAN "
+            "settings below are not used, and there are no losses to show"
+        )
+    return (
+        "**a CycleGAN trained here** (`gan.source = trained`) on this run's zoo, with the "
+        "settings below"
+    )

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from . import behaviour, cnn, cyclegan, data, evaluate, models, replication, zoo
+from . import behaviour, cnn, cyclegan, data, evaluate, models, replication, stacking, zoo
 from .config import Config, ConfigError
 from .cyclegan import KernelGan
 from .data import Datasets
@@ -118,6 +118,10 @@ def run_many(configs: list[Config], root=None) -> list[dict]:
             results[i] = found.metrics.values
     if missing:
         address = first.ray_address or None
+        if not address:  # the CycleGANs as stacks first (a GPU), at the workers' thread count
+            workers = min(first.workers, len(missing))
+            threads = worker_threads(workers) if workers > 1 else torch.get_num_threads()
+            stacking.make_layers([configs[i] for i in missing], root, threads=threads)
         for result in run_configs(
             [configs[i] for i in missing],
             [{"position": i} for i in missing],
@@ -141,7 +145,7 @@ def cached_run(
     cfg: Config, root=None, until: str = "metrics", other_threads: tuple[int, ...] = ()
 ) -> Run | None:
     """The run of `cfg` up to `until` if every stage of it is cached, else None. A stage's key
-    holds the torch thread count it was made at (`store.threads_class`): a run made here at this
+    holds the torch thread count it was made at (`keys.threads_class`): a run made here at this
     process's count, or in a worker at one of `other_threads`, is found either way, so a chapter
     never sends a finished run to a worker process, or makes it again, to read it."""
     current = torch.get_num_threads()

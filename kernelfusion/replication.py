@@ -22,12 +22,13 @@ from .config import Config, resolve_device
 from .cyclegan import KernelGan
 from .data import Datasets
 from .evaluate import protocol_run, protocol_sample
+from .keys import stage_key
 from .machine import derive_seed, generator
 from .metrics import BLACK_CAT, as_original_ran_it
 from .models import Models, generated, label, with_noise
 from .progress import bar as progress_bar
 from .stats import t_interval
-from .store import Store, stage_key
+from .store import Store
 from .training import unstack
 
 # --- the showcase: the original's one model, as it ran it ---------------------------------------

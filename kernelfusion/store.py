@@ -11,7 +11,6 @@ safetensors and everything else as JSON: nothing here unpickles.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -275,7 +274,7 @@ class Store:
         checkpoint folder, which the first to finish removed under the other.
         """
         inputs = list(inputs)
-        key_hash = hash_json({"stage": stage, "key": key, "inputs": [a.key_hash for a in inputs]})
+        key_hash = stage_hash(stage, key, inputs)
         folder = self.content_dir(stage, key_hash)
         found = None if force else self._reuse(stage, folder, key_hash)
         if found is not None:
@@ -302,8 +301,9 @@ class Store:
         return artifact
 
     @contextlib.contextmanager
-    def _building(self, stage: str, key_hash: str):
-        """Hold the lock on building `stage` for `key_hash` (waiting for its holder)."""
+    def _building(self, stage: str, key_hash: str, wait: bool = True):
+        """Hold the lock on building `stage` for `key_hash`, waiting for its holder; with
+        `wait` False, yield False at once instead when another process holds it."""
         lock = self.root / CHECKPOINTS / f".{stage}-{key_hash[:16]}.lock"
         try:
             lock.parent.mkdir(parents=True, exist_ok=True)
@@ -311,29 +311,61 @@ class Store:
         except OSError as error:
             raise storage_error(error, self.root, stage) or error from None
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            yield
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
         finally:
             handle.close()  # releases the lock; the empty file stays for the next build
 
     def _build(self, stage, key, key_hash, folder, build, inputs, force) -> Artifact:
         """Build `stage` into a temporary folder and publish it as `folder` (see `stage`)."""
+        tmp = self._begin(stage, folder)
+        started, cpu_started = time.time(), time.process_time()
+        status(f"{stage} (seed {self.cfg.seed})")  # until a progress bar says more
+        try:
+            build(StageWriter(tmp, self._checkpoints(stage, key_hash)))
+        except BaseException as error:  # nothing half-written is kept
+            self._abandon(stage, tmp, error)
+            raise
+        # this process's CPU time (all its threads) making the stage: with more processes than
+        # cores (the book's background runs beside its chapters) the wall seconds include
+        # waiting for a core, and only this is the work
+        spent = (time.time() - started, time.process_time() - cpu_started)
+        return self._seal(stage, key, key_hash, folder, tmp, inputs, force, spent)
+
+    def _checkpoints(self, stage: str, key_hash: str) -> Path:
+        return self.root / CHECKPOINTS / f"{stage}-{key_hash[:16]}"
+
+    def _begin(self, stage: str, folder: Path) -> Path:
+        """A new temporary folder beside `folder`, for building it."""
         tmp = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.tmp"
         try:
             folder.parent.mkdir(parents=True, exist_ok=True)
             tmp.mkdir()
         except OSError as error:
             raise storage_error(error, self.root, stage) or error from None
-        checkpoints = self.root / CHECKPOINTS / f"{stage}-{key_hash[:16]}"
-        started, cpu_started = time.time(), time.process_time()
-        status(f"{stage} (seed {self.cfg.seed})")  # until a progress bar says more
+        return tmp
+
+    def _abandon(self, stage: str, tmp: Path, error: BaseException) -> None:
+        """Remove a failed build's `tmp`; a full disk or a read-only folder is raised as one
+        line naming the fix."""
+        shutil.rmtree(tmp, ignore_errors=True)
+        cause = _os_error(error) if isinstance(error, Exception) else None
+        fault = storage_error(cause, self.root, stage) if cause is not None else None
+        if fault is not None:
+            raise fault from None
+
+    def _seal(
+        self, stage, key, key_hash, folder, tmp, inputs, force, spent, stacked: int = 1
+    ) -> Artifact:
+        """Write the manifest of the built `tmp` and publish it as `folder`. `spent`: (wall,
+        CPU) seconds of the build; `stacked`: how many stages one build made together (each
+        manifest holds its share of the seconds)."""
+        seconds, cpu_seconds = spent[0] / stacked, spent[1] / stacked
         try:
-            build(StageWriter(tmp, checkpoints))
-            seconds = time.time() - started
-            # this process's CPU time (all its threads) making the stage: with more processes
-            # than cores (the book's background runs beside its chapters) the wall seconds
-            # include waiting for a core, and only this is the work
-            cpu_seconds = time.process_time() - cpu_started
             manifest = {
                 "stage": stage,
                 "key": key,
@@ -347,16 +379,14 @@ class Store:
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "files": {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()},
             }
+            if stacked > 1:
+                manifest["stacked"] = stacked
             atomic_write_bytes(tmp / MANIFEST, json.dumps(manifest, indent=1).encode())
             winner = _publish(tmp, folder, stage, key_hash, replace=force)
         except BaseException as error:  # nothing half-written is kept
-            shutil.rmtree(tmp, ignore_errors=True)
-            cause = _os_error(error) if isinstance(error, Exception) else None
-            fault = storage_error(cause, self.root, stage) if cause is not None else None
-            if fault is not None:  # a full disk or a read-only folder: one line, the fix
-                raise fault from None
+            self._abandon(stage, tmp, error)
             raise
-        shutil.rmtree(checkpoints, ignore_errors=True)
+        shutil.rmtree(self._checkpoints(stage, key_hash), ignore_errors=True)
         self._link(stage, folder)
         if winner is not None:  # another process sealed the same stage first: use its files
             return winner
@@ -440,6 +470,76 @@ def _replace_folder(new: Path, final: Path) -> None:
     os.replace(new, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def stage_hash(stage: str, key: dict[str, Any], inputs: Iterable[Artifact] = ()) -> str:
+    """The hash that names a stage's artifact: its name, key and inputs' hashes."""
+    return hash_json({"stage": stage, "key": key, "inputs": [a.key_hash for a in inputs]})
+
+
+@dataclass(frozen=True)
+class StageRequest:
+    """One stage of one run, as `Store.stage` takes it (without its build)."""
+
+    store: Store
+    stage: str
+    key: dict[str, Any]
+    inputs: tuple[Artifact, ...] = ()
+
+
+def stage_together(
+    requests: list[StageRequest],
+    build: Callable[[list[int], list[StageWriter]], None],
+) -> list[Artifact | None]:
+    """Several stages, of one run or many, made by one call of `build(indices, writers)`
+    (`stacking` trains many runs' CycleGANs as one model): each is reused if sealed; one that
+    another process is making is left to it (None here: the run that needs it waits for it
+    then, as for any stage); the rest are locked, built by the one call (`indices` into
+    `requests`, a writer each) and each sealed and published as `Store.stage` does, nothing
+    half-written kept. Each manifest says how many were made together ("stacked") and holds
+    its share of the build's seconds."""
+    results: list[Artifact | None] = [None] * len(requests)
+    with contextlib.ExitStack() as held:
+        pending: list[tuple[int, str, Path]] = []
+        for i, r in enumerate(requests):
+            key_hash = stage_hash(r.stage, r.key, r.inputs)
+            folder = r.store.content_dir(r.stage, key_hash)
+            results[i] = r.store._reuse(r.stage, folder, key_hash)
+            if results[i] is not None or any(h == key_hash for _, h, _ in pending):
+                continue
+            if not held.enter_context(r.store._building(r.stage, key_hash, wait=False)):
+                continue  # another process makes it
+            results[i] = r.store._reuse(r.stage, folder, key_hash)  # sealed meanwhile
+            if results[i] is None:
+                pending.append((i, key_hash, folder))
+        if not pending:
+            return results
+        tmps = [requests[i].store._begin(requests[i].stage, folder) for i, _, folder in pending]
+        started, cpu_started = time.time(), time.process_time()
+        try:
+            writers = [
+                StageWriter(tmp, requests[i].store._checkpoints(requests[i].stage, key_hash))
+                for tmp, (i, key_hash, _) in zip(tmps, pending, strict=True)
+            ]
+            build([i for i, _, _ in pending], writers)
+        except BaseException as error:
+            for tmp in tmps:
+                shutil.rmtree(tmp, ignore_errors=True)
+            first = requests[pending[0][0]]
+            first.store._abandon(first.stage, tmps[0], error)  # a full disk: one line
+            raise
+        spent = (time.time() - started, time.process_time() - cpu_started)
+        for tmp, (i, key_hash, folder) in zip(tmps, pending, strict=True):
+            r = requests[i]
+            results[i] = r.store._seal(
+                r.stage, r.key, key_hash, folder, tmp, r.inputs, False, spent, len(pending)
+            )
+    for i, r in enumerate(requests):  # a duplicate of an earlier request: its artifact
+        if results[i] is None:
+            key_hash = stage_hash(r.stage, r.key, r.inputs)
+            folder = r.store.content_dir(r.stage, key_hash)
+            results[i] = r.store._reuse(r.stage, folder, key_hash)
+    return results
 
 
 def display_path(path: str | Path) -> str:
@@ -542,100 +642,3 @@ def open(  # noqa: A001 - mirrors kf.store.open
     """Return the store of `cfg`'s run folder under `root` (see `default_root`); with
     `build=False` it only reuses what is cached."""
     return Store(Path(root) if root is not None else default_root(), cfg, build=build)
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    """What one stage's cache key is made of: the config sections it reads whole, single fields
-    of other sections, fields of those sections it does not read, and its code version (bumped
-    when its outputs change for the same config). Every key also holds the seed and the thread
-    class (`threads_class`)."""
-
-    sections: tuple[str, ...]
-    version: int
-    fields: tuple[str, ...] = ()  # "section.field" read from a section not read whole
-    leave_out: tuple[str, ...] = ()  # "section.field" of `sections` the stage does not read
-    # "section.field" left out while at its default: keys made before the field existed stay
-    omit_at_default: tuple[str, ...] = ()
-
-
-# gan.* settings no CycleGAN stage reads: the functional phase's, and the published source
-_NOT_GAN_TRAINING = ("gan.functional_weight", "gan.functional_steps", "gan.source")
-
-# Every stage's key, in one place (the data stage's is `data._data_key`: its section and the
-# image generator's version, without a thread class: decoding and drawing use no threads).
-STAGE_KEYS: dict[str, StageSpec] = {
-    # 2: seeds from derive_seed; 3: trained one model after another on a CPU (`train_each`)
-    "sources": StageSpec(("cnn",), 3),
-    # 5: published models' accuracy one at a time; 6: trained one after another on a CPU
-    "zoo": StageSpec(("cnn", "zoo"), 6),
-    # One CycleGAN per layer, each keyed by the settings that layer reads: layer 1 does not
-    # read which layers are translated nor the layer-2 alignment (an arm changing only those
-    # reuses the reference's layer 1). The functional phase is a stage of its own.
-    # 2: the step of issue 24 (batched calls, frozen critics, fused Adam: rounded differently)
-    "cyclegan-conv1": StageSpec(
-        ("gan",),
-        2,
-        leave_out=(*_NOT_GAN_TRAINING, "gan.layers", "gan.align_layer2"),
-        omit_at_default=("gan.align_outputs", "gan.align_by"),
-    ),
-    "cyclegan-conv2": StageSpec(
-        ("gan",),
-        2,
-        leave_out=(*_NOT_GAN_TRAINING, "gan.layers"),
-        omit_at_default=("gan.align_outputs", "gan.align_by"),
-    ),
-    # the layers' CycleGANs together. 2: seeds from derive_seed; 3: gathered from the
-    # per-layer stages
-    "cyclegan": StageSpec(
-        ("gan",),
-        3,
-        leave_out=_NOT_GAN_TRAINING,
-        omit_at_default=("gan.align_outputs", "gan.align_by"),
-    ),
-    # 3: generator_losses with batched calls
-    "functional": StageSpec((), 3, fields=("gan.functional_weight", "gan.functional_steps")),
-    # the distilled control takes as many steps as the functional phase would; 2: model ids;
-    # 3: the oracle trained as a plain module on a CPU (`train_each`)
-    "rivals": StageSpec(("fusion", "cnn"), 3, fields=("gan.functional_steps",)),
-    "models": StageSpec(("fusion", "cnn"), 5),  # 5: model ids, the stage renamed from fusion
-    # 4: the original protocol label-free, its reference on its own images; 5: views = probe
-    # computes the linear probe alone (no label-efficiency curve); 6: views = probe scores
-    # the generated CNNs and the decisive rivals alone (`evaluate.scored`)
-    "metrics": StageSpec(("analysis",), 6),
-    "showcase": StageSpec(("analysis",), 2),  # 2: model ids
-    "protocol-spread": StageSpec(("analysis",), 3),  # 3: both zoos
-}
-
-
-def stage_key(cfg: Config, stage: str) -> dict[str, Any]:
-    """The cache key of `stage` for `cfg`, from its entry in STAGE_KEYS."""
-    spec = STAGE_KEYS[stage]
-    defaults = Config()
-    key: dict[str, Any] = {}
-    for name in spec.sections:
-        section = dataclasses.asdict(getattr(cfg, name))
-        for dotted in spec.leave_out:
-            if dotted.startswith(f"{name}."):
-                del section[dotted.split(".", 1)[1]]
-        for dotted in spec.omit_at_default:
-            part, field_name = dotted.split(".", 1)
-            if part == name and section[field_name] == getattr(getattr(defaults, part), field_name):
-                del section[field_name]
-        key[name] = section
-    for dotted in spec.fields:
-        part, field_name = dotted.split(".", 1)
-        key[dotted] = getattr(getattr(cfg, part), field_name)
-    return key | {"seed": cfg.seed, "version": spec.version, "threads": threads_class()}
-
-
-def threads_class() -> str:
-    """The part of torch's intra-op thread count that can change a stage's numbers: all of it.
-    On the project's 2-core CPU, the source CNNs and the oracle trained at 1 and at 2 threads
-    differ in their last bits (oneDNN's convolution splits its weight-gradient reductions by
-    thread; with oneDNN off they agree, at 1.7x the training time), so a one-thread worker
-    and a two-thread chapter each keep their own stages. Keys made before this rule said
-    "1-4" and are made again once."""
-    import torch
-
-    return str(torch.get_num_threads())

@@ -12,11 +12,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "kernelfusion"
 
 # Bottom to top; a module may import from its own layer's earlier modules and any layer below.
 LAYERS = {
-    "foundation": ("progress", "config", "store", "machine"),
+    "foundation": ("progress", "config", "keys", "store", "machine"),
     "inputs": ("synthetic", "original", "data"),
     "models": ("training", "cnn", "zoo"),
     "measures": ("metrics", "stats"),
-    "method": ("alignment", "translators", "cyclegan", "behaviour", "models"),
+    "method": ("alignment", "translators", "cyclegan", "stacking", "behaviour", "models"),
     "evaluation": ("evaluate", "gan_checks", "report", "replication", "plots", "result_plots"),
     "orchestration": ("pipeline", "sweep", "ablation", "ahead", "book", "__main__"),
 }

@@ -3,7 +3,7 @@ cache."""
 
 import torch
 
-from kernelfusion import config, machine, store
+from kernelfusion import config, keys, machine
 
 
 def test_derived_seeds_are_stable_distinct_and_in_range():
@@ -30,11 +30,11 @@ def test_every_thread_count_gets_its_own_cache_key():
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = store.stage_key(cfg, "sources")
+        one = keys.stage_key(cfg, "sources")
         torch.set_num_threads(2)
-        two = store.stage_key(cfg, "sources")
+        two = keys.stage_key(cfg, "sources")
         torch.set_num_threads(8)
-        eight = store.stage_key(cfg, "sources")
+        eight = keys.stage_key(cfg, "sources")
     finally:
         torch.set_num_threads(before)
     assert one["threads"] == "1" and two["threads"] == "2" and eight["threads"] == "8"

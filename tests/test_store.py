@@ -40,6 +40,38 @@ def test_stage_is_reused_when_key_unchanged(run):
     assert first.folder.parent == run.root / "stages" / "train"
 
 
+def test_stages_made_together_are_each_sealed_reused_or_left_to_their_maker(run, tmp_path):
+    """`store.stage_together` (the stacked CycleGANs): one build call makes the pending stages
+    of several runs; a sealed one is reused, one another process is making (its lock held)
+    is left to it, a request repeated gets the one artifact; each manifest says how many were
+    made together."""
+    other = store.open(config.load("smoke", {"seed": 1}), tmp_path)
+    sealed = run.stage("train", {"lr": 0.3}, _builder([]))
+    requests = [
+        store.StageRequest(run, "train", {"lr": 0.1}),
+        store.StageRequest(other, "train", {"lr": 0.2}),
+        store.StageRequest(run, "train", {"lr": 0.3}),
+        store.StageRequest(other, "train", {"lr": 0.4}),
+        store.StageRequest(run, "train", {"lr": 0.1}),
+    ]
+    built = []
+
+    def build(which, writers):
+        built.append(which)
+        for i, writer in zip(which, writers, strict=True):
+            _builder([], value=requests[i].key["lr"])(writer)
+
+    busy = store.stage_hash("train", {"lr": 0.4})
+    with other._building("train", busy):  # another maker holds the fourth
+        made = store.stage_together(requests, build)
+    assert built == [[0, 1]]
+    assert made[3] is None and made[2].folder == sealed.folder and made[2].reused
+    assert made[4].folder == made[0].folder
+    assert [made[i].manifest.get("stacked") for i in (0, 1)] == [2, 2]
+    assert made[1].json("metrics") == {"loss": 0.2}
+    assert (other.run_dir / "train").resolve() == made[1].folder
+
+
 def test_stage_recomputes_when_key_or_input_changed_or_forced(run):
     calls = []
     data = run.stage("data", {"n": 1}, _builder(calls))
