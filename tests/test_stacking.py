@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 
 import pytest
 import torch
 
-from kernelfusion import alignment, config, cyclegan, pipeline, stacking
+from kernelfusion import ahead, alignment, config, cyclegan, pipeline, stacking, store
 
 
 def _sets(count: int = 3):
@@ -83,9 +85,11 @@ def test_an_interrupted_stack_resumes_where_its_checkpoints_stopped(tmp_path):
 @pytest.mark.slow
 def test_stacked_layers_are_the_stages_the_runs_read(tmp_path, monkeypatch):
     """The GPU user's path on the CPU (`gan.stack` = 2): the paper preset's design scaled down
-    (whole layers, the Conv3d translator) at two seeds. `pipeline.run_many` trains both seeds'
-    CycleGANs of each layer as one stack, seals each run's layer stages (their manifests say
-    so), and the runs read them: nothing is trained twice, and the runs end."""
+    (whole layers, the Conv3d translator) at two seeds. The book's background
+    (`ahead.stacked_first`, in a worker process as `make book` runs it) makes both runs' data
+    and zoos, then trains both seeds' CycleGANs of each layer as one stack and seals each run's
+    layer stages (their manifests say so); the runs then read them (`pipeline.run_seeds`):
+    nothing is trained twice, and the runs end."""
     monkeypatch.setenv("KERNELFUSION_RUNS", str(tmp_path / "runs"))
     design = ("data.image_size", "cnn.channels1", "cnn.channels2", "zoo.snapshots")
     counts = {k: v for k, v in config.PRESETS["smoke"].items() if k not in design}
@@ -101,14 +105,15 @@ def test_stacked_layers_are_the_stages_the_runs_read(tmp_path, monkeypatch):
     }
     cfg = config.load("paper", overrides)
     assert stacking.stack_size(cfg) == 2 and stacking.stack_size(config.load("default")) == 1
+    runs = [dataclasses.replace(cfg, seed=seed) for seed in (0, 1)]
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        ahead.stacked_first(pool, [ahead.Job(c) for c in runs], torch.get_num_threads())
+    for run_cfg in runs:
+        made = pipeline.run(run_cfg, store.open(run_cfg), progress=False, until="gan")
+        for layer in ("conv1", "conv2"):
+            part = made.gan.layer_artifacts[layer]
+            assert part.reused and part.manifest["stacked"] == 2, (run_cfg.seed, layer)
+            assert part.manifest["config"]["seed"] == run_cfg.seed
+    assert stacking.make_layers(runs) == 0  # all cached: nothing is trained again
     results = pipeline.run_seeds(cfg, progress=False)
     assert sorted(results) == [0, 1] and all("gen_f" in r["models"] for r in results.values())
-    for seed in (0, 1):
-        run = pipeline.cached_run(dataclasses.replace(cfg, seed=seed))
-        assert run is not None
-        for layer in ("conv1", "conv2"):
-            part = run.gan.layer_artifacts[layer]
-            assert part.manifest["stacked"] == 2, (seed, layer)
-            assert part.manifest["config"]["seed"] == seed
-    first = stacking.make_layers([dataclasses.replace(cfg, seed=s) for s in (0, 1)])
-    assert first == 0  # all cached: nothing trained again
