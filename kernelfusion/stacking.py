@@ -4,8 +4,10 @@ On a GPU one kernel-space CycleGAN leaves the device idle (a batch of 64 vectors
 numbers); S of them of the same shapes, their parameters stacked along a leading axis
 (`torch.func.stack_module_state`), take one forward, one backward and one Adam update a step
 for all S (`vmap` over the losses of `cyclegan.generator_losses` and `discriminator_losses`).
-On a CPU a step is compute-bound and stacking buys nothing (`python -m benchmarks stack`), so
-there `gan.stack` = 0 means 1 and the book trains each run alone (`cyclegan.train_layer`).
+On a CPU a step is compute-bound: a stack of the book's sizes (3 to 11 runs) costs 0.8x to
+1.0x of as many runs alone on one thread, and would wait for every zoo first (`python -m
+benchmarks stack`, README), so there `gan.stack` = 0 means 1 and the book trains each run alone
+(`cyclegan.train_layer`).
 
 Each member is the run it would be alone: its own networks' initialisation, its own batches,
 history-pool draws and random generator, drawn in `cyclegan._Trainer`'s order; the members'
@@ -59,7 +61,7 @@ from .training import check_finite
 from .translators import make_networks
 
 NAMES = ("G", "F", "D_A", "D_B")
-CUDA_STACK = 32  # gan.stack = 0 on CUDA: runs of one layer's shapes trained at once
+CUDA_STACK = 32  # gan.stack = 0 on CUDA: the most runs trained at once (unmeasured: no GPU)
 
 
 def stack_size(cfg: Config) -> int:
