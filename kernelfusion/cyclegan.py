@@ -420,21 +420,8 @@ def train_layer(
                 stacklevel=2,
             )
             trainer = _Trainer(cfg, black, cat, channels, seed, device)
-    bar = progress_bar(total=cfg.steps, initial=trainer.step, desc=stage, progress=progress)
-    while trainer.step < cfg.steps:
-        trainer.train_step()
-        bar.update(1)
-        if trainer.step % cfg.log_every == 0 or trainer.step == cfg.steps:
-            trainer.check(stage)
-            bar.set_postfix(
-                cycle=f"{trainer.losses[trainer.step - 1, 2]:.3f}",
-                D=f"{trainer.losses[trainer.step - 1, 6]:.3f}",
-            )
-        if checkpoints is not None and trainer.step % cfg.checkpoint_every == 0:
-            trainer.save(checkpoints)
-        if stop_after is not None and trainer.step >= stop_after:
-            break
-    bar.close()
+    save = None if checkpoints is None else (lambda: trainer.save(checkpoints))
+    run_steps(trainer, cfg, stage, stage, progress, save, stop_after)
     losses = trainer.losses[: trainer.step].cpu()
     history = {name: losses[:, i].tolist() for i, name in enumerate(LOSSES)}
     nets = {k: v.cpu().eval() for k, v in trainer.nets.items()}
@@ -451,6 +438,25 @@ def write_layer(writer: StageWriter, gan: LayerGan) -> None:
     writer.save_tensors("nets", net_tensors(gan.nets))
     writer.save_tensors("snapshots", snapshot_tensors(gan.snapshots))
     writer.save_json("history", gan.history)
+
+
+def run_steps(trainer, cfg: GanConfig, desc: str, stage: str, progress: bool, save, stop_after):
+    """Step `trainer` (a `_Trainer`, or `stacking`'s stack of runs) on to `cfg.steps` under a
+    progress bar: its losses checked and shown every `log_every` steps, `save()` (if any)
+    every `checkpoint_every`; `stop_after` ends early (tests)."""
+    bar = progress_bar(total=cfg.steps, initial=trainer.step, desc=desc, progress=progress)
+    while trainer.step < cfg.steps:
+        trainer.train_step()
+        bar.update(1)
+        if trainer.step % cfg.log_every == 0 or trainer.step == cfg.steps:
+            trainer.check(stage)
+            last = trainer.losses[trainer.step - 1].reshape(-1, len(LOSSES)).mean(0)
+            bar.set_postfix(cycle=f"{last[2]:.3f}", D=f"{last[6]:.3f}")  # a stack's mean
+        if save is not None and trainer.step % cfg.checkpoint_every == 0:
+            save()
+        if stop_after is not None and trainer.step >= stop_after:
+            break
+    bar.close()
 
 
 def translated_layers(cfg: GanConfig) -> tuple[str, ...]:

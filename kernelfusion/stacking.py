@@ -48,13 +48,13 @@ from .cyclegan import (
     pool_swaps,
     read_checkpoint,
     read_snapshots,
+    run_steps,
     save_checkpoint,
     snapshot_tensors,
     translated_layers,
     write_layer,
 )
 from .keys import stage_key
-from .progress import bar as progress_bar
 from .store import StageRequest, stage_together
 from .store import open as open_store
 from .training import check_finite
@@ -306,17 +306,7 @@ def train_stack(
         if step:
             trainer.load()
         label = f"{stage} x{len(which)}"
-        bar = progress_bar(total=cfg.steps, initial=trainer.step, desc=label, progress=progress)
-        while trainer.step < cfg.steps:
-            trainer.train_step()
-            bar.update(1)
-            if trainer.step % cfg.log_every == 0 or trainer.step == cfg.steps:
-                trainer.check(stage)
-            if trainer.step % cfg.checkpoint_every == 0:
-                trainer.save()
-            if stop_after is not None and trainer.step >= stop_after:
-                break
-        bar.close()
+        run_steps(trainer, cfg, label, stage, progress, trainer.save, stop_after)
         for j, i in enumerate(which):
             out[i] = trainer.result(j, channels)
     return out  # type: ignore[return-value]
