@@ -2,7 +2,7 @@
 training step at the default preset's layer-1 shapes (75 -> 256 -> 256 -> 75, batch 64), on
 the device it finds (`python -m benchmarks stack [cpu|cuda]`).
 
-The stack is the book's own (`stacking._StackTrainer`, what `gan.stack` > 1 trains: one set of
+The stack is the book's own (`stacking.StackTrainer`, what `gan.stack` > 1 trains: one set of
 parameters with a leading axis of S, one forward, one backward and one Adam update for all S,
 each member with its own batches and history pools); the one-GAN row is the book's own trainer
 (`cyclegan.train_layer`). On a CPU a step is compute-bound and stacking buys nothing; on a GPU
@@ -33,7 +33,7 @@ def _sets(count: int):
 
 
 def ms_per_gan(gan_cfg, stack: int, device: str) -> float:
-    trainer = stacking._StackTrainer(gan_cfg, _sets(stack), 3, device)
+    trainer = stacking.StackTrainer(gan_cfg, _sets(stack), 3, device)
     for _ in range(5):
         trainer.train_step()
     if device.startswith("cuda"):

@@ -91,10 +91,13 @@ def _padded(sets: list[torch.Tensor], device: str) -> tuple[torch.Tensor, list[i
     return out, [len(s) for s in sets]
 
 
-class _StackTrainer:
-    """The state of one stack's training: `cyclegan._Trainer` for S runs at once."""
+class StackTrainer:
+    """The state of one stack's training: `cyclegan._Trainer` for S runs at once (the stack
+    benchmark times its step)."""
 
-    def __init__(self, cfg: GanConfig, members: list[Member], channels, device: str):
+    def __init__(
+        self, cfg: GanConfig, members: list[Member], channels: int | tuple[int, ...], device: str
+    ):
         self.cfg, self.device, self.members = cfg, device, members
         nets = [make_networks(cfg, channels, m.seed) for m in members]
         self.skeleton = {n: copy.deepcopy(nets[0][n]).to("meta") for n in NAMES}
@@ -263,7 +266,8 @@ class _StackTrainer:
         self.snapshots = [read_snapshots(t) for t, _ in read]
         self.step, self.filled = read[0][1]["step"], read[0][1]["pool_A"]
 
-    def result(self, i: int, channels) -> LayerGan:
+    def result(self, i: int, channels: int | tuple[int, ...]) -> LayerGan:
+        """Member `i`'s trained CycleGAN, on the CPU, as `cyclegan.train_layer` returns it."""
         nets = make_networks(self.cfg, channels, 0)
         for name, net in nets.items():
             net.load_state_dict(self.state(name, i))
@@ -302,7 +306,7 @@ def train_stack(
         groups.setdefault(_checkpoint_step(member), []).append(i)
     out: list[LayerGan | None] = [None] * len(members)
     for step, which in groups.items():
-        trainer = _StackTrainer(cfg, [members[i] for i in which], channels, device)
+        trainer = StackTrainer(cfg, [members[i] for i in which], channels, device)
         if step:
             trainer.load()
         label = f"{stage} x{len(which)}"
