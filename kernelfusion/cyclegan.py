@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,15 +57,6 @@ LOSSES = (
 FUNCTIONAL_KEYS = ("functional_weight", "functional_steps")  # gan.* of `behaviour.tune` only
 # A = black, B = cat: G = G_A (black -> cat), F = G_B (cat -> black), D_A judges cat kernels
 # (the outputs of G), D_B judges black kernels, as in the reference code.
-
-
-# --- the invertible per-filter normalisation ---------------------------------------------------
-
-
-# --- layer-2 alignment (weight matching) -------------------------------------------------------
-
-
-# --- networks ----------------------------------------------------------------------------------
 
 
 # --- the pool and the loss --------------------------------------------------------------------
@@ -173,6 +165,13 @@ def lr_factor(step: int, cfg: GanConfig) -> float:
     return 1.0 if step < constant else max(0.0, 1 - (step - constant) / max(1, cfg.decay_steps))
 
 
+def set_lr(optimizers, cfg: GanConfig, step: int) -> None:
+    """Every optimizer's learning rate at `step`: `cfg.lr` times `lr_factor`."""
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * lr_factor(step, cfg)
+
+
 # --- training ---------------------------------------------------------------------------------
 
 
@@ -245,16 +244,11 @@ class _Trainer:
         self.snapshots: dict[int, dict[str, torch.Tensor]] = {}  # step -> F's state
         self.losses = torch.zeros(cfg.steps, len(LOSSES), device=device)  # read at log steps
 
-    def set_lr(self) -> None:
-        for optimizer in (self.opt_G, self.opt_D):
-            for group in optimizer.param_groups:
-                group["lr"] = self.cfg.lr * lr_factor(self.step, self.cfg)
-
     def train_step(self) -> None:
         cfg, nets = self.cfg, self.nets
         real_A = self.black[torch.randint(len(self.black), (cfg.batch_size,), generator=self.gen)]
         real_B = self.cat[torch.randint(len(self.cat), (cfg.batch_size,), generator=self.gen)]
-        self.set_lr()
+        set_lr((self.opt_G, self.opt_D), self.cfg, self.step)
         # The critics are constants in the generators' step, as in the reference
         # (set_requires_grad(D, False)): no gradients of theirs are computed only to be dropped.
         for p in self.critics:
@@ -440,7 +434,15 @@ def write_layer(writer: StageWriter, gan: LayerGan) -> None:
     writer.save_json("history", gan.history)
 
 
-def run_steps(trainer, cfg: GanConfig, desc: str, stage: str, progress: bool, save, stop_after):
+def run_steps(
+    trainer,
+    cfg: GanConfig,
+    desc: str,
+    stage: str,
+    progress: bool,
+    save: Callable[[], None] | None,
+    stop_after: int | None,
+) -> None:
     """Step `trainer` (a `_Trainer`, or `stacking`'s stack of runs) on to `cfg.steps` under a
     progress bar: its losses checked and shown every `log_every` steps, `save()` (if any)
     every `checkpoint_every`; `stop_after` ends early (tests)."""

@@ -42,7 +42,6 @@ from .cyclegan import (
     discriminator_losses,
     generator_losses,
     layer_seed,
-    lr_factor,
     optimizer_state,
     optimizer_tensors,
     pool_swaps,
@@ -50,6 +49,7 @@ from .cyclegan import (
     read_snapshots,
     run_steps,
     save_checkpoint,
+    set_lr,
     snapshot_tensors,
     translated_layers,
     write_layer,
@@ -179,9 +179,7 @@ class StackTrainer:
                 swaps_A.append(pool_swaps(cfg.pool_size, self.filled, size, gen))
                 swaps_B.append(pool_swaps(cfg.pool_size, self.filled, size, gen))
         real_A, real_B = self._batch(self.black, rows_A), self._batch(self.cat, rows_B)
-        for optimizer in (self.opt_G, self.opt_D):
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * lr_factor(self.step, cfg)
+        set_lr((self.opt_G, self.opt_D), cfg, self.step)
         for p in self.critics:  # constants in the generators' step, as in _Trainer
             p.requires_grad_(False)
         total, terms, fake_B, fake_A = self._generator_step(self.params, real_A, real_B)
@@ -242,9 +240,10 @@ class StackTrainer:
             save_checkpoint(member.checkpoints, tensors, meta)
 
     @torch.no_grad()
-    def load(self) -> None:
-        """Resume every member from its checkpoint (all at one step: `train_stack` groups)."""
-        read = [read_checkpoint(m.checkpoints, self.device) for m in self.members]
+    def load(self, read: list[tuple[dict[str, torch.Tensor], dict]]) -> None:
+        """Resume every member from its checkpoint as `read_checkpoint` gave it (all at one
+        step: `train_stack` groups them)."""
+        read = [({k: v.to(self.device) for k, v in t.items()}, meta) for t, meta in read]
         for name in NAMES:
             for k, p in self.params[name].items():
                 p.copy_(torch.stack([t[f"net.{name}.{k}"] for t, _ in read]))
@@ -277,16 +276,17 @@ class StackTrainer:
         return LayerGan(nets, history, channels, snapshots=self.snapshots[i])
 
 
-def _checkpoint_step(member: Member) -> int:
-    """The step a member's checkpoint is at; 0 for none (or a damaged one: never trusted)."""
+def _checkpoint(member: Member) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """A member's checkpoint, read once (on the CPU); None for none, or for a damaged one
+    (never trusted: that member starts afresh, as `cyclegan.train_layer` does)."""
     folder = member.checkpoints
     if folder is None or not (folder / "state.json").is_file():
-        return 0
+        return None
     try:
-        return int(read_checkpoint(folder, "cpu")[1]["step"])
+        return read_checkpoint(folder, "cpu")
     except Exception as error:
         warnings.warn(f"checkpoint in {folder} is unreadable ({error}); step 0", stacklevel=2)
-        return 0
+        return None
 
 
 def train_stack(
@@ -301,14 +301,15 @@ def train_stack(
     """Train one layer's CycleGAN for every member at once (the same settings and sample
     shape for all), each resuming from its checkpoint; members whose checkpoints are at
     different steps train as separate stacks. `stop_after` ends early (tests)."""
+    read = [_checkpoint(member) for member in members]
     groups: dict[int, list[int]] = {}
-    for i, member in enumerate(members):
-        groups.setdefault(_checkpoint_step(member), []).append(i)
+    for i, checkpoint in enumerate(read):
+        groups.setdefault(checkpoint[1]["step"] if checkpoint else 0, []).append(i)
     out: list[LayerGan | None] = [None] * len(members)
     for step, which in groups.items():
         trainer = StackTrainer(cfg, [members[i] for i in which], channels, device)
         if step:
-            trainer.load()
+            trainer.load([read[i] for i in which])
         label = f"{stage} x{len(which)}"
         run_steps(trainer, cfg, label, stage, progress, trainer.save, stop_after)
         for j, i in enumerate(which):
@@ -319,20 +320,26 @@ def train_stack(
 # --- the book's use: every layer stage of many runs ----------------------------------------
 
 
+# gan.* settings a layer's CycleGAN training does not read: runs differing only in these
+# (alignment, translated layers, the functional phase, the source, the stack) learn from other
+# kernels, or from the same, with the same networks and schedule, so they can share a stack
+_NOT_TRAINING = (
+    "align_layer2",
+    "align_by",
+    "align_outputs",
+    "layers",
+    "functional_weight",
+    "functional_steps",
+    "source",
+    "stack",
+)
+
+
 def _trained_alike(gan: GanConfig) -> GanConfig:
-    """The settings a layer's training reads: runs equal in these (and in sample shape) can
-    share a stack; what differs between them (alignment, layers, functional phase) changes
-    only the kernels each one learns from, or nothing here."""
-    return dataclasses.replace(
-        gan,
-        align_layer2=True,
-        align_by="weights",
-        align_outputs=False,
-        layers="both",
-        functional_weight=0.0,
-        functional_steps=1,
-        stack=0,
-    )
+    """`gan` with the settings its training does not read at their defaults: runs equal in
+    this (and in sample shape) can share a stack."""
+    defaults = GanConfig()
+    return dataclasses.replace(gan, **{name: getattr(defaults, name) for name in _NOT_TRAINING})
 
 
 def make_layers(

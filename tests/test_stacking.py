@@ -88,8 +88,9 @@ def test_stacked_layers_are_the_stages_the_runs_read(tmp_path, monkeypatch):
     (whole layers, the Conv3d translator) at two seeds. The book's background
     (`ahead.stacked_first`, in a worker process as `make book` runs it) makes both runs' data
     and zoos, then trains both seeds' CycleGANs of each layer as one stack and seals each run's
-    layer stages (their manifests say so); the runs then read them (`pipeline.run_seeds`):
-    nothing is trained twice, and the runs end."""
+    layer stages (their manifests say so); the runs then read them: nothing is trained twice.
+    Chapter 07's path without the background (`pipeline.run_seeds` at four seeds) stacks the
+    two seeds not yet made the same way, and every run ends."""
     monkeypatch.setenv("KERNELFUSION_RUNS", str(tmp_path / "runs"))
     design = ("data.image_size", "cnn.channels1", "cnn.channels2", "zoo.snapshots")
     counts = {k: v for k, v in config.PRESETS["smoke"].items() if k not in design}
@@ -100,7 +101,7 @@ def test_stacked_layers_are_the_stages_the_runs_read(tmp_path, monkeypatch):
         "gan.decay_steps": 4,
         "gan.stack": 2,
         "analysis.workers": 1,
-        "analysis.seeds": 2,
+        "analysis.seeds": 4,
         "analysis.views": "probe",  # the generated CNN scored; no UMAP to compile here
     }
     cfg = config.load("paper", overrides)
@@ -108,12 +109,19 @@ def test_stacked_layers_are_the_stages_the_runs_read(tmp_path, monkeypatch):
     runs = [dataclasses.replace(cfg, seed=seed) for seed in (0, 1)]
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
         ahead.stacked_first(pool, [ahead.Job(c) for c in runs], torch.get_num_threads())
-    for run_cfg in runs:
+
+    def stacked(run_cfg) -> None:
         made = pipeline.run(run_cfg, store.open(run_cfg), progress=False, until="gan")
         for layer in ("conv1", "conv2"):
             part = made.gan.layer_artifacts[layer]
             assert part.reused and part.manifest["stacked"] == 2, (run_cfg.seed, layer)
             assert part.manifest["config"]["seed"] == run_cfg.seed
+
+    for run_cfg in runs:
+        stacked(run_cfg)
     assert stacking.make_layers(runs) == 0  # all cached: nothing is trained again
     results = pipeline.run_seeds(cfg, progress=False)
-    assert sorted(results) == [0, 1] and all("gen_f" in r["models"] for r in results.values())
+    assert sorted(results) == [0, 1, 2, 3]
+    assert all("gen_f" in r["models"] for r in results.values())
+    for seed in (2, 3):
+        stacked(dataclasses.replace(cfg, seed=seed))
