@@ -20,6 +20,7 @@ import threading
 import time
 import unicodedata
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -29,6 +30,7 @@ import yaml
 
 from . import ahead as ahead_runs
 from . import config as config_module
+from .kernels import Kernels
 from .pipeline import worker_threads
 from .plots import plotly_js_path
 from .progress import STATUS_ENV, read_status
@@ -71,10 +73,11 @@ class BookResult:
 
 class PeakMemory:
     """The peak resident memory (MiB) of this process's descendants (a chapter's kernel and any
-    worker it starts), sampled every `interval` seconds on a thread while in the `with`."""
+    worker it starts), sampled every `interval` seconds on a thread while in the `with`; not of
+    the processes `ignore` names when asked (idle kernels: the next chapter's, started ahead)."""
 
-    def __init__(self, interval: float = 0.2):
-        self.interval, self.peak = interval, 0.0
+    def __init__(self, interval: float = 0.2, ignore: Callable[[], set[int]] = set):
+        self.interval, self.peak, self.ignore = interval, 0.0, ignore
         self._stop = threading.Event()
 
     def _sample(self) -> None:
@@ -82,8 +85,10 @@ class PeakMemory:
 
         me = psutil.Process()
         while not self._stop.wait(self.interval):
-            total = 0
+            total, ignored = 0, self.ignore()
             for child in me.children(recursive=True):
+                if child.pid in ignored:
+                    continue
                 try:
                     total += child.memory_info().rss
                 except psutil.Error:  # ended between listing and reading
@@ -132,36 +137,6 @@ def _select(names: list[str], only: str | None) -> list[str]:
         named = ", ".join(repr(p) for p in unmatched) or repr(only)
         raise BookError(f"--only {named} matches no chapter; chapters are: {valid}")
     return [n for n in names if any(Path(n).name.startswith(p) for p in prefixes)]
-
-
-def _ipc_kernel_manager(stderr_log: Path | None = None):
-    """A kernel manager whose kernels talk over local Unix sockets (IPC) in a temporary folder,
-    not over TCP on localhost: no port is opened, and ipykernel has no reason to print its
-    'running over TCP without encryption' warning once per chapter. With `stderr_log`, the
-    kernel's own stderr (its shutdown chatter after a failed cell) goes to that file, not
-    between the terminal's lines."""
-    import tempfile
-    import uuid
-
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import default
-
-    class IpcKernelManager(AsyncKernelManager):
-        @default("transport")
-        def _default_transport(self) -> str:
-            return "ipc"
-
-        @default("ip")
-        def _default_ip(self) -> str:
-            return str(Path(tempfile.gettempdir()) / f"kernelfusion-{uuid.uuid4().hex[:12]}")
-
-        async def _async_launch_kernel(self, kernel_cmd, **kw):
-            if stderr_log is None:
-                return await super()._async_launch_kernel(kernel_cmd, **kw)
-            with stderr_log.open("ab") as stderr:  # the kernel keeps its own copy of the file
-                return await super()._async_launch_kernel(kernel_cmd, stderr=stderr, **kw)
-
-    return IpcKernelManager
 
 
 def stage_sources(source: Path, project: Path = PROJECT) -> None:
@@ -221,6 +196,7 @@ def execute(
     # arms then reuse seed 0's data, source CNNs, zoo and reference CycleGAN, and the runs made
     # ahead are the chapters' own
     os.environ["OMP_NUM_THREADS"] = str(worker_threads(cfg.analysis.workers))
+    kernels = Kernels(len(pending), project / "notebooks", source / "kernel-stderr.log")
     try:
         for number, name in enumerate(names, 1):
             output = source / f"{name}.ipynb"
@@ -236,10 +212,13 @@ def execute(
                 _finish(compiling)  # its cache written: this chapter's kernel only loads it
                 compiling = None
             parameters = {"preset": preset, "overrides": overrides}
-            took, peak = _run_chapter(project, name, source, key, parameters, line, live, log)
+            took, peak = _run_chapter(
+                project, name, source, key, parameters, (line, live, log), kernels
+            )
             seconds[Path(name).name], peaks[Path(name).name] = took, peak
             log(f"\r{line} {took:.1f} s{CLEAR}" if live else f"{took:.1f} s")
     finally:  # not needed (every chapter unchanged), or a chapter failed: not left running
+        kernels.close()
         if compiling is not None:
             compiling.kill()
             compiling.wait()
@@ -251,11 +230,19 @@ def execute(
 
 
 def _run_chapter(
-    project: Path, name: str, source: Path, key: str, parameters: dict, line: str, live, log
+    project: Path,
+    name: str,
+    source: Path,
+    key: str,
+    parameters: dict,
+    terminal: tuple[str, bool, Callable],
+    kernels: Kernels,
 ) -> tuple[float, float]:
     """Execute chapter `name` of `project` into `source` (through a partial file: an
-    interrupted run keeps no half-executed page); its seconds and the peak memory (MiB) of its
-    kernel and workers. `line` is its terminal line, rewritten as it goes when `live`."""
+    interrupted run keeps no half-executed page) in the next of `kernels`; its seconds and the
+    peak memory (MiB) of its kernel and workers. `terminal`: its line, whether it is rewritten
+    as it goes (live), and the function that writes it."""
+    line, live, log = terminal
     from papermill import execute_notebook
     from papermill.exceptions import PapermillExecutionError
 
@@ -266,8 +253,9 @@ def _run_chapter(
     for stale in [status_file, *status_file.parent.glob(f"{status_file.name}.*")]:
         stale.unlink(missing_ok=True)
     ticker = _LiveLine(line, started, status_file, log) if live else None
+    kernel = kernels.take()
     try:
-        with PeakMemory() as memory, ticker or contextlib.nullcontext():
+        with PeakMemory(ignore=kernels.idle) as memory, ticker or contextlib.nullcontext():
             execute_notebook(
                 str(project / f"{name}.ipynb"),
                 str(partial),
@@ -276,9 +264,10 @@ def _run_chapter(
                 cwd=str(project / "notebooks"),
                 progress_bar=False,
                 log_output=False,
-                kernel_manager_class=_ipc_kernel_manager(source / "kernel-stderr.log"),
+                km=kernel,
             )
     except PapermillExecutionError as error:
+        kernels.release(kernel)
         log(f"\r{line} failed" + CLEAR if live else "failed")
         if error.ename == "StorageError":  # the runs folder: its own line says the fix
             raise BookError(f"chapter {Path(name).name}: {error.evalue}") from None
@@ -287,6 +276,7 @@ def _run_chapter(
             f"({error.ename}: {error.evalue}).\nCell source:\n{error.source}\n"
             f"The executed notebook, with the traceback, is {partial}"
         ) from None
+    kernels.release(kernel)
     tidy_executed(partial, project, key)
     os.replace(partial, output)
     return round(time.time() - started, 2), round(memory.peak, 1)

@@ -240,6 +240,43 @@ def test_failing_chapter_names_chapter_cell_and_error(tmp_path, runs_dir):
         book.make_book("smoke", {}, tmp_path / "out", project=project, log=lambda *a, **k: None)
 
 
+def test_the_next_chapters_kernel_starts_ahead_with_the_package_imported_and_none_outlives(
+    tmp_path,
+):
+    """While a chapter runs, the next chapter's kernel is started and imports the package as it
+    starts (no cell, no history: the chapter's first cell is still [1]); a released kernel
+    exits by itself, and `close` ends the rest, a kernel a stopped build never used included."""
+    import psutil
+    from jupyter_client import BlockingKernelClient
+
+    from kernelfusion.kernels import Kernels
+
+    kernels = Kernels(3, tmp_path)
+    first = kernels.take()
+    (spare,) = kernels.idle()  # started for the second chapter before the first one runs
+    assert spare != first.provisioner.pid
+    client = BlockingKernelClient(connection_file=first.connection_file)
+    client.load_connection_file()
+    client.start_channels()
+    outputs = []
+    reply = client.execute_interactive(
+        "import sys; print('kernelfusion' in sys.modules)",
+        output_hook=lambda m: outputs.append(m["content"].get("text", "")),
+        timeout=120,
+    )
+    client.stop_channels()
+    assert reply["content"]["status"] == "ok" and reply["content"]["execution_count"] == 1
+    assert "".join(outputs).split() == ["True"]
+    pids = {first.provisioner.pid, spare}
+    kernels.release(first)
+    second = kernels.take()  # the one started ahead; the third starts now
+    assert second.provisioner.pid == spare and len(kernels.idle()) == 2
+    kernels.close()  # the build stops here: the second is running, the third never ran
+    pids |= {second.provisioner.pid, *kernels.idle()}
+    gone, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], 10)
+    assert alive == [] and kernels.idle() == set()
+
+
 def test_bad_parameters_fail_before_any_kernel_starts(tmp_path):
     from kernelfusion.config import ConfigError
 
