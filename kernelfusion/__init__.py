@@ -2,14 +2,8 @@
 
 import atexit as _atexit
 import gc as _gc
+import importlib as _importlib
 import os as _os
-
-from .store import default_root as _default_root
-
-# numba's compiled code (umap, pynndescent) is cached on disk in the runs folder, shared by
-# every chapter's kernel and every worker: only the first process pays the compilation (set
-# before numba is first imported, which reads it once).
-_os.environ.setdefault("NUMBA_CACHE_DIR", str(_default_root() / "numba-cache"))
 
 # At exit, Python's last garbage collection walks every object torch made at import: 0.6-0.8 s
 # of each process's exit (every chapter's kernel, every worker) on the project's 2-core CPU,
@@ -27,38 +21,6 @@ if _os.environ.get("KERNELFUSION_BOOK"):  # a chapter executed for the book (ker
 
     _warnings.formatwarning = _book_warning
 
-from . import (  # noqa: E402 - after the numba setting above
-    ablation,
-    alignment,
-    behaviour,
-    book,
-    cnn,
-    config,
-    cyclegan,
-    data,
-    evaluate,
-    gan_checks,
-    keys,
-    machine,
-    metrics,
-    models,
-    original,
-    pipeline,
-    plots,
-    progress,
-    replication,
-    report,
-    result_plots,
-    stacking,
-    stats,
-    store,
-    sweep,
-    synthetic,
-    training,
-    translators,
-    zoo,
-)
-
 __all__ = [
     "ablation",
     "alignment",
@@ -70,6 +32,7 @@ __all__ = [
     "data",
     "evaluate",
     "gan_checks",
+    "kernels",
     "keys",
     "machine",
     "metrics",
@@ -91,3 +54,12 @@ __all__ = [
     "zoo",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """The package's modules, each imported when first used (`kf.config`, as the chapters
+    write): a process that needs one of them (a worker, the book's Sphinx plug-ins, umap's
+    compiling) does not import torch and the rest with it (2.7 s on the project's CPU)."""
+    if name in __all__:
+        return _importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

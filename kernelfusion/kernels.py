@@ -19,8 +19,11 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 from traitlets import default
 
+import kernelfusion
+
 KERNEL = "python3"
-WARM_UP = "import kernelfusion"  # what every chapter imports first
+# what the chapters import first: the package, whose modules they use (`kf.pipeline`, ...)
+WARM_UP = "import " + ", ".join(f"kernelfusion.{name}" for name in kernelfusion.__all__)
 # nbclient's own default for the kernels it starts: IPython's history kept in memory (kernels
 # alive at once would otherwise share one SQLite file)
 HISTORY = "--HistoryManager.hist_file=:memory:"

@@ -8,12 +8,14 @@ to every model.
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 
 import numpy as np
 import torch
 
 from .machine import derive_seed
+from .store import default_root
 
 
 def umap_embedding(
@@ -67,6 +69,10 @@ def _umap():
     (`NUMBA_CACHE_DIR`): umap leaves caching off, so every new process compiled them again,
     about 8 s each on the project's CPU. `Dispatcher.enable_caching` is numba's own switch,
     the one `@njit(cache=True)` sets."""
+    # numba's compiled code is cached in the runs folder, shared by every chapter's kernel and
+    # every worker: only the first process pays the compilation (set before numba is first
+    # imported, which reads it once)
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(default_root() / "numba-cache"))
     with warnings.catch_warnings():  # umap imports tqdm.auto, which warns in a kernel
         warnings.simplefilter("ignore")
         import umap
