@@ -195,6 +195,14 @@ def test_every_toc_page_is_built(built):
         assert page.is_file(), f"{page} missing"
     assert set(built.chapter_seconds) == {Path(c).name for c in book.chapters()}
     assert (html / "_static" / "plotly.min.js").is_file()
+    # plotly.js (4.8 MB) is loaded by the pages that draw a figure, and by no other
+    loads = {
+        name: ("Plotly.newPlot" in text, text.count("plotly.min.js"))
+        for name in book.toc_files()
+        for text in [(html / f"{name}.html").read_text()]
+    }
+    assert {draws for draws, _ in loads.values()} == {True, False}
+    assert all(count == int(draws) for draws, count in loads.values()), loads
 
 
 @pytest.mark.slow
