@@ -73,7 +73,9 @@ class Kernels:
     def __init__(self, count: int, cwd: Path, stderr_log: Path | None = None):
         self.left, self.cwd = count, cwd
         self._manager = ipc_manager(stderr_log)
-        self._spare: AsyncKernelManager | None = None  # started for the next chapter
+        # started for the next chapter; the first one at once (it boots while the book
+        # process imports papermill)
+        self._spare: AsyncKernelManager | None = self._start() if count else None
         self._running: AsyncKernelManager | None = None
         self._exiting: list[AsyncKernelManager] = []
 
