@@ -196,8 +196,9 @@ def execute(
     # arms then reuse seed 0's data, source CNNs, zoo and reference CycleGAN, and the runs made
     # ahead are the chapters' own
     os.environ["OMP_NUM_THREADS"] = str(worker_threads(cfg.analysis.workers))
-    kernels = Kernels(len(pending), project / "notebooks", source / "kernel-stderr.log")
+    kernels = None
     try:
+        kernels = Kernels(len(pending), project / "notebooks", source / "kernel-stderr.log")
         for number, name in enumerate(names, 1):
             output = source / f"{name}.ipynb"
             output.parent.mkdir(parents=True, exist_ok=True)
@@ -218,7 +219,8 @@ def execute(
             seconds[Path(name).name], peaks[Path(name).name] = took, peak
             log(f"\r{line} {took:.1f} s{CLEAR}" if live else f"{took:.1f} s")
     finally:  # not needed (every chapter unchanged), or a chapter failed: not left running
-        kernels.close()
+        if kernels is not None:
+            kernels.close()
         if compiling is not None:
             compiling.kill()
             compiling.wait()
