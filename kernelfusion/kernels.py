@@ -113,7 +113,7 @@ class Kernels:
         return {k.provisioner.pid for k in kernels if k.provisioner.pid is not None}
 
     def _reap(self) -> None:
-        for kernel in self._exiting:  # SIGTERM, then SIGKILL, if one has not exited in 5 s
+        for kernel in self._exiting:  # one not gone yet: SIGTERM at 2.5 s, SIGKILL at 5 s
             run_sync(kernel.finish_shutdown)()
             run_sync(kernel.cleanup_resources)()
         self._exiting = []
