@@ -4,6 +4,9 @@ there is no import cycle), and no module imports another of the package inside a
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -99,3 +102,22 @@ def test_a_module_imports_only_from_below(module):
 def test_no_module_is_much_over_600_lines():
     lengths = {p.name: len(p.read_text().splitlines()) for p in PACKAGE.glob("*.py")}
     assert {name: n for name, n in lengths.items() if n > 650} == {}
+
+
+def test_the_package_door_imports_a_module_when_it_is_first_used():
+    """`import kernelfusion` imports none of its modules (the book's Sphinx plug-ins run in every
+    Jupyter Book build: they imported torch and the whole package, 2.7 s); `kf.<module>` imports
+    that one, and a name that is no module is an AttributeError."""
+    script = textwrap.dedent("""
+        import sys
+        import kernelfusion as kf, kernelfusion.sphinx_book, kernelfusion.mystnb_plotly
+        assert not {"torch", "kernelfusion.store"} & set(sys.modules), sys.modules.keys()
+        assert kf.config.load("smoke").preset == "smoke" and "torch" not in sys.modules
+        assert kf.pipeline.run and "torch" in sys.modules
+        try:
+            kf.no_such_module
+        except AttributeError:
+            print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.stdout.split() == ["ok"], done.stderr[-2000:]
