@@ -64,6 +64,13 @@ def ipc_manager(stderr_log: Path | None = None) -> type[AsyncKernelManager]:
     return IpcKernelManager
 
 
+def _close_channels(kernel: AsyncKernelManager) -> None:
+    """Close the channels of every client made for `kernel` (nbclient leaves them open when it
+    was handed the kernel)."""
+    for client in kernel.clients:
+        client.stop_channels()
+
+
 class Kernels:
     """Kernels for `count` chapters run one after another in `cwd`: `take` gives the next
     chapter its kernel (started ahead when it could be) and starts the one after it; `release`
@@ -101,8 +108,7 @@ class Kernels:
         """Close the channels of a finished chapter's kernel and ask it to shut down; the
         kernels released before it have had a chapter's time to exit, and are cleaned up."""
         self._reap()
-        for client in kernel.clients:
-            client.stop_channels()
+        _close_channels(kernel)
         run_sync(kernel.request_shutdown)()
         self._exiting.append(kernel)
         self._running = None
@@ -123,8 +129,7 @@ class Kernels:
         the build stopped and one started for a chapter that never ran."""
         for kernel in (self._running, self._spare):
             if kernel is not None:
-                for client in kernel.clients:
-                    client.stop_channels()
+                _close_channels(kernel)
                 run_sync(kernel.shutdown_kernel)(now=True)
                 run_sync(kernel.cleanup_resources)()
         self._running = self._spare = None
