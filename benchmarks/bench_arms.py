@@ -4,7 +4,8 @@ layers' training that follow from `gan.steps`, and the functional phase's step.
 
 Target (2-core CPU, one torch thread, as a worker runs an arm): every arm's CycleGAN within
 3 minutes at the default preset, so that 3 seeds of all arms fit in chapter 08 on 2 workers.
-`python -m benchmarks arms`."""
+Column "x float32": how many times faster than float32 passes the preset's `gan.precision`
+makes the arm's step. `python -m benchmarks arms`."""
 
 from __future__ import annotations
 
@@ -80,6 +81,11 @@ def run(device: str | None = None, steps: int = 40) -> list[dict]:
                 for layer, shape in _shapes(cfg).items()
                 if layer in cyclegan.translated_layers(cfg.gan)
             }
+            # the same steps in float32, for the preset's gan.precision's speed-up
+            single = config.with_overrides(cfg, {"gan.precision": "float32"})
+            float32 = sum(
+                _step_seconds(single, _shapes(cfg)[layer], device, steps) for layer in per_layer
+            )
             total = sum(per_layer.values()) * cfg.gan.steps
             if cfg.gan.functional_weight > 0:
                 total = _functional_step(cfg, device, steps) * cfg.gan.functional_steps
@@ -89,6 +95,7 @@ def run(device: str | None = None, steps: int = 40) -> list[dict]:
                     "generator": f"{cfg.gan.arch} {cfg.gan.hidden}, {cfg.gan.sample}",
                     "ms/step conv1": 1000 * per_layer.get("conv1", float("nan")),
                     "ms/step conv2": 1000 * per_layer.get("conv2", float("nan")),
+                    f"x float32 ({cfg.gan.precision})": float32 / sum(per_layer.values()),
                     "new training s": total,
                     f"within {TARGET_S} s": total <= TARGET_S,
                 }

@@ -159,6 +159,17 @@ class GanConfig:
     # README, `python -m benchmarks stack`) and 32 on CUDA (where one such GAN leaves the
     # device idle; not measured here: no GPU was lent)
     stack: int = 0
+    # float32 | bfloat16: the CycleGAN's passes in bfloat16 under torch.autocast (weights,
+    # optimiser and losses in float32; the trained generators translate in float32). Measured
+    # on whole runs at config.TUNING_SEEDS (`python -m benchmarks steps default ARM STEPS SEEDS
+    # gan.precision=float32` against the default), gen_f's probe F1 float32 -> bfloat16: the
+    # reference 0.717 -> 0.724 (seeds 20-24, lower on 2 of 5; ROC AUC 0.878 -> 0.887), whole
+    # aligned layers 0.721 -> 0.707 (20-24, lower on 3 of 5; AUC 0.876 -> 0.867), the
+    # permutation-equivariant arm 0.613 -> 0.708 (20-22, higher on all 3): no loss beyond the
+    # seeds' spread. One thread of this project's CPU (AVX-512 BF16), one layer's 1,000 steps
+    # alone: filters 1.4-1.5x faster, whole layers 2.8x (MLP) and 1.7x (set) (CPU seconds of
+    # the stages); a CPU without bfloat16 instructions would rather run float32
+    precision: str = "bfloat16"
 
 
 @dataclass
@@ -358,6 +369,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "gan.layers": ("both", "conv1"),
     "analysis.views": ("all", "probe"),
     "gan.align_by": ("weights", "activations"),
+    "gan.precision": ("float32", "bfloat16"),
 }
 
 

@@ -73,7 +73,7 @@ class ImagePool:
     def query(self, batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         if self.size == 0:
             return batch
-        batch = batch.detach()
+        batch = batch.detach().to(self.samples.dtype)  # bfloat16 passes: kept as float32
         out = batch.clone()
         take, chosen, where = pool_swaps(self.size, self.filled, len(batch), gen)
         self.samples[self.filled : self.filled + take] = batch[:take]
@@ -157,6 +157,13 @@ def discriminator_losses(
     loss_D_A = 0.5 * (gan_loss(real_score_A, True) + gan_loss(fake_score_A, False))
     loss_D_B = 0.5 * (gan_loss(real_score_B, True) + gan_loss(fake_score_B, False))
     return loss_D_A, loss_D_B
+
+
+def autocast(cfg: GanConfig, device: str) -> torch.autocast:
+    """The passes' precision (`gan.precision`): bfloat16 matrix products under torch's
+    autocast, or float32 (autocast off)."""
+    kind = torch.device(device).type
+    return torch.autocast(kind, dtype=torch.bfloat16, enabled=cfg.precision == "bfloat16")
 
 
 def lr_factor(step: int, cfg: GanConfig) -> float:
@@ -253,7 +260,8 @@ class _Trainer:
         # (set_requires_grad(D, False)): no gradients of theirs are computed only to be dropped.
         for p in self.critics:
             p.requires_grad_(False)
-        loss_G, terms, fake_B, fake_A = generator_losses(nets, real_A, real_B, cfg)
+        with autocast(cfg, self.device):
+            loss_G, terms, fake_B, fake_A = generator_losses(nets, real_A, real_B, cfg)
         loss_G_A, loss_G_B, loss_cycle_A, loss_cycle_B, loss_idt_A, loss_idt_B = terms
         self.opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
@@ -263,7 +271,8 @@ class _Trainer:
         # Discriminators, on real samples and on generated ones from the history pools.
         pooled_B = self.pool_A.query(fake_B, self.gen)
         pooled_A = self.pool_B.query(fake_A, self.gen)
-        loss_D_A, loss_D_B = discriminator_losses(nets, real_A, real_B, pooled_A, pooled_B)
+        with autocast(cfg, self.device):
+            loss_D_A, loss_D_B = discriminator_losses(nets, real_A, real_B, pooled_A, pooled_B)
         self.opt_D.zero_grad(set_to_none=True)
         (loss_D_A + loss_D_B).backward()
         self.opt_D.step()

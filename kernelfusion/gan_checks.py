@@ -222,6 +222,18 @@ SAMPLES = {
     ),
 }
 
+# gan.precision -> how chapter 04 says it
+PRECISIONS = {
+    "float32": "in float32 throughout",
+    "bfloat16": (
+        "with their matrix products in bfloat16 (torch's autocast; the weights, Adam's state and "
+        "the losses stay float32, and the trained generators translate in float32), a choice "
+        "made as the step count's was: by whole runs of each precision on the tuning seeds "
+        "(`python -m benchmarks steps` with and without `gan.precision=float32`; its figures "
+        "are beside the setting, `config.GanConfig.precision`)"
+    ),
+}
+
 
 def translator_words(cfg: Config) -> str:
     """Which translator the run used (`gan.source`), for chapter 04's prose."""

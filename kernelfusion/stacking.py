@@ -38,6 +38,7 @@ from .config import Config, GanConfig, resolve_device
 from .cyclegan import (
     LOSSES,
     LayerGan,
+    autocast,
     curve_steps,
     discriminator_losses,
     generator_losses,
@@ -156,7 +157,7 @@ class StackTrainer:
         """`cyclegan.ImagePool.query` for every member at once, with each one's drawn swaps."""
         if self.cfg.pool_size == 0:
             return batch
-        batch = batch.detach()
+        batch = batch.detach().to(pool.dtype)  # bfloat16 passes: kept as float32
         out = batch.clone(memory_format=torch.contiguous_format)  # vmap's may be strided
         take = swaps[0][0]
         pool[:, self.filled : self.filled + take] = batch[:, :take]
@@ -182,7 +183,8 @@ class StackTrainer:
         set_lr((self.opt_G, self.opt_D), cfg, self.step)
         for p in self.critics:  # constants in the generators' step, as in _Trainer
             p.requires_grad_(False)
-        total, terms, fake_B, fake_A = self._generator_step(self.params, real_A, real_B)
+        with autocast(cfg, self.device):
+            total, terms, fake_B, fake_A = self._generator_step(self.params, real_A, real_B)
         self.opt_G.zero_grad(set_to_none=True)
         total.sum().backward()  # independent members: the sum keeps each one's gradient
         self.opt_G.step()
@@ -192,7 +194,8 @@ class StackTrainer:
         pooled_A = self._pooled(self.pool_B, fake_A, swaps_B)
         if cfg.pool_size:
             self.filled += swaps_A[0][0]
-        critics = self._critic_step(self.params, real_A, real_B, pooled_A, pooled_B)
+        with autocast(cfg, self.device):
+            critics = self._critic_step(self.params, real_A, real_B, pooled_A, pooled_B)
         self.opt_D.zero_grad(set_to_none=True)
         critics.sum().backward()
         self.opt_D.step()

@@ -2,7 +2,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kernelfusion import alignment, config, cyclegan, data, gan_checks, store, translators, zoo
+from kernelfusion import (
+    alignment,
+    config,
+    cyclegan,
+    data,
+    gan_checks,
+    keys,
+    store,
+    translators,
+    zoo,
+)
 from kernelfusion.training import DivergedError
 
 
@@ -132,6 +142,34 @@ def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
             torch.testing.assert_close(resumed.snapshots[step][key], value, rtol=0, atol=0)
     final = whole.nets["F"].state_dict()
     assert not all(torch.equal(whole.snapshots[30][k], v) for k, v in final.items())
+
+
+def test_bfloat16_passes_train_float32_generators_that_a_seed_repeats():
+    """gan.precision = bfloat16: the passes run under autocast (the run differs from a float32
+    one), the networks, their translations and the losses stay float32, the same seed gives
+    the same weights, and the stages are keyed apart from float32 ones."""
+    runs = {}
+    for precision in ("float32", "bfloat16", "bfloat16"):
+        cfg = config.load(
+            "smoke", {"gan.steps": 30, "gan.decay_steps": 10, "gan.precision": precision}
+        )
+        black, cat = _domains()
+        gan = cyclegan.train_layer(cfg.gan, black, cat, 3, 0, "cpu", progress=False)
+        runs.setdefault(precision, []).append(cyclegan.net_tensors(gan.nets))
+        assert all(v.dtype == torch.float32 for v in runs[precision][-1].values())
+        assert gan.translate(torch.randn(4, 3, 5, 5), "cat->black").dtype == torch.float32
+        assert all(torch.isfinite(torch.tensor(v)).all() for v in gan.history.values())
+    (single,), (first, again) = runs["float32"], runs["bfloat16"]
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], single[k]) for k in first)
+    # the rounding moves the weights, not the training: close to the float32 run's
+    assert all(torch.allclose(first[k], single[k], atol=0.05) for k in first)
+    stages = ("cyclegan-conv1", "cyclegan-conv2", "cyclegan")
+    made = {
+        p: [keys.stage_key(config.load("smoke", {"gan.precision": p}), s) for s in stages]
+        for p in ("float32", "bfloat16")
+    }
+    assert all(a != b for a, b in zip(made["float32"], made["bfloat16"], strict=True))
 
 
 def test_nan_losses_stop_training_with_step_and_term():
