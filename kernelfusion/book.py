@@ -42,10 +42,10 @@ PROJECT = Path(__file__).resolve().parent.parent
 # `make book` from empty caches (the runs folder and numba's), measured on the project's 2-core
 # CPU beside its yardstick (`python -m benchmarks machine`, CycleGAN steps/s on one thread /
 # two, before and after): smoke 84 s at - / 128.5 (two threads only) and 77.9 / 78.1, default
-# 1,195 s at 82.2 / 95.6 and 76.4 / 112.3 (chapter 08: 749 s). Printed before the first
-# chapter. A machine half as fast takes about twice as long; a rebuild reuses every cached stage
-# and takes seconds.
-COLD_SECONDS = {"smoke": 84, "default": 1195}
+# 896 s at 124.7 / 171.5 and 79.3 / 103.1 (chapter 08: 545 s; the CycleGANs in bfloat16).
+# Printed before the first chapter. A machine half as fast takes about twice as long; a
+# rebuild reuses every cached stage and takes seconds.
+COLD_SECONDS = {"smoke": 84, "default": 896}
 
 
 def expected_words(preset: str) -> str | None:
