@@ -41,7 +41,7 @@ from .machine import derive_seed
 from .progress import bar as progress_bar
 from .store import StageWriter, Store, atomic_write_bytes
 from .training import check_finite
-from .translators import make_networks
+from .translators import autocast, make_networks
 from .zoo import Zoo
 
 LOSSES = (
@@ -157,13 +157,6 @@ def discriminator_losses(
     loss_D_A = 0.5 * (gan_loss(real_score_A, True) + gan_loss(fake_score_A, False))
     loss_D_B = 0.5 * (gan_loss(real_score_B, True) + gan_loss(fake_score_B, False))
     return loss_D_A, loss_D_B
-
-
-def autocast(cfg: GanConfig, device: str) -> torch.autocast:
-    """The passes' precision (`gan.precision`): bfloat16 matrix products under torch's
-    autocast, or float32 (autocast off)."""
-    kind = torch.device(device).type
-    return torch.autocast(kind, dtype=torch.bfloat16, enabled=cfg.precision == "bfloat16")
 
 
 def lr_factor(step: int, cfg: GanConfig) -> float:

@@ -38,7 +38,6 @@ from .config import Config, GanConfig, resolve_device
 from .cyclegan import (
     LOSSES,
     LayerGan,
-    autocast,
     curve_steps,
     discriminator_losses,
     generator_losses,
@@ -59,7 +58,7 @@ from .keys import stage_key
 from .store import StageRequest, stage_together
 from .store import open as open_store
 from .training import check_finite
-from .translators import make_networks
+from .translators import autocast, make_networks
 
 NAMES = ("G", "F", "D_A", "D_B")
 CUDA_STACK = 32  # gan.stack = 0 on CUDA: the most runs trained at once (unmeasured: no GPU)

@@ -1,6 +1,7 @@
 """The networks of the kernel-space CycleGAN: generators and discriminators over one filter
 (an MLP on the flattened filter, or a conv net over the 5x5 grid) or over one whole layer (the
-original's Conv3d network, or a permutation-equivariant set network).
+original's Conv3d network, or a permutation-equivariant set network), and the precision their
+training passes run in (`autocast`).
 """
 
 from __future__ import annotations
@@ -130,3 +131,10 @@ def make_networks(
             "D_A": ConvKernelNet(c, cfg.hidden, 1, cfg.depth),
             "D_B": ConvKernelNet(c, cfg.hidden, 1, cfg.depth),
         }
+
+
+def autocast(cfg: GanConfig, device: str) -> torch.autocast:
+    """The passes' precision (`gan.precision`): bfloat16 matrix products under torch's
+    autocast, or float32 (autocast off)."""
+    kind = torch.device(device).type
+    return torch.autocast(kind, dtype=torch.bfloat16, enabled=cfg.precision == "bfloat16")
