@@ -76,16 +76,17 @@ def run(device: str | None = None, steps: int = 40) -> list[dict]:
         configs, _ = ablation.arm_configs(book)
         rows = []
         for arm, cfg in configs.items():
-            per_layer = {
-                layer: _step_seconds(cfg, shape, device, steps)
+            shapes = {
+                layer: shape
                 for layer, shape in _shapes(cfg).items()
                 if layer in cyclegan.translated_layers(cfg.gan)
             }
+            per_layer = {
+                layer: _step_seconds(cfg, shape, device, steps) for layer, shape in shapes.items()
+            }
             # the same steps in float32, for the preset's gan.precision's speed-up
-            single = config.with_overrides(cfg, {"gan.precision": "float32"})
-            float32 = sum(
-                _step_seconds(single, _shapes(cfg)[layer], device, steps) for layer in per_layer
-            )
+            in_float32 = config.with_overrides(cfg, {"gan.precision": "float32"})
+            float32 = sum(_step_seconds(in_float32, s, device, steps) for s in shapes.values())
             total = sum(per_layer.values()) * cfg.gan.steps
             if cfg.gan.functional_weight > 0:
                 total = _functional_step(cfg, device, steps) * cfg.gan.functional_steps
