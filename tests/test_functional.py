@@ -123,8 +123,10 @@ def test_whole_aligned_layers_with_the_functional_loss_run_end_to_end(tmp_path):
 
 def test_layer_two_aligned_by_activations_runs_end_to_end(tmp_path):
     """gan.align_by = activations through the pipeline: the CycleGAN keeps the images its
-    layer-1 matching used, and the generated CNN is put back in its own channel order."""
-    cfg = config.load("smoke", {"gan.align_by": "activations"})
+    layer-1 matching used, and the generated CNN is put back in its own channel order. In
+    float32 (`--set gan.precision=float32`, the choice for a CPU without bfloat16
+    instructions): that user path end to end too, where every other run is in bfloat16."""
+    cfg = config.load("smoke", {"gan.align_by": "activations", "gan.precision": "float32"})
     run = store.open(cfg, tmp_path)
     metrics = pipeline.run(cfg, run, progress=False).metrics.values
     assert "gen_f" in metrics["models"]
