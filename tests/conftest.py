@@ -19,8 +19,9 @@ def pytest_collection_modifyitems(session, config, items):
     cache every later test reads, where a test that ran a UMAP first would compile it alone,
     one core idle. Measured (a fresh numba cache, `pytest` alone, yardstick `python -m
     benchmarks machine` before / after): 463.6 s at 106.0 / 157.6 and 88.7 / 136.6 in file
-    order; 391.4 s in this one at 125.9 / 140.8 and 92.3 / 131.5 (the smoke book 57 -> 71 s,
-    the test that ran the first UMAP 27 s -> under 1 s)."""
+    order; 391.4 s in this one at 125.9 / 140.8 and 92.3 / 131.5. What the order itself saves
+    is about 13 s of that (the smoke book 57 -> 71 s, the test that ran the first UMAP 27 s ->
+    under 1 s); the rest is the hour."""
     items.sort(key=lambda item: item.path.name != "test_book.py")
 
 
