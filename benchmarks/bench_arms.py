@@ -66,8 +66,9 @@ def _functional_step(cfg, device: str, steps: int) -> float:
     return (time.perf_counter() - started) / steps
 
 
-def run(device: str | None = None, steps: int = 40) -> list[dict]:
+def run(device: str | None = None, steps: int | str = 40) -> list[dict]:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    steps = int(steps)  # from the command line, a word
     threads = torch.get_num_threads()
     if device == "cpu":
         torch.set_num_threads(1)  # as a worker of chapter 08 runs it
