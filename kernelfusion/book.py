@@ -15,14 +15,10 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import unicodedata
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -480,123 +476,6 @@ def build(source: Path, out: Path) -> Path:
     if not index.is_file():
         raise BookError(f"jupyter-book build finished but {index} is missing")
     return index
-
-
-CHROMIUM = "/usr/bin/chromium"  # Debian's, as `make browser` installs it
-# Flags for a headless Chromium on a machine with no network (see the browser tests).
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
-
-
-def make_pdf(out: Path | str = PROJECT / "book" / "_build", chromium: str = CHROMIUM) -> Path:
-    """Print every page of the built book (in reading order) to PDF with headless Chromium,
-    after its scripts ran (plotly draws its figures), and join them into `out/book.pdf` with a
-    bookmark per page. Needs no LaTeX and no network. Whatever of a page's tables and code did
-    not reach the paper (`cut_in_print`) is named in a warning."""
-    from pypdf import PdfReader, PdfWriter
-
-    out = Path(out).resolve()
-    html = out / "_build" / "html"
-    if not (html / "index.html").is_file():
-        raise BookError(f"no built book in {out}: run `make book` (or kernelfusion book) first")
-    if not Path(chromium).exists():
-        raise BookError(f"Chromium not found at {chromium}: run `make browser`")
-    writer, cut = PdfWriter(), {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for number, name in enumerate(toc_files(), 1):
-            page, pdf = html / f"{name}.html", Path(tmp) / f"{number:02d}.pdf"
-            command = [
-                chromium,
-                *CHROMIUM_FLAGS,
-                f"--user-data-dir={tmp}/profile",
-                "--no-pdf-header-footer",
-                "--run-all-compositor-stages-before-draw",
-                "--virtual-time-budget=20000",  # ms of page time for plotly to draw
-                f"--print-to-pdf={pdf}",
-                page.as_uri(),
-            ]
-            result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-            if result.returncode != 0 or not pdf.is_file():
-                raise BookError(f"Chromium could not print {page.name}: {result.stderr[-2000:]}")
-            printed = PdfReader(pdf)
-            missing = cut_in_print(page, " ".join(p.extract_text() for p in printed.pages))
-            if missing:
-                cut[name] = missing
-            first = len(writer.pages)
-            writer.append(printed)
-            writer.add_outline_item(title=_title(page), page_number=first)
-        target = out / "book.pdf"
-        writer.write(target)
-    for name, missing in cut.items():
-        warnings.warn(f"{name}: cut from the PDF: {'; '.join(missing[:5])}", stacklevel=2)
-    return target
-
-
-class _PrintedParts(HTMLParser):
-    """A built page's table cells, and its code lines, as text; not the code folded away in a
-    `<details>` toggle (a `hide-input` cell), which neither screen nor paper shows unasked."""
-
-    def __init__(self):
-        super().__init__()
-        self.cells: list[str] = []
-        self.code: list[str] = []
-        self._cell: list[str] | None = None
-        self._pre: list[str] | None = None
-        self._folded = 0  # depth of <details> around the current position
-
-    def handle_starttag(self, tag, attrs):
-        if tag in ("td", "th"):
-            self._cell = []
-        elif tag == "pre" and not self._folded:
-            self._pre = []
-        elif tag == "details":
-            self._folded += 1
-
-    def handle_endtag(self, tag):
-        if tag in ("td", "th") and self._cell is not None:
-            self.cells.append("".join(self._cell))
-            self._cell = None
-        elif tag == "pre" and self._pre is not None:
-            self.code += "".join(self._pre).splitlines()
-            self._pre = None
-        elif tag == "details":
-            self._folded -= 1
-
-    def handle_data(self, data):
-        for part in (self._cell, self._pre):
-            if part is not None:
-                part.append(data)
-
-
-def cut_in_print(page: Path, printed: str, tail: int = 12) -> list[str]:
-    """What of a built page's tables and code is not in its printed text: each table cell, and
-    the last `tail` characters of each code line (where a line runs off the margin, its end is
-    lost). Compared without spaces and line breaks, which wrapping moves; NFKC because the PDF's
-    fonts set "fi" as one glyph."""
-
-    def squeeze(text: str) -> str:
-        return "".join(unicodedata.normalize("NFKC", text).split())
-
-    parts = _PrintedParts()
-    parts.feed(page.read_text())
-    text = squeeze(printed)
-    wanted = parts.cells + [line.rstrip()[-tail:] for line in parts.code if line.strip()]
-    return [item for item in wanted if squeeze(item) not in text]
-
-
-def _title(page: Path) -> str:
-    """The first heading of a built page, for the PDF's bookmarks."""
-    match = re.search(r"<h1[^>]*>(.*?)</h1>", page.read_text(), re.S)
-    text = re.sub(r"<[^>]+>", "", match.group(1)) if match else page.stem
-    return " ".join(text.replace("#", "").split())
 
 
 def make_book(

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from kernelfusion import ahead, book, config, pipeline, progress
+from kernelfusion import ahead, book, config, pipeline, printing, progress
 
-CHROMIUM = shutil.which("chromium") or book.CHROMIUM
-BROWSER_ARGS = [flag for flag in book.CHROMIUM_FLAGS if flag != "--headless"]  # Playwright adds it
+CHROMIUM = shutil.which("chromium") or printing.CHROMIUM
+BROWSER_ARGS = list(printing.CHROMIUM_FLAGS)
 
 
 @pytest.fixture(scope="module")
@@ -311,9 +311,10 @@ def _browser(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
 
 
-def _open(browser, path: Path):
-    """A page opened offline, collecting console errors and any non-file request."""
-    page = browser.new_context(offline=True).new_page()
+def _open(browser, path: Path, context=None):
+    """A page opened offline (in a new context, or in `context`), collecting console errors and
+    any non-file request."""
+    page = (context or browser.new_context(offline=True)).new_page()
     page.problems, page.remote = [], []
     page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: page.problems.append(str(e)))
@@ -336,8 +337,11 @@ def test_every_chapter_page_renders_without_console_errors_offline(built):
     html = built.index_html.parent
     with sync_playwright() as playwright:
         browser = _browser(playwright)
+        # one context, as a reader's browser: its cache keeps plotly.js compiled from page to
+        # page (a context per page: 17.4 s, each page with a figure parsing it again)
+        context = browser.new_context(offline=True)
         for name in book.toc_files():
-            page = _open(browser, html / f"{name}.html")
+            page = _open(browser, html / f"{name}.html", context)
             page.wait_for_load_state("load")
             assert page.locator("h1").count() >= 1, name
             assert page.problems == [] and page.remote == [], (name, page.problems, page.remote)
@@ -426,8 +430,8 @@ def test_what_print_cuts_is_found(tmp_path):
         "<details><summary>Show code</summary><pre>import kernelfusion as kf</pre></details>"
     )  # code folded away (a hide-input cell) is not printed, and not looked for
     whole = "model probe F1 cat CNN 0.51 short = 1 kf.plots.show(kf.result_plots.differ"
-    assert book.cut_in_print(page, whole + "\nences_plot(shown, title=x))") == []  # wrapped
-    assert book.cut_in_print(page, "model cat CNN short = 1 kf.plots.show(kf.re") == [
+    assert printing.cut_in_print(page, whole + "\nences_plot(shown, title=x))") == []  # wrapped
+    assert printing.cut_in_print(page, "model cat CNN short = 1 kf.plots.show(kf.re") == [
         "probe F1",
         "0.51",
         "n, title=x))",
@@ -446,24 +450,20 @@ def test_pdf_has_every_chapter_title_and_no_blank_page(built):
     html = built.index_html.parent
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pdf = book.make_pdf(html.parent.parent, CHROMIUM)
+        pdf = printing.make_pdf(html.parent.parent, CHROMIUM)
     cut = [str(w.message) for w in caught if "cut from the PDF" in str(w.message)]
     assert cut == [], cut  # every table cell and the end of every code line is on paper
-    reader = PdfReader(pdf)
+    reader, pages = PdfReader(pdf), printing.pdf_text(pdf)
+    assert len(pages) == len(reader.pages) > len(book.toc_files())
     # NFKC: the PDF's fonts set "fi" as one ligature glyph
-    text = unicodedata.normalize("NFKC", " ".join(p.extract_text() for p in reader.pages))
-    text = " ".join(text.split())
-    titles = [book._title(html / f"{name}.html") for name in book.toc_files()]
+    text = " ".join(unicodedata.normalize("NFKC", " ".join(pages)).split())
+    titles = [printing.title(html / f"{name}.html") for name in book.toc_files()]
     for title in titles:
         assert title in text, title
     assert [item.title for item in reader.outline] == titles
     # a page holding only a figure's image is not blank; a figure that did not draw leaves
     # neither text nor an image
-    blank = [
-        i
-        for i, page in enumerate(reader.pages)
-        if not page.extract_text().strip() and not page.images
-    ]
+    blank = [i for i, words in enumerate(pages) if not words.strip() and not reader.pages[i].images]
     assert blank == [], f"blank pages: {blank}"
 
 

@@ -21,7 +21,16 @@ LAYERS = {
     "measures": ("metrics", "stats"),
     "method": ("alignment", "translators", "cyclegan", "stacking", "behaviour", "models"),
     "evaluation": ("evaluate", "gan_checks", "report", "replication", "plots", "result_plots"),
-    "orchestration": ("pipeline", "sweep", "ablation", "ahead", "kernels", "book", "__main__"),
+    "orchestration": (
+        "pipeline",
+        "sweep",
+        "ablation",
+        "ahead",
+        "kernels",
+        "book",
+        "printing",
+        "__main__",
+    ),
 }
 ORDER = [module for layer in LAYERS.values() for module in layer]
 OUTSIDE = {"__init__", "mystnb_plotly", "sphinx_book"}  # the package's door and book plug-ins
