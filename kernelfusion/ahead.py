@@ -55,16 +55,27 @@ class Job:
         return f"{self.cfg.run_name} seed {self.cfg.seed} ({what}{' and rivals' * self.rivals})"
 
 
-def plan(cfg: Config) -> list[Job]:
-    """What the chapters will run, about in the order they read it: seed 0 (chapters 02-06),
-    chapter 07's other seeds and its replication of the original protocol; then what chapter 08's
-    confirmation seeds need whatever arm is chosen (their data, source CNNs, zoo and rivals),
-    so that only the confirmation runs themselves (`confirmation`, once the arms' results are
-    in) are left for the end, where they spread over the workers; then chapter 08's arms at
-    the selection seeds. A job another job already covers is listed once."""
-    jobs = [Job(dataclasses.replace(cfg, seed=seed)) for seed in pipeline.seeds(cfg)]
-    jobs.append(Job(cfg, until="models", replication=True))
-    done = set(pipeline.seeds(cfg))
+# The chapters whose runs are made here while the chapters before them execute; the status
+# file part the workers write (the coordinator writes "ahead": the runs done of how many).
+CHAPTERS = ("07", "08")
+WORK = "ahead-work"
+
+
+def plan(cfg: Config, chapters: tuple[str, ...] = CHAPTERS) -> list[Job]:
+    """What the chapters (those of `CHAPTERS` in this build: `chapters`) will run, about in the
+    order they read it: seed 0 (chapters 02-06), chapter 07's other seeds and its replication of
+    the original protocol; then what chapter 08's confirmation seeds need whatever arm is chosen
+    (their data, source CNNs, zoo and rivals), so that only the confirmation runs themselves
+    (`confirmation`, once the arms' results are in) are left for the end, where they spread
+    over the workers; then chapter 08's arms at the selection seeds. A job another job already
+    covers is listed once. A build without chapter 08 (`--only`) gets none of its runs."""
+    jobs, done = [], set()
+    if "07" in chapters:
+        jobs = [Job(dataclasses.replace(cfg, seed=seed)) for seed in pipeline.seeds(cfg)]
+        jobs.append(Job(cfg, until="models", replication=True))
+        done = set(pipeline.seeds(cfg))
+    if "08" not in chapters:
+        return jobs
     jobs += [
         Job(dataclasses.replace(cfg, seed=seed), until="zoo", rivals=True)
         for seed in ablation.confirmation_seeds(cfg)
@@ -145,13 +156,18 @@ def stacked_first(pool: ProcessPoolExecutor, jobs: list[Job], threads: int) -> N
     pool.submit(_stack, configs, threads).result()
 
 
-def run(cfg: Config, status_file: str | None = None, parent: int | None = None) -> int:
+def run(
+    cfg: Config,
+    status_file: str | None = None,
+    parent: int | None = None,
+    chapters: tuple[str, ...] = CHAPTERS,
+) -> int:
     """Run `plan(cfg)`, then `confirmation(cfg)`, `analysis.workers` jobs at a time; say how
     many are done in `status_file`'s "ahead" part. A failed job is reported on stderr and left
     (the chapter that needs it runs it itself and says why it fails). Stops when `parent` (the
     book) is gone. Returns the number of failed jobs."""
     threads = pipeline.worker_threads(cfg.analysis.workers)
-    jobs = plan(cfg)
+    jobs = plan(cfg, chapters)
     failed, finished, total = 0, 0, len(jobs)
     with ProcessPoolExecutor(cfg.analysis.workers, mp_context=get_context("spawn")) as pool:
         stacked_first(pool, jobs, threads)
@@ -182,12 +198,6 @@ def run(cfg: Config, status_file: str | None = None, parent: int | None = None) 
     return failed
 
 
-# The chapters whose runs are made here while the chapters before them execute; the status
-# file part the workers write (the coordinator writes "ahead": the runs done of how many).
-CHAPTERS = ("07", "08")
-WORK = "ahead-work"
-
-
 def start(
     cfg: Config, overrides: dict[str, Any], pending: list[str], folder: Path
 ) -> subprocess.Popen | None:
@@ -195,7 +205,8 @@ def start(
     that it and its workers stop as one), when a chapter whose runs it makes is to be executed
     after another one of `pending` (the chapters' names, in order: there is time to overlap)
     and no Ray cluster makes the runs (`analysis.ray_address`); None otherwise. Its log is
-    `ahead.log` in `folder`; its runs at the workers' thread count, as the chapters'."""
+    `ahead.log` in `folder`; its runs at the workers' thread count, as the chapters'; only
+    the runs of the chapters in `pending` (`plan`)."""
     numbers = [name[:2] for name in pending]
     if not any(n in CHAPTERS for n in numbers) or numbers[0] >= min(CHAPTERS):
         return None
@@ -208,7 +219,8 @@ def start(
         env[STATUS_ENV] = f"{status_file}.{WORK}"
     # imported, not run as a module's __main__: the workers unpickle `_work` from this module
     script = "import sys; from kernelfusion import ahead; sys.exit(ahead.main(sys.argv[1:]))"
-    command = [sys.executable, "-c", script, cfg.preset, json.dumps(overrides), status_file]
+    ours = ",".join(n for n in numbers if n in CHAPTERS)
+    command = [sys.executable, "-c", script, cfg.preset, json.dumps(overrides), status_file, ours]
     with (folder / "ahead.log").open("ab") as log:
         return subprocess.Popen(command, stdout=log, stderr=log, env=env, start_new_session=True)
 
@@ -235,12 +247,14 @@ def stop(process: subprocess.Popen, timeout: float = 60) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """The background's process (`start`): argv is the preset, the overrides as JSON and the
-    status file ("" for none)."""
+    """The background's process (`start`): argv is the preset, the overrides as JSON, the
+    status file ("" for none) and the chapters of `CHAPTERS` in the build (comma-separated;
+    all when not given)."""
     preset, overrides = argv[0], json.loads(argv[1])
     status_file = argv[2] if len(argv) > 2 and argv[2] else None
+    chapters = tuple(argv[3].split(",")) if len(argv) > 3 else CHAPTERS
     parent = os.getppid()
     started = time.time()
-    failed = run(load_config(preset, overrides), status_file, parent)
+    failed = run(load_config(preset, overrides), status_file, parent, chapters)
     print(f"ahead: done in {time.time() - started:.0f} s, {failed} failed", file=sys.stderr)
     return 0

@@ -27,6 +27,7 @@ import yaml
 from . import ahead as ahead_runs
 from . import config as config_module
 from .kernels import Kernels
+from .metrics import umap_compiled
 from .pipeline import worker_threads
 from .plots import plotly_js_path
 from .progress import STATUS_ENV, read_status
@@ -290,10 +291,13 @@ FIRST_UMAP_CHAPTER = "03"
 
 def _compile_umap(names: list[str]) -> subprocess.Popen | None:
     """`metrics.compile_umap` in a process of its own, when a chapter that runs a UMAP comes
-    after a chapter that does not (so there is time to overlap); None otherwise. It inherits
-    the environment, so it fills the cache the chapters' kernels read (`NUMBA_CACHE_DIR`)."""
+    after a chapter that does not (so there is time to overlap) and the cache does not hold it
+    yet (`metrics.umap_compiled`); None otherwise. It inherits the environment, so it fills
+    the cache the chapters' kernels read (`NUMBA_CACHE_DIR`)."""
     numbers = [Path(name).name[:2] for name in names]
     if not numbers or numbers[0] >= FIRST_UMAP_CHAPTER or numbers[-1] < FIRST_UMAP_CHAPTER:
+        return None
+    if umap_compiled().exists():
         return None
     script = "from kernelfusion import metrics; metrics.compile_umap()"
     return subprocess.Popen(

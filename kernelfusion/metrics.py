@@ -8,8 +8,11 @@ to every model.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -62,6 +65,23 @@ def compile_umap() -> None:
     the project's CPU with an empty cache)."""
     rows = np.random.default_rng(0).random((64, 8), dtype=np.float32)
     umap_embedding(rows, 0, epochs=10)
+    umap_compiled().touch()
+
+
+def numba_cache() -> Path:
+    """Where numba caches compiled code: `NUMBA_CACHE_DIR`, by default `numba-cache` in the
+    runs folder, shared by every chapter's kernel and every worker."""
+    return Path(os.environ.get("NUMBA_CACHE_DIR") or default_root() / "numba-cache")
+
+
+def umap_compiled() -> Path:
+    """The file `compile_umap` leaves in numba's cache when it has compiled umap there, named by
+    the Python, numba, umap and pynndescent whose code the cache holds. While it is there,
+    `make book` starts no process to compile (which would only load the cache: 4 CPU-s)."""
+    packages = ("numba", "umap-learn", "pynndescent")
+    versions = "-".join(importlib.metadata.version(name) for name in packages)
+    python = "py{}{}".format(*sys.version_info[:2])
+    return numba_cache() / f"kernelfusion-umap-{python}-{versions}.compiled"
 
 
 def _umap():
@@ -72,7 +92,7 @@ def _umap():
     # numba's compiled code is cached in the runs folder, shared by every chapter's kernel and
     # every worker: only the first process pays the compilation (set before numba is first
     # imported, which reads it once)
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(default_root() / "numba-cache"))
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(numba_cache()))
     with warnings.catch_warnings():  # umap imports tqdm.auto, which warns in a kernel
         warnings.simplefilter("ignore")
         import umap

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kernelfusion import ahead, book, config, pipeline, printing, progress
+from kernelfusion import ahead, book, config, metrics, pipeline, printing, progress
 
 CHROMIUM = shutil.which("chromium") or printing.CHROMIUM
 BROWSER_ARGS = list(printing.CHROMIUM_FLAGS)
@@ -100,6 +100,26 @@ def test_the_confirmation_seeds_inputs_are_made_before_the_arms_and_the_longest_
     assert {job.cfg.seed for job in jobs if job.rivals} == fresh and len(fresh) == 3
     seeds = ahead.longest_first(ablation.confirmation_seeds(cfg), cfg)
     assert set(seeds[: len(fresh)]) == fresh
+
+
+def test_a_build_without_chapter_08_makes_none_of_its_runs_ahead():
+    """`--only` without chapter 08 (the folder of photographs' test builds 01, 05 and 07): no
+    arm, no confirmation seed's inputs; without 07, none of its seeds or its replication."""
+    cfg = config.load("default", {})
+    kinds = {
+        chapters: {
+            "arms" if job.cfg.analysis.views == "probe" else "inputs" if job.rivals else "07"
+            for job in ahead.plan(cfg, chapters)
+        }
+        for chapters in (("07",), ("08",), ("07", "08"))
+    }
+    assert kinds == {
+        ("07",): {"07"},
+        ("08",): {"inputs", "arms"},
+        ("07", "08"): {"07", "inputs", "arms"},
+    }
+    assert ahead.plan(cfg) == ahead.plan(cfg, ("07", "08"))
+    assert len(ahead.plan(cfg, ("07",))) == len(pipeline.seeds(cfg)) + 1  # and the replication
 
 
 def test_stopping_the_runs_made_ahead_leaves_no_process_half_made_stage_or_lock(
@@ -536,7 +556,8 @@ def test_glued_numbers_are_the_metrics_files_numbers(built):
 def test_umap_compiles_into_the_cache_beside_the_first_chapters():
     """`make book` compiles umap's numba code in a process of its own while chapters 00-02
     run: it fills the cache that the chapters' kernels read (`NUMBA_CACHE_DIR`), and starts
-    only when a chapter that runs a UMAP follows one that does not."""
+    only when a chapter that runs a UMAP follows one that does not, and the cache does not
+    hold it already."""
     names = book.chapters()
     # the tests' shared cache (conftest): an empty one would cost this test the whole compile
     cache = Path(os.environ["NUMBA_CACHE_DIR"])
@@ -547,7 +568,14 @@ def test_umap_compiles_into_the_cache_beside_the_first_chapters():
     assert needed | {"metrics._compiled_pairs.locals.upper_triangle"} <= cached
     later = [n for n in names if Path(n).name[:2] >= book.FIRST_UMAP_CHAPTER]
     assert book._compile_umap(later) is None and book._compile_umap(names[:2]) is None
-    process = book._compile_umap(names[:4])
-    assert process is not None
-    process.kill()
-    process.wait()
+    compiled = metrics.umap_compiled()
+    assert compiled.parent == cache and compiled.exists()
+    assert book._compile_umap(names[:4]) is None  # compiled: nothing to start
+    compiled.unlink()  # e.g. another umap or numba since: compiled again
+    try:
+        process = book._compile_umap(names[:4])
+        assert process is not None
+        process.kill()
+        process.wait()
+    finally:
+        compiled.touch()
