@@ -125,19 +125,24 @@ def test_same_key_same_numbers_across_thread_counts(tmp_path):
     a one-thread process (a sweep's worker) are not handed to a two-thread one (a chapter's
     kernel), whose reductions split differently, and each is reused at its own count."""
 
-    def run(threads: int) -> tuple[str, str]:
-        done = subprocess.run(
-            [sys.executable, "-c", THREADS_SCRIPT, str(tmp_path), str(threads)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        weights, reused = done.stdout.split()
-        return weights, reused
+    def run(*threads: int) -> list[tuple[str, str]]:
+        """A process per thread count, side by side (each makes its own key's stage)."""
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", THREADS_SCRIPT, str(tmp_path), str(count)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for count in threads
+        ]
+        said = [process.communicate(timeout=300) for process in processes]
+        assert [p.returncode for p in processes] == [0] * len(threads), said
+        return [tuple(out.split()) for out, _ in said]
 
-    one, two = run(1), run(2)
+    one, two = run(1, 2)
     assert one[1] == "False" and two[1] == "False"  # neither served the other's stage
-    assert run(1) == (one[0], "True") and run(2) == (two[0], "True")
+    assert run(1, 2) == [(one[0], "True"), (two[0], "True")]
 
 
 UMAP_THREADS_SCRIPT = textwrap.dedent("""

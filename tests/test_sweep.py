@@ -75,9 +75,13 @@ def test_runs_made_by_workers_are_read_here_not_sent_back_to_workers(local_runs,
 
 @pytest.mark.slow
 def test_ray_sweep_gives_the_same_metrics_as_the_local_one(tmp_path, local_runs):
+    """Two of the local grid's runs, one per Ray worker, made afresh (a new runs folder)."""
     _, local = local_runs
-    results = sweep.sweep("smoke", SPEC, backend="ray", workers=2, root=tmp_path)
+    results = sweep.sweep(
+        "smoke", SPEC | {"zoo.models": [2]}, backend="ray", workers=2, root=tmp_path
+    )
     by_run = {r["run"]: open(r["metrics"]).read() for r in local}
+    assert len(results) == 2 and {r["run"] for r in results} < set(by_run)
     for result in results:
         assert open(result["metrics"]).read() == by_run[result["run"]]
 
