@@ -244,6 +244,9 @@ def _run_chapter(
     interrupted run keeps no half-executed page) in the next of `kernels`; its seconds and the
     peak memory (MiB) of its kernel and workers. `terminal`: its line, whether it is rewritten
     as it goes (live), and the function that writes it."""
+    # from here: the first chapter's seconds hold papermill's import (2-3 s while the book's
+    # other processes start), which the reader waits for before its line moves
+    started = time.time()
     line, live, log = terminal
     from papermill import execute_notebook
     from papermill.exceptions import PapermillExecutionError
@@ -251,7 +254,6 @@ def _run_chapter(
     output = source / f"{name}.ipynb"
     partial = output.with_name(f".partial.{output.name}")
     status_file = Path(os.environ[STATUS_ENV])
-    started = time.time()
     for stale in [status_file, *status_file.parent.glob(f"{status_file.name}.*")]:
         stale.unlink(missing_ok=True)
     ticker = _LiveLine(line, started, status_file, log) if live else None
