@@ -16,7 +16,7 @@ import torch.nn.functional as nnf  # not F: F is also a generator's name
 from . import metrics, models
 from .alignment import normalise, same_model
 from .cnn import SourceCNNs, features
-from .config import Config
+from .config import TUNING_SEEDS, Config
 from .cyclegan import KernelGan, curve_steps, load_nets, read_snapshots
 from .data import Datasets
 from .evaluate import evaluation_split
@@ -244,10 +244,66 @@ def translator_words(cfg: Config) -> str:
             "`2_generator_A2B.pth`, `2_generator_B2A.pth`), read from the clone and checked, "
             "not trained here. They translate each model's raw whole layers in its own "
             "channel order, as the original applied them (no normalisation, no alignment), "
-            "and the generated CNN's conv biases are zero, as in the original's. The CycleGAN "
-            "settings below are not used, and there are no losses to show"
+            "and the generated CNN's conv biases are zero, as in the original's"
         )
     return (
         "**a CycleGAN trained here** (`gan.source = trained`) on this run's zoo, with the "
         "settings below"
     )
+
+
+def training_words(cfg: Config) -> dict[str, str]:
+    """Chapter 04's prose on training the CycleGAN (its settings, losses and step count), each
+    number from `cfg`; for the original's published generators (`gan.source = original`),
+    that nothing is trained here, in each place instead."""
+    g = cfg.gan
+    if g.source == "original":
+        return {
+            "settings_text": (
+                "Nothing is trained here, so no CycleGAN setting (steps, Adam, the pool of "
+                "generated samples, precision) applies to this run"
+            ),
+            "losses_text": (
+                "There are none to show: the generators were trained by the original and are "
+                "only read here"
+            ),
+            "steps_text": (
+                "The published generators come as the original's training left them, with no "
+                "earlier steps to score"
+            ),
+            "steps_after": (
+                "This book's own CycleGAN (`gan.source = trained`) has its step count chosen "
+                "on whole runs on the tuning seeds; none of that applies to generators read "
+                "from the original"
+            ),
+        }
+    seeds = ", ".join(str(seed) for seed in TUNING_SEEDS)
+    return {
+        "settings_text": (
+            f"This run's settings: a cycle weight of {g.cycle_weight}, an identity weight of "
+            f"{g.identity_weight} times that, Adam at {g.lr} with betas ({g.beta1}, {g.beta2}), "
+            f"a pool of {g.pool_size} generated samples, and {g.steps} steps per layer, the last "
+            f"{g.decay_steps} of them with a linearly decaying learning rate. The networks train "
+            f"{PRECISIONS[g.precision]}"
+        ),
+        "losses_text": (
+            "The loss terms per layer (moving averages). In a healthy run the discriminators "
+            "do not win outright (their loss stays away from zero) and the cycle terms fall"
+        ),
+        "steps_text": (
+            "The CycleGAN is trained for the generated CNN's sake, so its length is judged by "
+            "what the generated CNN does, not by the losses alone. Below, `F(cat CNN)` is made "
+            f"with the generator `F` as it was at {g.curve_points} evenly spaced steps of this "
+            "run (the last one is the trained generator), and each is scored by the linear "
+            "probe every model of chapter 07 is scored by (F1 and ROC AUC for black cat vs the "
+            "rest on the evaluation set), beside `F`'s cycle loss"
+        ),
+        "steps_after": (
+            "A point along one run is not a shorter run: every run's learning rate decays to "
+            f"zero over its own last steps (here the last {g.decay_steps}), so where this curve "
+            "flattens only hints at a step count. The count itself was chosen on whole runs of "
+            "each length, trained by `python -m benchmarks steps` on seeds "
+            f"{seeds}, which no chapter of this book reads: the seeds that chose a setting are "
+            "not the seeds that report its results"
+        ),
+    }

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -341,3 +343,18 @@ def test_whole_layers_with_the_set_generator_run_the_pipeline(tmp_path):
     cfg = config.load("smoke", {"gan.sample": "layer", "gan.arch": "set"})
     metrics = pipeline.run(cfg, store.open(cfg, tmp_path), progress=False).metrics.values
     assert 0 <= metrics["models"]["gen_f"]["linear probe"]["roc auc"] <= 1
+
+
+def test_chapter_04_speaks_of_training_only_where_a_cyclegan_is_trained():
+    trained = config.load("smoke", {"gan.precision": "float32"})
+    words = gan_checks.training_words(trained)
+    assert (
+        f"{trained.gan.steps} steps per layer, the last {trained.gan.decay_steps}"
+        in (words["settings_text"])
+    )
+    assert words["settings_text"].endswith("in float32 throughout")
+    assert f"at {trained.gan.curve_points} evenly spaced steps" in words["steps_text"]
+    published = dataclasses.replace(trained.gan, source="original")  # the `original` preset's
+    read = gan_checks.training_words(dataclasses.replace(trained, gan=published))
+    assert read.keys() == words.keys()
+    assert not any("steps per layer" in text or "Adam at" in text for text in read.values())

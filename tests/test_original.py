@@ -317,7 +317,9 @@ def test_the_book_builds_at_the_original_preset_on_a_clone(tmp_path, monkeypatch
     )
     assert [name[:2] for name in result.chapter_seconds] == only.split(",")
     page = (result.index_html.parent / "notebooks" / "04_cyclegan.html").read_text()
-    assert "published generators" in page
+    assert "published generators" in page and "Nothing is trained here" in page
+    # no word of a training that did not happen: settings, loss reading, step counts
+    assert "Adam at" not in page and "In a healthy run" not in page
     cfg = config.load("original", overrides)
     runs = store.open(cfg, tmp_path / "runs", build=False)
     # chapter 07's workers made seed 0's run (one thread each): read wherever it was made
