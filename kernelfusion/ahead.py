@@ -68,7 +68,8 @@ def plan(cfg: Config, chapters: tuple[str, ...] = CHAPTERS) -> list[Job]:
     (their data, source CNNs, zoo and rivals), so that only the confirmation runs themselves
     (`confirmation`, once the arms' results are in) are left for the end, where they spread
     over the workers; then chapter 08's arms at the selection seeds. A job another job already
-    covers is listed once. A build without chapter 08 (`--only`) gets none of its runs."""
+    covers is listed once. A build (`--only`) without chapter 07 gets none of its seeds' runs,
+    one without chapter 08 none of its runs."""
     jobs, done = [], set()
     if "07" in chapters:
         jobs = [Job(dataclasses.replace(cfg, seed=seed)) for seed in pipeline.seeds(cfg)]

@@ -458,6 +458,16 @@ def test_what_print_cuts_is_found(tmp_path):
     ]
 
 
+def test_pdf_of_a_book_not_built_is_one_line_naming_the_fix(tmp_path, capsys):
+    from kernelfusion import __main__ as cli
+
+    assert cli.main(["pdf", "--out", str(tmp_path)]) == 2
+    said = capsys.readouterr().err.strip()
+    assert (
+        said == f"error: no built book in {tmp_path}: run `make book` (or kernelfusion book) first"
+    )
+
+
 @pytest.mark.slow
 def test_pdf_has_every_chapter_title_and_no_blank_page(built):
     """`make pdf`: one PDF of the whole book, a bookmark and the title of every page in it,
