@@ -82,6 +82,14 @@ def test_the_runs_made_ahead_are_the_runs_the_chapters_read(built, monkeypatch):
     assert made == planned
 
 
+def _kind(job: ahead.Job) -> str:
+    """What a background job is for: a confirmation seed's inputs (with its rivals), one of
+    chapter 08's arms (the probe alone), or chapter 07's run or replication."""
+    if job.rivals:
+        return "inputs"
+    return "arms" if job.cfg.analysis.views == "probe" else "chapter 07"
+
+
 def test_the_confirmation_seeds_inputs_are_made_before_the_arms_and_the_longest_runs_first():
     """The background leaves only the confirmation runs for the end: the data, source CNNs,
     zoo and rivals of every confirmation seed that chapter 07 does not run come before chapter
@@ -91,10 +99,7 @@ def test_the_confirmation_seeds_inputs_are_made_before_the_arms_and_the_longest_
     cfg = config.load("default", {})
     jobs = ahead.plan(cfg)
     order = ["chapter 07", "inputs", "arms"]
-    kinds = [
-        "inputs" if job.rivals else "arms" if job.cfg.analysis.views == "probe" else "chapter 07"
-        for job in jobs
-    ]
+    kinds = [_kind(job) for job in jobs]
     assert kinds == sorted(kinds, key=order.index) and set(kinds) == set(order)
     fresh = set(ablation.confirmation_seeds(cfg)) - set(pipeline.seeds(cfg))
     assert {job.cfg.seed for job in jobs if job.rivals} == fresh and len(fresh) == 3
@@ -107,16 +112,13 @@ def test_a_build_without_chapter_08_makes_none_of_its_runs_ahead():
     arm, no confirmation seed's inputs; without 07, none of its seeds or its replication."""
     cfg = config.load("default", {})
     kinds = {
-        chapters: {
-            "arms" if job.cfg.analysis.views == "probe" else "inputs" if job.rivals else "07"
-            for job in ahead.plan(cfg, chapters)
-        }
+        chapters: {_kind(job) for job in ahead.plan(cfg, chapters)}
         for chapters in (("07",), ("08",), ("07", "08"))
     }
     assert kinds == {
-        ("07",): {"07"},
+        ("07",): {"chapter 07"},
         ("08",): {"inputs", "arms"},
-        ("07", "08"): {"07", "inputs", "arms"},
+        ("07", "08"): {"chapter 07", "inputs", "arms"},
     }
     assert ahead.plan(cfg) == ahead.plan(cfg, ("07", "08"))
     assert len(ahead.plan(cfg, ("07",))) == len(pipeline.seeds(cfg)) + 1  # and the replication
