@@ -39,13 +39,13 @@ PROJECT = Path(__file__).resolve().parent.parent
 # `make book` from empty caches (the runs folder and numba's), measured on the project's 2-core
 # CPU beside its yardstick (`python -m benchmarks machine`, CycleGAN steps/s on one thread /
 # two, before and after): smoke 84 s at - / 128.5 (two threads only) and 77.9 / 78.1, 66 s at
-# 119.4 / 122.7 and 142.5 / 192.3, default
-# (the CycleGANs in bfloat16) 760 s at 139.8 / 190.5 and 115.8 / 163.6 (1,459 CPU-s; chapter
-# 08: 454 s), 763 s at 106.8 / 98.0 and 111.2 / 130.3,
-# 896 s at 124.7 / 171.5 and 79.3 / 103.1, 980 s at 103.3 / 143.5 and 107.1 / 128.8 (chapter
-# 08: 459, 545 and 599 s; CPU-seconds 1,469, 1,715 and 1,883: the host's own load moves them
-# more than the yardstick shows): the slowest is printed, before the first chapter. A machine
-# half as fast takes about twice as long; a rebuild reuses every cached stage and takes seconds.
+# 119.4 / 122.7 and 142.5 / 192.3; default (the CycleGANs in bfloat16) 698 s at 133.1 / 188.1
+# and 109.9 / 145.8, 760 s at 139.8 / 190.5 and 115.8 / 163.6, 763 s at 106.8 / 98.0 and
+# 111.2 / 130.3, 896 s at 124.7 / 171.5 and 79.3 / 103.1, 980 s at 103.3 / 143.5 and 107.1 /
+# 128.8 (chapter 08: 424, 454, 459, 545 and 599 s; CPU-seconds 1,332, 1,459, 1,469, 1,715 and
+# 1,883: the host's own load moves them more than the yardstick shows): the slowest is printed,
+# before the first chapter. A machine half as fast takes about twice as long; a rebuild reuses
+# every cached stage and takes seconds.
 COLD_SECONDS = {"smoke": 84, "default": 980}
 
 
