@@ -5,9 +5,13 @@ the device it finds (`python -m benchmarks stack [cpu|cuda]`).
 The stack is the book's own (`stacking.StackTrainer`, what `gan.stack` > 1 trains: one set of
 parameters with a leading axis of S, one forward, one backward and one Adam update for all S,
 each member with its own batches and history pools); the one-GAN row is the book's own trainer
-(`cyclegan.train_layer`). On a CPU a step is compute-bound and stacking buys nothing; on a GPU
-one such small GAN leaves the device idle, and the ratio below is what many seeds and arms
-trained at once gain there (`gan.stack` = 0 picks `stacking.CUDA_STACK` on CUDA).
+(`cyclegan.train_layer`). On a CPU a step is compute-bound: at one thread (a book worker's) a
+stack of 8-32 saves at most about a fifth (0.8-0.9x on the project's 2-core CPU), and the
+book's stacks there would hold 3-11 runs behind a barrier (every zoo first) that idles a core,
+so the CPU trains one run at a time; at two threads a stack's 0.4-0.7x is about what two
+one-thread workers already get. On a GPU one such small GAN leaves the device idle, and the
+ratio below is what many seeds and arms trained at once gain there (`gan.stack` = 0 picks
+`stacking.CUDA_STACK` on CUDA).
 """
 
 from __future__ import annotations
