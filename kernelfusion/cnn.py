@@ -179,8 +179,10 @@ def _batched(function, model: SmallCNN, images: torch.Tensor, device: str, batch
     """`function` of uint8 images scaled to [0, 1], `batch` at a time on `device` (in eval mode),
     gathered on the CPU: memory stays flat whatever the number of images. The batches are laid
     out channels-last: on the CPU the convolutions and poolings then take oneDNN's faster path,
-    1.7x the features' speed at the default shapes on one thread, with the same numbers to the
-    bit (`tests/test_cnn.py`)."""
+    1.7x the features' speed at the default shapes on one thread. The numbers are the plain
+    layout's to float32 rounding: bit for bit on an AVX-512 CPU; where oneDNN runs AVX2 code
+    the plain layout is the one that moves (by 5e-7 of the largest feature), and channels-last
+    gave the AVX-512 bits there too (`tests/test_cnn.py`)."""
     model.to(device).eval()
     last = torch.channels_last
     parts = [

@@ -17,9 +17,11 @@ def test_shapes_and_features_are_the_flattened_second_block():
 
 
 @pytest.mark.parametrize("preset", ["default", "paper"])
-def test_batched_features_are_the_plain_layouts_to_the_bit(preset):
-    """`cnn.features` runs its batches channels-last (oneDNN's faster path); the numbers must
-    be those of the plain layout, bit for bit, at the default and the paper's shapes."""
+def test_batched_features_are_the_plain_layouts_numbers_and_independent_of_the_batch(preset):
+    """`cnn.features` runs its batches channels-last (oneDNN's faster path). Its numbers are the
+    plain layout's to float32 rounding (bit for bit on an AVX-512 CPU, within 1e-6 of the largest
+    feature where oneDNN is held to AVX2), and to the bit the same whatever the batch size and
+    on every call: a reordered or mis-laid-out output would differ by the features' own size."""
     cfg = config.load(preset)
     size = cfg.data.image_size
     model = cnn.build(cfg.cnn, size, seed=1).eval()
@@ -27,10 +29,14 @@ def test_batched_features_are_the_plain_layouts_to_the_bit(preset):
     with torch.no_grad():
         plain = model.features(images.float().div(255))
         probability = torch.softmax(model(images.float().div(255)), 1)[:, 1]
-    assert torch.equal(cnn.features(model, images), plain)
-    assert torch.equal(cnn.features((model, model), images), torch.cat([plain, plain], 1))
-    assert torch.equal(cnn.positive_probability(model, images), probability)
-    assert cnn.features(model, images).is_contiguous()
+    batched = cnn.features(model, images)
+    scale = float(plain.abs().max())
+    torch.testing.assert_close(batched, plain, rtol=0, atol=1e-5 * scale)
+    assert torch.equal(cnn._batched(model.features, model, images, "cpu", batch=16), batched)
+    assert torch.equal(cnn.features(model, images), batched)
+    assert torch.equal(cnn.features((model, model), images), torch.cat([batched, batched], 1))
+    torch.testing.assert_close(cnn.positive_probability(model, images), probability)
+    assert batched.is_contiguous()
 
 
 def test_same_seed_same_initialisation():
