@@ -27,7 +27,14 @@ from .gan_checks import evaluate as gan_evaluation
 from .gan_checks import hidden_signal
 from .models import DECISIVE, GENERATED, label
 from .original import CLAIM
-from .report import dependence_words, differences, headline, separability_words
+from .report import (
+    dependence_words,
+    detectable_for,
+    differences,
+    headline,
+    separability_words,
+    tables_for,
+)
 from .stats import mean_ci
 
 # short key -> (overrides on top of the book's config, display label); an override's value
@@ -414,12 +421,15 @@ def lessons(cfg: Config, store) -> tuple[dict[str, Any], dict[str, str]]:
     """What chapter 09 says, from chapters 07 and 08's cached runs: the headline on probe F1
     and AUC, the ablation's best variant and its confirmation, the control's words, and how
     separable the two kernel domains are per layer. Plain values and Markdown, by glue key."""
-    frame = long_metrics(pipeline.run_seeds(cfg))
+    runs = pipeline.run_seeds(cfg)
+    frame = long_metrics(runs)
     summary = mean_ci(frame)
+    tables = tables_for(runs, cfg, "gen_f", frame)
     values: dict[str, Any] = {}
     markdown: dict[str, str] = {}
     for key, metric in (("f1", "probe F1"), ("auc", "probe ROC AUC")):
-        for name, value in headline(frame, summary, "gen_f", metric).items():
+        mde = detectable_for(tables, frame, cfg, "gen_f", metric)
+        for name, value in headline(tables[metric], summary, mde, "gen_f", metric).items():
             glue_key = f"{key}_{name.replace(' ', '_').replace('-', '_')}"
             (markdown if isinstance(value, str) else values)[glue_key] = value
     study = run(cfg)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .cnn import SourceCNNs, features
+from .cnn import SourceCNNs, features, positive_probability
 from .config import Config, resolve_device
 from .data import Datasets
 from .keys import stage_key
@@ -22,11 +22,14 @@ from .metrics import (
     BLACK_CAT,
     GROUP_COUNT,
     binary_scores,
+    black_cat_clusters,
     centroid_cosine,
     cluster_all,
+    fold_assignment,
     label_efficiency,
     matched_cluster_metrics,
     original_protocol,
+    out_of_fold_probe,
     probe_scores,
     random_clusters_reference,
     ranking_scores,
@@ -35,13 +38,13 @@ from .metrics import (
 )
 from .models import (
     AND_RULE,
+    AND_ZERO_SHOT,
     DECISIVE,
     GENERATED,
     MODELS,
     Models,
     file_name,
     label,
-    product_score,
 )
 from .progress import bar as progress_bar
 from .store import Artifact, Store
@@ -130,6 +133,71 @@ def _metrics_for(x_lab, g_lab, x_eval, g_eval, sample, cfg, protocol=None):
     return result, embedding, clusters, score
 
 
+def _cross_validated(x, groups, fold, cfg, protocol=None):
+    """`_metrics_for` with every image scored once (`analysis.folds` > 0): the probe, the
+    label-efficiency curve and the clusters' matching to groups learn from the other folds and
+    score the held-out one; UMAP and the clusterings, which read no label, see every image. Also
+    each image's out-of-fold probe score and K-means call (+1 black cat, -1 not), the per-image
+    values `stats.photograph_differences` resamples."""
+    truth = groups == BLACK_CAT
+    c = cfg.analysis.probe_c
+    score = out_of_fold_probe(x, groups, fold, c)
+    result = {"linear probe": {**binary_scores(score > 0, truth), **ranking_scores(score, truth)}}
+    per_image = {"probe": score.tolist()}
+    if cfg.analysis.views == "probe":
+        return (
+            result | {"per image": per_image},
+            np.zeros((0, 2), np.float32),
+            np.zeros(0, np.int64),
+            score,
+        )
+    embedding = umap_embedding(
+        x,
+        derive_seed(cfg.seed, "umap"),
+        cfg.analysis.umap_neighbors,
+        cfg.analysis.umap_min_dist,
+        cfg.analysis.umap_epochs,
+    )
+    clusterings = cluster_all(x, embedding, cfg.analysis, derive_seed(cfg.seed, "k-means"))
+    for method, labels in clusterings.items():
+        called = np.zeros(len(x), bool)
+        for k in np.unique(fold):
+            held = fold == k
+            called[held] = np.isin(labels[held], black_cat_clusters(labels[~held], groups[~held]))
+        # the label-free scores over every image, the black-cat call out of fold
+        views = matched_cluster_metrics(labels, groups, labels, groups)
+        result[method] = views | {
+            f"black cat {k}": v for k, v in binary_scores(called, truth).items()
+        }
+        if method == "K-means (UMAP)":
+            per_image["K-means"] = np.where(called, 1.0, -1.0).tolist()
+    available = int(
+        min(np.bincount(groups[fold != k], minlength=GROUP_COUNT).min() for k in np.unique(fold))
+    )
+    rng = np.random.default_rng(derive_seed(cfg.seed, "label efficiency"))
+    curve = {}
+    for n in (n for n in LABEL_SIZES if n < available):
+        part = np.empty(len(x))
+        for k in np.unique(fold):
+            held = fold == k
+            train = np.flatnonzero(~held)
+            chosen = np.concatenate(
+                [rng.permutation(train[groups[train] == g])[:n] for g in range(GROUP_COUNT)]
+            )
+            part[held] = probe_scores(x[chosen], groups[chosen], x[held], c)
+        curve[str(n)] = {
+            "f1": binary_scores(part > 0, truth)["f1"],
+            **{"roc auc": ranking_scores(part, truth)["roc auc"]},
+        }
+    curve[str(available)] = {k: result["linear probe"][k] for k in ("f1", "roc auc")}
+    result["label efficiency"] = curve
+    result["centroid cosine"] = centroid_cosine(x, groups).tolist()
+    if protocol is not None:
+        result["original protocol"] = protocol_run(*protocol, cfg, cfg.seed)
+    result["per image"] = per_image
+    return result, embedding, clusterings["K-means (UMAP)"], score
+
+
 def _cluster_views(x_lab, g_lab, x_eval, g_eval, sample, cfg):
     """The UMAP and clustering views of one model's features on the cluster sample; the
     embedding and K-means clusters of its evaluated images."""
@@ -161,6 +229,17 @@ def weights_hash(model) -> str:
             digest.update(key.encode())
             digest.update(value.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def per_image(metrics: dict, fitted: np.ndarray, zero_shot: np.ndarray, groups) -> dict:
+    """The per-image values of a cross-validated run, moved out of each model's result: the
+    truth, and per model its out-of-fold probe score and K-means call (> 0: black cat)."""
+    values = {"truth": (groups == BLACK_CAT).tolist(), "probe": {}, "K-means": {}}
+    for name, result in metrics.items():
+        for view, value in result.pop("per image", {}).items():
+            values[view][name] = value
+    values["probe"] |= {AND_RULE: fitted.tolist(), AND_ZERO_SHOT: zero_shot.tolist()}
+    return values
 
 
 @dataclass
@@ -204,11 +283,18 @@ def make_metrics(
     device = resolve_device(cfg.device)
 
     def build(writer) -> None:
-        labelled, evaluated = evaluation_split(datasets.eval)
+        g_all = datasets.eval.groups.numpy()
+        folds = cfg.analysis.folds
+        if folds:  # every image scored, out of fold
+            fold = fold_assignment(g_all == BLACK_CAT, folds, cfg.seed)
+            labelled = evaluated = torch.arange(len(g_all))
+        else:
+            labelled, evaluated = evaluation_split(datasets.eval)
         g_lab = datasets.eval.groups[labelled].numpy()
         g_eval = datasets.eval.groups[evaluated].numpy()
         sample = cluster_sample(g_lab, g_eval, cfg, cfg.seed)
-        g_all = datasets.eval.groups.numpy()
+        if folds:  # the clustering views see every image (matched out of fold)
+            sample = (np.arange(len(g_all)), np.arange(len(g_all)))
         protocol = protocol_sample(len(g_all), cfg, cfg.seed)
         metrics, tensors = {}, {}
         chosen = scored(cfg, models.cnns)
@@ -217,15 +303,20 @@ def make_metrics(
 
             def build_model(model_writer, model=model) -> None:
                 x = features(model, datasets.eval.images, device).numpy()
-                result, embedding, clusters, score = _metrics_for(
-                    x[labelled],
-                    g_lab,
-                    x[evaluated],
-                    g_eval,
-                    sample,
-                    cfg,
-                    (x[protocol], g_all[protocol]),
-                )
+                if folds:
+                    result, embedding, clusters, score = _cross_validated(
+                        x, g_all, fold, cfg, (x[protocol], g_all[protocol])
+                    )
+                else:
+                    result, embedding, clusters, score = _metrics_for(
+                        x[labelled],
+                        g_lab,
+                        x[evaluated],
+                        g_eval,
+                        sample,
+                        cfg,
+                        (x[protocol], g_all[protocol]),
+                    )
                 model_writer.save_json("result", result)
                 model_writer.save_tensors(
                     "views",
@@ -248,16 +339,28 @@ def make_metrics(
             tensors[f"model {name}"] = views["embedding"]
             tensors[f"model {name} :: clusters"] = views["clusters"]
             tensors[f"probe {name}"] = views["score"]
-        score = product_score(sources, datasets.eval.images, device).numpy()[evaluated]
+        images = datasets.eval.images
+        # the two classifiers' log-probabilities: the AND rule's inputs, for its probe
+        both = np.stack(
+            [
+                np.log(np.clip(positive_probability(m, images, device).numpy(), 1e-12, 1))
+                for m in (sources.black, sources.cat)
+            ],
+            1,
+        )
+        if folds:
+            fitted = out_of_fold_probe(both, g_all, fold, cfg.analysis.probe_c)
+        else:
+            fitted = probe_scores(both[labelled], g_lab, both[evaluated], cfg.analysis.probe_c)
+        # the zero-shot rule, shifted by its threshold so that > 0 is its yes, as for a probe
+        zero_shot = np.exp(both.sum(1))[evaluated.numpy()] - AND_THRESHOLD
         truth = g_eval == BLACK_CAT
         scores = {
-            AND_RULE: {
-                **binary_scores(score > AND_THRESHOLD, truth),
-                **ranking_scores(score, truth),
-            }
+            name: {**binary_scores(value > 0, truth), **ranking_scores(value, truth)}
+            for name, value in ((AND_RULE, fitted), (AND_ZERO_SHOT, zero_shot))
         }
-        # stored shifted by its threshold, so that > 0 is its yes, as for every probe's score
-        tensors[f"probe {AND_RULE}"] = torch.as_tensor(score - AND_THRESHOLD).float()
+        tensors[f"probe {AND_RULE}"] = torch.as_tensor(fitted).float()
+        tensors[f"probe {AND_ZERO_SHOT}"] = torch.as_tensor(zero_shot).float()
         k = cfg.analysis.kmeans_clusters
         writer.save_json(
             "metrics",
@@ -279,6 +382,9 @@ def make_metrics(
                 "protocol images": int(len(protocol)),
                 "groups": np.bincount(g_eval, minlength=GROUP_COUNT).tolist(),
                 "seed": cfg.seed,
+                "folds": folds,
+                # each image's out-of-fold scores, where the photograph is the unit
+                **({"per image": per_image(metrics, fitted, zero_shot, g_all)} if folds else {}),
             },
         )
         writer.save_tensors(

@@ -371,11 +371,8 @@ def matched_cluster_metrics(
     the evaluated images themselves: the most favourable reading, an upper bound)."""
     from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 
-    table_lab, ids_lab = contingency(clusters_lab, g_lab)
-    mapping = hungarian(table_lab) if len(ids_lab) else {}
-    black_cat_clusters = [ids_lab[row] for row, group in mapping.items() if group == BLACK_CAT]
     truth = g_eval == BLACK_CAT
-    scores = binary_scores(np.isin(clusters_eval, black_cat_clusters), truth)
+    scores = binary_scores(np.isin(clusters_eval, black_cat_clusters(clusters_lab, g_lab)), truth)
     table, ids = contingency(clusters_eval, g_eval)
     best = max(
         (binary_scores(clusters_eval == cluster, truth)["f1"] for cluster in ids), default=0.0
@@ -390,6 +387,33 @@ def matched_cluster_metrics(
         "best cluster f1": float(best),
         **{f"black cat {k}": v for k, v in scores.items()},
     }
+
+
+def black_cat_clusters(clusters: np.ndarray, groups: np.ndarray) -> list[int]:
+    """The clusters matched to 'black cat' (Hungarian, clusters to groups) on labelled images."""
+    table, ids = contingency(clusters, groups)
+    mapping = hungarian(table) if len(ids) else {}
+    return [ids[row] for row, group in mapping.items() if group == BLACK_CAT]
+
+
+def fold_assignment(truth: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Each image's fold of a stratified k-fold split (by black cat or not), drawn from `seed`."""
+    from sklearn.model_selection import StratifiedKFold
+
+    fold = np.empty(len(truth), np.int64)
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=derive_seed(seed, "folds"))
+    for k, (_, test) in enumerate(splitter.split(np.zeros(len(truth)), truth)):
+        fold[test] = k
+    return fold
+
+
+def out_of_fold_probe(x: np.ndarray, groups: np.ndarray, fold: np.ndarray, c: float) -> np.ndarray:
+    """Every image's probe score from the probe trained on the other folds (`probe_scores`)."""
+    score = np.empty(len(x))
+    for k in np.unique(fold):
+        held = fold == k
+        score[held] = probe_scores(x[~held], groups[~held], x[held], c)
+    return score
 
 
 def original_protocol(

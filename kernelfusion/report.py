@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -16,25 +17,38 @@ from .data import GROUPS, SPLITS, Datasets, ImageSet, counts
 from .evaluate import AND_THRESHOLD, AND_WORDS, long_metrics
 from .evaluate import metrics_table as evaluate_table
 from .metrics import BLACK_CAT, contingency_frame
-from .models import DECISIVE, GENERATED, LABEL_FREE, MODELS, Models, label, product_score
+from .models import (
+    DECISIVE,
+    GENERATED,
+    LABEL_FREE,
+    MODELS,
+    PRIMARY,
+    Models,
+    label,
+    product_score,
+)
 from .original import CLAIM
 from .stats import (
+    PHOTOGRAPH_METRICS,
     bootstrap_difference,
     decisive_rows,
     detectable_difference,
     mean_ci,
     paired_differences,
+    photograph_detectable,
+    photograph_differences,
     verdict_level,
 )
 
 
 def bound_words(table, digits: int = 3) -> str:
-    """What the data rule out, per decisive rival: the upper end of the paired 95% interval of
-    the difference, as words ("at most +0.012 above *cat CNN (source unchanged)*", or "at
-    least 0.030 below" when the whole interval is below zero)."""
+    """What the data rule out, per decisive rival: the upper end of the difference's interval
+    at the family's level (simultaneous 95% over the decisive rivals), as words ("at most
+    0.012 above *cat CNN (source unchanged)*", or "at least 0.030 below" when the whole
+    interval is below zero)."""
     parts = []
     for rival, row in decisive_rows(table).iterrows():
-        high = float(row["high"])
+        high = float(row["family high"])
         if high < 0:
             parts.append(f"at least {-high:.{digits}f} below *{label(rival)}*")
         else:
@@ -100,6 +114,59 @@ def comparisons(frame, model: str, metrics=VERDICT_METRICS) -> dict:
     return {metric: differences(frame, model, metric) for metric in metrics}
 
 
+def unit(cfg) -> str:
+    """The unit of replication of a build's verdicts: "seed" where each seed redraws the whole
+    pipeline, "photograph" where the models are fixed and every image is scored once per
+    seed by cross-validation (`analysis.folds`)."""
+    return "photograph" if cfg.analysis.folds else "seed"
+
+
+def per_image(runs: dict[int, dict]) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
+    """The truth and, per view (probe, K-means) and model, the out-of-fold scores of every
+    image in each seed (seeds x images) of cross-validated runs."""
+    first = next(iter(runs.values()))["per image"]
+    views = {
+        view: {
+            model: np.array([runs[seed]["per image"][view][model] for seed in runs])
+            for model in first[view]
+        }
+        for view in ("probe", "K-means")
+    }
+    return np.array(first["truth"], dtype=bool), views
+
+
+def tables_for(runs: dict[int, dict], cfg, model: str, frame=None) -> dict:
+    """metric -> `model`'s comparisons with every rival, at the build's unit (`unit`): paired
+    over seeds (`comparisons`), or over photographs (`photograph_comparisons`)."""
+    if unit(cfg) == "photograph":
+        return photograph_comparisons(runs, model, cfg.seed)
+    return comparisons(long_metrics(runs) if frame is None else frame, model)
+
+
+def detectable_for(tables: dict, frame, cfg, model: str, metric: str) -> float:
+    """The difference in `metric` a test at the verdicts' level would find 80% of the time, at
+    the build's unit: from the seed-to-seed spread, or the bootstrap over photographs."""
+    if unit(cfg) == "photograph":
+        return photograph_detectable(tables[metric], level())
+    return detectable(frame, model, metric)
+
+
+# The view each metric of the per-photograph verdicts reads its per-image values from.
+PHOTOGRAPH_VIEWS = {"probe F1": "probe", "probe ROC AUC": "probe", "K-means F1": "K-means"}
+
+
+def photograph_comparisons(runs: dict[int, dict], model: str, seed: int = 0) -> dict:
+    """metric -> `stats.photograph_differences` of `model` against every rival, the photograph
+    the unit (every model that has the metric's per-image values)."""
+    truth, views = per_image(runs)
+    return {
+        metric: photograph_differences(
+            views[PHOTOGRAPH_VIEWS[metric]], truth, model, metric, decisive=DECISIVE, seed=seed
+        )
+        for metric in PHOTOGRAPH_METRICS
+    }
+
+
 def verdict_counts(tables: dict) -> dict[str, dict[str, int]]:
     """metric -> {verdict: number of decisive rivals}: the counts the chapters' words use
     (descriptive rivals describe, they decide nothing)."""
@@ -130,20 +197,34 @@ def seed_interval_width(table) -> float:
 VERDICT_MARKS = {"better": "better", "worse": "worse", "not distinguishable": "n.d."}
 
 
-def verdict_table(tables: dict, metrics=("probe F1", "probe ROC AUC", "K-means F1")):
-    """Rivals x (metric, [difference, 95% interval, p (Holm), verdict]), decisive rivals first
-    and labelled so: the difference with its unadjusted interval over seeds, the p-value
-    Holm-adjusted within its family (decisive or descriptive) that the verdict is read from,
-    and the verdict (n.d.: not distinguishable)."""
+def family(model: str, metric: str, role: str) -> str:
+    """Which family a comparison belongs to: the one primary question (`models.PRIMARY`, over
+    the decisive rivals), a secondary family (another metric or model, Holm-adjusted within
+    itself), or descriptive."""
+    if role != "decisive":
+        return "descriptive"
+    return "primary" if (model, metric) == PRIMARY else "secondary"
+
+
+def verdict_table(
+    tables: dict, model: str = "gen_f", metrics=("probe F1", "probe ROC AUC", "K-means F1")
+):
+    """Rivals x (metric, [difference, unadjusted 95% interval, p (Holm), verdict]), decisive
+    rivals first: the difference with its unadjusted interval, the p-value Holm-adjusted within
+    its family that the verdict is read from, and the verdict (n.d.: not distinguishable). The
+    "family" column names each metric's family for the decisive rows (`family`): primary for
+    `models.PRIMARY`, else secondary; descriptive for the rest."""
 
     columns = {}
     for metric in metrics:
-        table = tables[metric]
+        table = tables.get(metric, ())
         if not len(table):
             continue
-        columns.setdefault(("", "comparison"), table["role"])
+        columns[(metric, "family")] = pd.Series(
+            [family(model, metric, role) for role in table["role"]], index=table.index
+        )
         columns[(metric, "difference")] = table["difference"].map("{:+.3f}".format)
-        columns[(metric, "95% interval")] = pd.Series(
+        columns[(metric, "95% interval (unadjusted)")] = pd.Series(
             [
                 f"[{low:+.3f},\u00a0{high:+.3f}]"
                 for low, high in zip(table["low"], table["high"], strict=True)
@@ -153,7 +234,8 @@ def verdict_table(tables: dict, metrics=("probe F1", "probe ROC AUC", "K-means F
         columns[(metric, "p (Holm)")] = table["p (Holm)"].map("{:.2g}".format)
         columns[(metric, "verdict")] = table["verdict"].map(VERDICT_MARKS)
     # rows in the tables' own order (decisive first), the union over the metrics
-    order = list(dict.fromkeys(r for m in metrics if len(tables[m]) for r in tables[m].index))
+    present = [m for m in metrics if len(tables.get(m, ()))]
+    order = list(dict.fromkeys(r for m in present for r in tables[m].index))
     return pd.DataFrame(columns).reindex(order).fillna("").rename(index=label)
 
 
@@ -189,13 +271,15 @@ def dependence_words(cosine: float) -> str:
     return "depend little on their input" if abs(cosine) < 0.3 else "keep much of their input"
 
 
-def headline(frame, summary, model: str = "gen_f", metric: str = "probe F1"):
-    """The book's verdict on `model` by `metric`, as words and numbers to glue: the decisive
-    rivals (DECISIVE) it is better and worse than (paired tests, Holm-adjusted over those
-    alone), the best label-free rival, its difference with the unchanged cat CNN with a
-    direction word computed from the sign, what the data rule out (`bound_words`) and the
-    difference it could detect at the verdicts' level."""
-    table = differences(frame, model, metric)
+def headline(
+    table, summary, detectable_value: float, model: str = "gen_f", metric: str = "probe F1"
+):
+    """The book's verdict on `model` by `metric` (the primary question, `models.PRIMARY`), as
+    words and numbers to glue, from its comparisons `table`: the decisive rivals it is better
+    and worse than (Holm-adjusted over those alone), the best label-free rival, its difference
+    with the unchanged cat CNN with a direction word computed from the sign and the upper end
+    of that difference at the family's level, what the data rule out (`bound_words`) and the
+    difference it could detect at the verdicts' level (`detectable_value`)."""
     decisive = decisive_rows(table)
     part = summary[summary["metric"] == metric].set_index("model")["mean"]
     label_free = part[[m for m in LABEL_FREE if m in part.index and m != model]]
@@ -228,8 +312,14 @@ def headline(frame, summary, model: str = "gen_f", metric: str = "probe F1"):
         "vs source size": abs(float(source["difference"])),  # the word above says the sign
         "vs source word": "above" if source["difference"] > 0 else "below",
         "vs source verdict": source["verdict"],
+        # the most the data allow it above the unchanged cat CNN (family level); negative:
+        # it is below by at least that much
+        "vs source bound": float(source["family high"]),
+        "vs source bound size": abs(float(source["family high"])),
+        "vs source bound word": "at most" if source["family high"] >= 0 else "at least",
+        "vs source bound side": "above" if source["family high"] >= 0 else "below",
         "bounds": bound_words(table),
-        "detectable": detectable(frame, model, metric),
+        "detectable": detectable_value,
         "level": level(),
     }
 
@@ -422,7 +512,12 @@ def results(runs: dict[int, dict], cfg, model: str = "gen_f") -> Results:
     """Everything chapter 07 shows and says, from the metrics files of its seeds."""
     frame = long_metrics(runs)
     summary = mean_ci(frame)
-    tables = {m: comparisons(frame, m) for m in GENERATED}
+    by_photograph = unit(cfg) == "photograph"
+    tables = {m: tables_for(runs, cfg, m, frame) for m in GENERATED}
+
+    def detect(metric):
+        return detectable_for(tables[model], frame, cfg, model, metric)
+
     first = runs[cfg.seed]
     probe = decisive_rows(tables[model]["probe F1"])
     values: dict[str, Any] = {
@@ -439,11 +534,13 @@ def results(runs: dict[int, dict], cfg, model: str = "gen_f") -> Results:
         "n_descriptive": len(tables[model]["probe F1"]) - len(probe),
         "n_excluding_zero": int(((probe["low"] > 0) | (probe["high"] < 0)).sum()),
         "verdict_level": level(),
-        "mde_probe_f1": detectable(frame, model, "probe F1"),
-        "mde_probe_auc": detectable(frame, model, "probe ROC AUC"),
+        "mde_probe_f1": detect("probe F1"),
+        "mde_probe_auc": detect("probe ROC AUC"),
+        "n_photographs": len(first["per image"]["truth"]) if by_photograph else 0,
     }
     values |= count_glue(tables["gen_f"], "f") | count_glue(tables["gen_g"], "g")
-    for name, value in headline(frame, summary, model).items():  # the first page pastes these
+    answer = headline(tables[model]["probe F1"], summary, values["mde_probe_f1"], model)
+    for name, value in answer.items():  # the first page pastes these
         key = "head_" + name.replace(" ", "_").replace("-", "_")
         values[key] = value.replace("*", "") if isinstance(value, str) else value
     means = summary[summary["metric"] == "original accuracy"].set_index("model")["mean"]

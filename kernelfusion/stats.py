@@ -1,6 +1,8 @@
-"""Statistics over seeds: t-intervals, Holm's step-down adjustment, paired differences between
-models with their verdicts, the difference a test could detect, and the bootstrap over the
-evaluated images of one seed.
+"""Statistics over replications: t-intervals, Holm's step-down adjustment, paired differences
+between models with their verdicts and the difference a test could detect, with the seed as the
+unit (`paired_differences`: the whole pipeline redrawn per seed) or the photograph
+(`photograph_differences`: the models fixed, every image scored once per repetition of a
+cross-validation), and the bootstrap over the evaluated images of one seed.
 """
 
 from __future__ import annotations
@@ -82,10 +84,14 @@ def paired_differences(
     for rival in rivals:
         diff = (part[model] - part[rival]).dropna().to_numpy(dtype=float)
         mean, half = t_interval(diff, confidence)
-        if len(diff) > 1 and np.ptp(diff) > 1e-12:  # a constant difference has no spread
+        # the interval at the family's level: simultaneous over the decisive rivals (Bonferroni)
+        _, family = t_interval(diff, 1 - (1 - confidence) / max(len(decisive), 1))
+        if len(diff) > 1 and np.ptp(diff) > 1e-12:
             p = float(stats.ttest_1samp(diff, 0.0).pvalue)
         else:
-            p = 1.0 if len(diff) < 2 or mean == 0 else 0.0
+            # a constant difference (five identical ones, or one) has no spread to test against:
+            # no evidence either way, whatever its size (a t-test would give it p = 0)
+            p = 1.0
         rows.append(
             {
                 "rival": rival,
@@ -94,22 +100,13 @@ def paired_differences(
                 "ci95": half,
                 "low": mean - half,
                 "high": mean + half,
+                "family low": mean - family,
+                "family high": mean + family,
                 "p": p,
                 "seeds": len(diff),
             }
         )
-    table = pd.DataFrame(rows)
-    if table.empty:
-        return table
-    adjusted = pd.Series(np.nan, index=table.index)
-    for _, family in table.groupby("role"):
-        adjusted[family.index] = holm(family["p"].tolist())
-    table["p (Holm)"] = adjusted
-    table["verdict"] = [
-        ("better" if d > 0 else "worse") if p < ALPHA else "not distinguishable"
-        for d, p in zip(table["difference"], table["p (Holm)"], strict=True)
-    ]
-    return table.set_index("rival")
+    return _with_verdicts(pd.DataFrame(rows))
 
 
 def decisive_rows(table):
@@ -175,3 +172,163 @@ def bootstrap_difference(
         draws.append(value(score_a[i], score_b[i], truth[i]))
     low, high = np.percentile(draws, [2.5, 97.5])
     return float(point), float(low), float(high)
+
+
+# --- the photograph as the unit: models fixed, images resampled ---------------------------
+
+
+def _f1(yes: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Black-cat F1 along the last axis of boolean predictions `yes` (0 where nothing is
+    predicted and nothing is true, as `metrics.binary_scores`)."""
+    tp = (yes & truth).sum(-1)
+    wrong = (yes != truth).sum(-1)
+    return np.where(2 * tp + wrong > 0, 2 * tp / np.maximum(2 * tp + wrong, 1), 0.0)
+
+
+def _auc(score: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """ROC AUC along the last axis (ties count a half: the Mann-Whitney statistic)."""
+    from scipy.stats import rankdata
+
+    positives = truth.sum(-1)
+    negatives = truth.shape[-1] - positives
+    ranks = rankdata(score, axis=-1)
+    total = (ranks * truth).sum(-1) - positives * (positives + 1) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / (positives * negatives)
+
+
+PHOTOGRAPH_METRICS = {"probe F1": "f1", "probe ROC AUC": "auc", "K-means F1": "f1"}
+
+
+def photograph_metric(scores: np.ndarray, truth: np.ndarray, kind: str) -> np.ndarray:
+    """A metric of per-image scores (..., repetitions, images) against `truth` (images,),
+    averaged over the repetitions: F1 of `score > 0`, or ROC AUC of the score."""
+    truth = np.broadcast_to(truth, scores.shape)
+    value = _f1(scores > 0, truth) if kind == "f1" else _auc(scores, truth)
+    return np.nanmean(value, -1)  # a resample without a black cat has no AUC
+
+
+def photograph_differences(
+    per_image: dict[str, np.ndarray],
+    truth: np.ndarray,
+    model: str,
+    metric: str,
+    *,
+    decisive: tuple[str, ...],
+    resamples: int = 9999,
+    seed: int = 0,
+    confidence: float = 0.95,
+):
+    """`model` minus each rival on `metric`, with the photograph as the unit: `per_image[m]` is
+    model m's out-of-fold score of every image in each repetition (repetitions x images; one
+    repetition a seed, its own folds, and its own draw of every model the book trains), and
+    the statistic is the metric averaged over the repetitions (the folds and the trained
+    rivals' seeds are averaged over, never counted as replications). The p-value is a paired
+    permutation test over photographs (`scipy.stats.permutation_test`, permutation_type
+    'samples': each photograph's scores swapped between the two models, in every repetition
+    at once), Holm-adjusted within its family (the `decisive` rivals, the descriptive rest
+    apart); the interval is a percentile bootstrap over photographs (`scipy.stats.bootstrap`),
+    unadjusted. Same columns as `paired_differences` ("seeds" holds the photographs)."""
+    import pandas as pd
+    from scipy import stats
+
+    if model not in per_image:
+        return pd.DataFrame()
+    kind = PHOTOGRAPH_METRICS[metric]
+    truth = np.asarray(truth, dtype=bool)
+    n = len(truth)
+    rivals = [r for r in per_image if r != model]
+    rivals = [r for r in decisive if r in rivals] + [r for r in rivals if r not in decisive]
+    rows = []
+    for number, rival in enumerate(rivals):
+        pair = np.stack([per_image[model], per_image[rival]]).astype(float)  # 2, reps, images
+        point = float(
+            photograph_metric(pair[0], truth, kind) - photograph_metric(pair[1], truth, kind)
+        )
+
+        def swapped(first, second, axis=-1, pair=pair):
+            # first[b, i], 0 or 1: whose scores photograph i lends "model" in resample b
+            # (batch, images); `second` is its complement
+            first, second = np.atleast_2d(first), np.atleast_2d(second)
+            a = np.where(first[:, None, :] == 0, pair[0][None], pair[1][None])
+            b = np.where(second[:, None, :] == 0, pair[0][None], pair[1][None])
+            return photograph_metric(a, truth, kind) - photograph_metric(b, truth, kind)
+
+        if np.ptp(pair[0] - pair[1]) == 0 and point == 0:
+            p = 1.0  # the same scores: nothing to test
+        else:
+            test = stats.permutation_test(
+                (np.zeros(n), np.ones(n)),
+                swapped,
+                permutation_type="samples",
+                vectorized=True,
+                n_resamples=resamples,
+                random_state=np.random.default_rng(derive_seed(seed, "permutation", number)),
+            )
+            p = float(test.pvalue)
+
+        def resampled(index, axis=-1, pair=pair):
+            index = np.atleast_2d(index).astype(int)  # batch, images drawn with replacement
+            picked = np.moveaxis(pair[:, :, index], 2, 0)  # batch, 2, reps, images
+            t = np.broadcast_to(truth[index][:, None, :], picked[:, 0].shape)
+            return photograph_metric(picked[:, 0], t, kind) - photograph_metric(
+                picked[:, 1], t, kind
+            )
+
+        interval = stats.bootstrap(
+            (np.arange(n),),
+            resampled,
+            vectorized=True,
+            n_resamples=resamples,
+            confidence_level=confidence,
+            method="percentile",
+            random_state=np.random.default_rng(derive_seed(seed, "photograph bootstrap", number)),
+        )
+        draws = interval.bootstrap_distribution
+        tail = 50 * (1 - confidence) / max(len(decisive), 1)  # simultaneous (Bonferroni), in %
+        rows.append(
+            {
+                "rival": rival,
+                "role": "decisive" if rival in decisive else "descriptive",
+                "difference": point,
+                "ci95": float(interval.standard_error) * stats.norm.ppf((1 + confidence) / 2),
+                "low": float(interval.confidence_interval.low),
+                "high": float(interval.confidence_interval.high),
+                "family low": float(np.nanpercentile(draws, tail)),
+                "family high": float(np.nanpercentile(draws, 100 - tail)),
+                "p": p,
+                "seeds": n,
+                "standard error": float(interval.standard_error),
+            }
+        )
+    return _with_verdicts(pd.DataFrame(rows))
+
+
+def _with_verdicts(table):
+    """Holm-adjusted p-values within each family (`role`) and the verdict words read from them."""
+    import pandas as pd
+
+    if table.empty:
+        return table
+    adjusted = pd.Series(np.nan, index=table.index)
+    for _, family in table.groupby("role"):
+        adjusted[family.index] = holm(family["p"].tolist())
+    table["p (Holm)"] = adjusted
+    table["verdict"] = [
+        ("better" if d > 0 else "worse") if p < ALPHA else "not distinguishable"
+        for d, p in zip(table["difference"], table["p (Holm)"], strict=True)
+    ]
+    return table.set_index("rival")
+
+
+def photograph_detectable(table, level: float, power: float = 0.8) -> float:
+    """The smallest true difference a two-sided test at `level` would find with `power`, from
+    the bootstrap standard error over photographs (the median over the decisive rivals), in
+    the normal approximation: (z_(1 - level/2) + z_power) * se."""
+    from scipy import stats
+
+    rows = table[table["role"] == "decisive"] if len(table) else table
+    if not len(rows):
+        return float("nan")
+    se = float(np.median(rows["standard error"]))
+    return float((stats.norm.ppf(1 - level / 2) + stats.norm.ppf(power)) * se)

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kernelfusion import evaluate, report, stats
+from kernelfusion import evaluate, models, report, stats
 from kernelfusion import metrics as measures
 
 
@@ -113,7 +113,9 @@ def test_mean_ci_and_paired_differences_with_holm():
     gen = [0.80, 0.82, 0.81, 0.85, 0.79]
     values = {
         "gen_f": gen,
-        "random": [v - 0.3 for v in gen],  # far worse, seed by seed
+        "random": [v - 0.3 for v in gen],  # exactly 0.3 worse, every seed
+        # far worse, seed by seed, with a little spread
+        "noise": [v - 0.3 - d for v, d in zip(gen, [0.01, -0.01, 0.02, -0.02, 0], strict=True)],
         "cat": [v - d for v, d in zip(gen, [0.01, -0.01, 0.02, -0.02, 0], strict=True)],
     }
     frame = evaluate.long_metrics(_seeded_metrics(values))
@@ -122,10 +124,14 @@ def test_mean_ci_and_paired_differences_with_holm():
     assert row["mean"].item() == pytest.approx(np.mean(gen) - 0.3) and row["seeds"].item() == 5
     assert row["ci95"].item() == pytest.approx(2.776445 * np.std(gen, ddof=1) / np.sqrt(5))
     table = report.differences(frame, "gen_f", "probe F1")
-    # the two intervals overlap widely, but the paired difference is exactly 0.3 every seed
-    assert table.loc["random", "difference"] == pytest.approx(0.3)
-    assert table.loc["random", "verdict"] == "better"
+    # the two intervals overlap widely, but the paired difference is 0.3 give or take 0.02
+    assert table.loc["noise", "difference"] == pytest.approx(0.3)
+    assert table.loc["noise", "verdict"] == "better"
     assert table.loc["cat", "verdict"] == "not distinguishable"
+    # exactly 0.3 every seed: no spread, so no test and no evidence (a t-test gives p = 0)
+    assert table.loc["random", "difference"] == pytest.approx(0.3)
+    assert table.loc["random", "p"] == 1.0
+    assert table.loc["random", "verdict"] == "not distinguishable"
     # by hand: the one decisive rival's differences [0.01, -0.01, 0.02, -0.02, 0] have sd
     # 0.0158114; Holm's first step over the 6 decisive rivals tests at 0.05 / 6, two-sided:
     # (t_(1 - 0.05/12), 4 df = 4.851008 + t_0.8, 4 df = 0.940965) * 0.0158114 / sqrt(5)
@@ -155,10 +161,13 @@ def test_holm_runs_over_the_decisive_rivals_alone():
     assert set(many["role"][2:]) == {"descriptive"}
     assert many.loc[source, "verdict"] == "better"
     words = report.bound_words(many)
-    high = many.loc[source, "high"]
+    # the bound is the family's: simultaneous over the 2 decisive rivals, wider than the 95%
+    high = many.loc[source, "family high"]
+    assert high > many.loc[source, "high"]
     shown = "cat CNN (source unchanged)"  # the words name rivals by their labels
     assert words.startswith(f"at most {high:.3f} above *{shown}*") and "descriptive" not in words
-    assert report.bound_words(many.assign(high=-0.02)).startswith("at least 0.020 below")
+    lower = many.assign(**{"family high": -0.02})
+    assert report.bound_words(lower).startswith("at least 0.020 below")
 
 
 def test_uncertainty_words_follow_the_ratio_of_the_widths():
@@ -190,10 +199,15 @@ def test_verdict_table_joins_metrics_with_different_rivals():
     tables = report.comparisons(frame, "gen_f")
     table = report.verdict_table(tables)
     # the table is for readers: rivals by their labels
-    assert table.loc["p(black) x p(cat)", ("K-means F1", "verdict")] == ""
+    shown = models.label("and")
+    assert table.loc[shown, ("K-means F1", "verdict")] == ""
     assert table.loc["random CNN", ("probe F1", "difference")] == "+0.100"
-    assert list(table.index) == ["p(black) x p(cat)", "random CNN"]  # decisive first
-    assert list(table[("", "comparison")]) == ["decisive", "descriptive"]
+    assert list(table.index) == [shown, "random CNN"]  # decisive first
+    # the one primary question, secondary families, descriptive rows; intervals say unadjusted
+    assert list(table[("probe F1", "family")]) == ["primary", "descriptive"]
+    assert report.verdict_table(tables, "gen_g").loc[shown, ("probe F1", "family")] == "secondary"
+    assert report.family("gen_f", "probe ROC AUC", "decisive") == "secondary"
+    assert ("probe F1", "95% interval (unadjusted)") in table
 
 
 def test_holm_adjustment_by_hand():
@@ -304,8 +318,10 @@ def test_verdict_counts_and_their_glue_count_decisive_rivals_only():
     gen = [0.80, 0.82, 0.81, 0.85, 0.79]
     values = {
         "gen_f": gen,
-        "arithmetic": [v - 0.2 for v in gen],  # decisive, far behind every seed
-        "random": [v - 0.3 for v in gen],  # descriptive: better, but it decides nothing
+        # decisive, far behind every seed (a little spread: a constant difference is no test)
+        "arithmetic": [v - 0.2 - 0.003 * (i % 2) for i, v in enumerate(gen)],
+        # descriptive: better, but it decides nothing
+        "random": [v - 0.3 - 0.003 * (i % 2) for i, v in enumerate(gen)],
     }
     frame = evaluate.long_metrics(_seeded_metrics(values))
     tables = report.comparisons(frame, "gen_f", ("probe F1",))
