@@ -28,6 +28,7 @@ from .gan_checks import hidden_signal
 from .models import DECISIVE, GENERATED, label
 from .original import CLAIM
 from .report import (
+    build_words,
     dependence_words,
     detectable_for,
     differences,
@@ -413,6 +414,7 @@ def chapter(cfg: Config, store) -> Chapter:
         "confirm_verdict": verdict_words(checked),
         "hidden_layer": max(hidden, key=lambda k: hidden[k]["ratio"]),
         "control_words": control["words"],
+        "confirm_caveat": build_words(cfg)["confirm_caveat"],
     }
     return Chapter(long, best_variant, checked, tables, values, markdown)
 
@@ -463,4 +465,5 @@ def lessons(cfg: Config, store) -> tuple[dict[str, Any], dict[str, str]]:
         ),
         "l2_words": dependence_words(evaluation["conv2"]["cosine(black, G(black))"]),
     }
+    markdown |= {f"{k}09": v for k, v in build_words(cfg).items()}
     return values, markdown

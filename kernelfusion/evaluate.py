@@ -377,7 +377,10 @@ def make_metrics(
                     )["black cat f1"],
                 },
                 "evaluated images": int(len(evaluated)),
-                "labelled images": int(len(labelled)),
+                # with folds, the images each probe learns from (the other folds), on average
+                "labelled images": round(len(g_all) * (folds - 1) / folds)
+                if folds
+                else int(len(labelled)),
                 "cluster sample": [int(len(sample[0])), int(len(sample[1]))],
                 "protocol images": int(len(protocol)),
                 "groups": np.bincount(g_eval, minlength=GROUP_COUNT).tolist(),

@@ -405,3 +405,41 @@ def test_report_paste_is_myst_nbs_glue():
         (o.data, o.metadata) for o in theirs.outputs
     ]
     assert len(ours.outputs) == 4 and ours.outputs[3].metadata["scrapbook"]["name"] == "words"
+
+
+def test_folds_partition_the_images_stratified_by_black_cat():
+    truth = np.repeat([True, False], [34, 55])
+    fold = measures.fold_assignment(truth, 5, seed=0)
+    assert sorted(np.unique(fold)) == list(range(5))  # every image in exactly one fold
+    assert all(6 <= truth[fold == k].sum() <= 7 for k in range(5))
+    assert not np.array_equal(fold, measures.fold_assignment(truth, 5, seed=1))
+
+
+def test_photograph_permutation_test_is_the_exact_one_by_hand():
+    """Eight photographs, two repetitions: scipy enumerates all 2^8 swaps of the two models'
+    scores photograph by photograph; the p-value is the share of swaps whose mean F1
+    difference is at least as far from zero as the observed one (two-sided)."""
+    import itertools
+
+    truth = np.array([1, 1, 1, 0, 0, 0, 0, 1], dtype=bool)
+    a = np.array([[1, 1, -1, -1, -1, 1, -1, 1], [1, 1, 1, -1, -1, -1, -1, -1]], dtype=float)
+    b = np.array([[-1, 1, -1, 1, -1, 1, 1, -1], [-1, -1, 1, 1, -1, 1, -1, 1]], dtype=float)
+    table = stats.photograph_differences(
+        {"m": a, "r": b}, truth, "m", "probe F1", decisive=("r",), resamples=9999
+    )
+
+    def f1_mean(x):
+        return stats.photograph_metric(x, truth, "f1")
+
+    observed = f1_mean(a) - f1_mean(b)
+    extreme = 0
+    for flips in itertools.product([False, True], repeat=8):
+        swap = np.array(flips)
+        x, y = np.where(swap, b, a), np.where(swap, a, b)
+        extreme += abs(f1_mean(x) - f1_mean(y)) >= abs(observed) - 1e-12
+    assert table.loc["r", "difference"] == pytest.approx(observed)
+    assert table.loc["r", "p"] == pytest.approx(extreme / 256)
+    assert table.loc["r", "seeds"] == 8  # the photographs are the unit
+    # the same scores for both models: nothing to test
+    same = stats.photograph_differences({"m": a, "r": a}, truth, "m", "probe F1", decisive=("r",))
+    assert same.loc["r", "p"] == 1.0 and same.loc["r", "verdict"] == "not distinguishable"

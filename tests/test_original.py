@@ -22,6 +22,7 @@ from kernelfusion import (
     original,
     pipeline,
     replication,
+    report,
     store,
 )
 from kernelfusion import models as registry
@@ -335,7 +336,19 @@ def test_the_book_builds_at_the_original_preset_on_a_clone(tmp_path, monkeypatch
     expected = original_generator(stored, source["conv2.weight"])
     torch.testing.assert_close(generated["conv2.weight"], expected)
     photographs = len(PHOTO_NAMES) * 6
-    assert sum(metrics["groups"]) + metrics["labelled images"] == photographs
+    # every photograph scored once in each seed's cross-validation: the folds partition them
+    assert sum(metrics["groups"]) == metrics["evaluated images"] == photographs
+    assert metrics["folds"] == cfg.analysis.folds
+    scored = metrics["per image"]
+    assert len(scored["truth"]) == photographs
+    assert all(len(v) == photographs for v in scored["probe"].values())
+    assert {"gen_f", *registry.DECISIVE} <= set(scored["probe"])
+    # chapter 07's verdicts resample those photographs, not the seeds
+    runs_by_seed = pipeline.run_seeds(cfg, tmp_path / "runs", progress=False)
+    results = report.results(runs_by_seed, cfg)
+    primary = results.tables["gen_f"]["probe F1"]
+    assert (primary["seeds"] == photographs).all()
+    assert results.values["n_photographs"] == photographs
     for name, result_ in metrics["models"].items():
         protocol = result_["original protocol"]
         assert 0 <= protocol["accuracy"] <= 1 and 0 <= protocol["purity"] <= 1, name
