@@ -110,3 +110,19 @@ def test_every_valid_key_is_a_field():
         value = getattr(getattr(defaults, section) if section else defaults, name)
         assert config.load("default", {key: value}) == config.load("default"), key
     assert dataclasses.is_dataclass(defaults.data)
+
+
+@pytest.mark.parametrize("preset", list(config.PRESETS))
+def test_no_headline_or_confirmation_seed_chose_a_setting(preset):
+    """A setting chosen on some seeds is never judged or confirmed on them: the seeds every
+    chapter's verdict reads lie apart from each setting's seeds, at every preset."""
+    from kernelfusion import ablation, pipeline
+
+    overrides = {"data.root": "x", "zoo.root": "x"} if preset == "original" else {}
+    cfg = config.load(preset, overrides)
+    used = set(pipeline.seeds(cfg)) | set(ablation.selection_seeds(cfg))
+    used |= set(ablation.confirmation_seeds(cfg))
+    assert used <= config.book_seeds(cfg)
+    for setting, seeds in config.CHOSEN_ON.items():
+        assert not used & set(seeds), (preset, setting)
+    assert not used & set(config.TUNING_SEEDS)
