@@ -51,6 +51,7 @@ __all__ = [
     "synthetic",
     "training",
     "translators",
+    "verdicts",
     "zoo",
 ]
 __version__ = "0.1.0"

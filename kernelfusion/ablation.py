@@ -27,16 +27,9 @@ from .gan_checks import evaluate as gan_evaluation
 from .gan_checks import hidden_signal
 from .models import DECISIVE, GENERATED, label
 from .original import CLAIM
-from .report import (
-    build_words,
-    dependence_words,
-    detectable_for,
-    differences,
-    headline,
-    separability_words,
-    tables_for,
-)
+from .report import build_words, dependence_words, headline, separability_words
 from .stats import mean_ci
+from .verdicts import detectable_for, differences, tables_for
 
 # short key -> (overrides on top of the book's config, display label); an override's value
 # may be a function of the book's config (`overrides`)

@@ -211,11 +211,9 @@ class AnalysisConfig:
     # images per model and seed would add minutes to the book).
     protocol_points: int = 800
     protocol_states: int = 10  # K-means random states per model: the mean, and the best
-    # 0: the probes learn from the evaluation set's labelled part and score the rest (the
-    # default, where a seed redraws the whole pipeline and is the unit of replication); k:
-    # stratified k-fold cross-validation over the whole evaluation set, every image scored
-    # once per seed, the seed drawing the folds (the original preset, where the models are
-    # the published ones and the photograph is the unit: `stats.photograph_differences`)
+    # 0: probes learn from the evaluation set's labelled part, score the rest (a seed redraws
+    # everything: the unit); k: stratified k-fold over every image, each scored once per seed
+    # (`original`: the models fixed, the photograph the unit, `stats.photograph_differences`)
     folds: int = 0
     ablation_seeds: int = 3  # seeds per arm of chapter 08's ablation (the best arm: `seeds`)
     ablation_arms: str = ""  # comma-separated keys of ablation.ARMS to run; "": all of them
@@ -226,15 +224,10 @@ class AnalysisConfig:
 # Seeds reserved for choosing settings (`python -m benchmarks steps`, arms' step counts): no
 # chapter reads them, so no setting is confirmed on the seeds that chose it.
 TUNING_SEEDS = (20, 21, 22, 23, 24)
-# Every default chosen by measuring results, and the seeds it was chosen on. gan.hidden was
-# chosen on seeds 0-2 before TUNING_SEEDS existed (its comment); so the book's seeds start at
-# FIRST_SEED, past all of them (`book_seeds`; tests/test_config.py checks every preset).
-CHOSEN_ON: dict[str, tuple[int, ...]] = {
-    "gan.hidden": (0, 1, 2),
-    "gan.steps": TUNING_SEEDS,  # and, first, at seeds 0-2 (its comment)
-    "gan.precision": TUNING_SEEDS,
-    "ablation.ARMS step counts": TUNING_SEEDS,
-}
+# Each default chosen by measuring results, and its seeds (gan.hidden on 0-2, before
+# TUNING_SEEDS; gan.steps first there too): the book's seeds start past all (`book_seeds`).
+CHOSEN_ON = {"gan.hidden": (0, 1, 2), "gan.steps": (0, 1, 2, *TUNING_SEEDS)}
+CHOSEN_ON |= {"gan.precision": TUNING_SEEDS, "ablation.ARMS steps": TUNING_SEEDS}
 FIRST_SEED = 30  # the run seed of every preset: past every seed in CHOSEN_ON
 
 
@@ -368,9 +361,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "analysis.ablation_arms": "reference,layer1",
         "analysis.protocol_models": 50,
         "analysis.protocol_points": 0,  # all 89 photographs, as the original scored them
-        # every photograph scored once per seed: 5 folds of about 18, each probe learning from
-        # the other 71 (stratified by black cat, so each fold holds 6 or 7 of the 34)
-        "analysis.folds": 5,
+        "analysis.folds": 5,  # each photograph scored once a seed; probes learn from ~71
         "analysis.kmeans_clusters": 2,  # 44 evaluated photographs: 2 clusters, as the original
         "analysis.hdbscan_min_cluster_size": 5,
         "analysis.dbscan_min_samples": 3,
@@ -656,20 +647,3 @@ def resolve_device(name: str) -> str:
     if name == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("device 'mps' was asked for but is not available: use 'auto' or 'cpu'")
     return name
-
-
-def preset_sizes() -> list[dict[str, Any]]:
-    """Training images per preset and set, as rows for a table or a bar chart."""
-    rows = []
-    for name in PRESETS:
-        if PRESETS[name].get("zoo.source") == "original":
-            continue  # its training sets are the default's; its zoo is read, not trained
-        data = load(name).data
-        for label, count in (
-            ("black", data.black_count),
-            ("black/random: random", data.black_random_count),
-            ("cat", data.cat_count),
-            ("cat/random: random", data.cat_random_count),
-        ):
-            rows.append({"preset": name, "set": label, "images": count})
-    return rows

@@ -1,5 +1,6 @@
-"""What the chapters show and say, computed: tables of models x metrics, verdict tables, the
-headline's words and numbers, and the cards and checks of chapter 05. Models are keyed by
+"""What the chapters show and say, computed: tables of models x metrics, the headline's words
+and numbers (from the verdicts of `verdicts`), the words that follow the build, and the cards
+and checks of chapter 05. Models are keyed by
 their ids up to here; tables for readers carry their labels (`models.labelled`).
 """
 
@@ -8,52 +9,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
+from . import config
 from .cnn import CONV_LAYERS, SourceCNNs, positive_probability
 from .data import GROUPS, SPLITS, Datasets, ImageSet, counts
 from .evaluate import AND_THRESHOLD, AND_WORDS, long_metrics
 from .evaluate import metrics_table as evaluate_table
 from .metrics import BLACK_CAT, contingency_frame
-from .models import (
-    DECISIVE,
-    GENERATED,
-    LABEL_FREE,
-    MODELS,
-    PRIMARY,
-    Models,
-    label,
-    product_score,
-)
+from .models import GENERATED, LABEL_FREE, MODELS, Models, label, product_score
 from .original import CLAIM
-from .stats import (
-    PHOTOGRAPH_METRICS,
-    bootstrap_difference,
-    decisive_rows,
-    detectable_difference,
-    mean_ci,
-    paired_differences,
-    photograph_detectable,
-    photograph_differences,
-    verdict_level,
+from .stats import bootstrap_difference, decisive_rows, mean_ci
+from .verdicts import (
+    bound_words,
+    count_glue,
+    detectable_for,
+    level,
+    seed_interval_width,
+    tables_for,
+    unit,
 )
-
-
-def bound_words(table, digits: int = 3) -> str:
-    """What the data rule out, per decisive rival: the upper end of the difference's interval
-    at the family's level (simultaneous 95% over the decisive rivals), as words ("at most
-    0.012 above *cat CNN (source unchanged)*", or "at least 0.030 below" when the whole
-    interval is below zero)."""
-    parts = []
-    for rival, row in decisive_rows(table).iterrows():
-        high = float(row["family high"])
-        if high < 0:
-            parts.append(f"at least {-high:.{digits}f} below *{label(rival)}*")
-        else:
-            parts.append(f"at most {high:.{digits}f} above *{label(rival)}*")
-    return "; ".join(parts) if parts else "no decisive rival was measured"
 
 
 def uncertainty_words(bootstrap_width: float, seed_width: float) -> str:
@@ -86,157 +62,6 @@ ORIGINAL_METRICS = (
     "original entropy",
     "original best accuracy",
 )
-
-
-# The metrics the generated CNNs' verdicts are read from.
-VERDICT_METRICS = ("probe F1", "probe ROC AUC", "probe AP", "K-means F1", "K-means ARI")
-
-
-def differences(frame, model: str, metric: str, rivals: list[str] | None = None):
-    """`stats.paired_differences` of `model` (an id) with the registry's decisive rivals
-    (`models.DECISIVE`) as the family that decides verdicts."""
-    return paired_differences(frame, model, metric, rivals, decisive=DECISIVE)
-
-
-def detectable(frame, model: str, metric: str, level: float | None = None) -> float:
-    """`stats.detectable_difference` against the decisive rivals, at the verdicts' level."""
-    return detectable_difference(frame, model, metric, DECISIVE, level=level)
-
-
-def level() -> float:
-    """The level a difference must reach to be called: Holm's first step over the decisive
-    rivals (`stats.verdict_level`)."""
-    return verdict_level(len(DECISIVE))
-
-
-def comparisons(frame, model: str, metrics=VERDICT_METRICS) -> dict:
-    """metric -> `differences` of `model` against every rival."""
-    return {metric: differences(frame, model, metric) for metric in metrics}
-
-
-def unit(cfg) -> str:
-    """The unit of replication of a build's verdicts: "seed" where each seed redraws the whole
-    pipeline, "photograph" where the models are fixed and every image is scored once per
-    seed by cross-validation (`analysis.folds`)."""
-    return "photograph" if cfg.analysis.folds else "seed"
-
-
-def per_image(runs: dict[int, dict]) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
-    """The truth and, per view (probe, K-means) and model, the out-of-fold scores of every
-    image in each seed (seeds x images) of cross-validated runs."""
-    first = next(iter(runs.values()))["per image"]
-    views = {
-        view: {
-            model: np.array([runs[seed]["per image"][view][model] for seed in runs])
-            for model in first[view]
-        }
-        for view in ("probe", "K-means")
-    }
-    return np.array(first["truth"], dtype=bool), views
-
-
-def tables_for(runs: dict[int, dict], cfg, model: str, frame=None) -> dict:
-    """metric -> `model`'s comparisons with every rival, at the build's unit (`unit`): paired
-    over seeds (`comparisons`), or over photographs (`photograph_comparisons`)."""
-    if unit(cfg) == "photograph":
-        return photograph_comparisons(runs, model, cfg.seed)
-    return comparisons(long_metrics(runs) if frame is None else frame, model)
-
-
-def detectable_for(tables: dict, frame, cfg, model: str, metric: str) -> float:
-    """The difference in `metric` a test at the verdicts' level would find 80% of the time, at
-    the build's unit: from the seed-to-seed spread, or the bootstrap over photographs."""
-    if unit(cfg) == "photograph":
-        return photograph_detectable(tables[metric], level())
-    return detectable(frame, model, metric)
-
-
-# The view each metric of the per-photograph verdicts reads its per-image values from.
-PHOTOGRAPH_VIEWS = {"probe F1": "probe", "probe ROC AUC": "probe", "K-means F1": "K-means"}
-
-
-def photograph_comparisons(runs: dict[int, dict], model: str, seed: int = 0) -> dict:
-    """metric -> `stats.photograph_differences` of `model` against every rival, the photograph
-    the unit (every model that has the metric's per-image values)."""
-    truth, views = per_image(runs)
-    return {
-        metric: photograph_differences(
-            views[PHOTOGRAPH_VIEWS[metric]], truth, model, metric, decisive=DECISIVE, seed=seed
-        )
-        for metric in PHOTOGRAPH_METRICS
-    }
-
-
-def verdict_counts(tables: dict) -> dict[str, dict[str, int]]:
-    """metric -> {verdict: number of decisive rivals}: the counts the chapters' words use
-    (descriptive rivals describe, they decide nothing)."""
-    return {
-        metric: {
-            verdict: int((decisive_rows(table)["verdict"] == verdict).sum()) if len(table) else 0
-            for verdict in ("better", "worse", "not distinguishable")
-        }
-        for metric, table in tables.items()
-    }
-
-
-def count_glue(tables: dict, prefix: str) -> dict[str, int]:
-    """`verdict_counts` as glue keys for a chapter: `{prefix}_{metric}_{verdict}`, e.g.
-    `f_probe_f1_better`, `f_kmeans_f1_not`."""
-    return {
-        f"{prefix}_{metric.replace(' ', '_').replace('-', '').lower()}_{verdict.split()[0]}": n
-        for metric, count in verdict_counts(tables).items()
-        for verdict, n in count.items()
-    }
-
-
-def seed_interval_width(table) -> float:
-    """The median width of the decisive rivals' paired 95% intervals over seeds."""
-    return float((2 * decisive_rows(table)["ci95"]).median())
-
-
-VERDICT_MARKS = {"better": "better", "worse": "worse", "not distinguishable": "n.d."}
-
-
-def family(model: str, metric: str, role: str) -> str:
-    """Which family a comparison belongs to: the one primary question (`models.PRIMARY`, over
-    the decisive rivals), a secondary family (another metric or model, Holm-adjusted within
-    itself), or descriptive."""
-    if role != "decisive":
-        return "descriptive"
-    return "primary" if (model, metric) == PRIMARY else "secondary"
-
-
-def verdict_table(
-    tables: dict, model: str = "gen_f", metrics=("probe F1", "probe ROC AUC", "K-means F1")
-):
-    """Rivals x (metric, [difference, unadjusted 95% interval, p (Holm), verdict]), decisive
-    rivals first: the difference with its unadjusted interval, the p-value Holm-adjusted within
-    its family that the verdict is read from, and the verdict (n.d.: not distinguishable). The
-    "family" column names each metric's family for the decisive rows (`family`): primary for
-    `models.PRIMARY`, else secondary; descriptive for the rest."""
-
-    columns = {}
-    for metric in metrics:
-        table = tables.get(metric, ())
-        if not len(table):
-            continue
-        columns[(metric, "family")] = pd.Series(
-            [family(model, metric, role) for role in table["role"]], index=table.index
-        )
-        columns[(metric, "difference")] = table["difference"].map("{:+.3f}".format)
-        columns[(metric, "95% interval (unadjusted)")] = pd.Series(
-            [
-                f"[{low:+.3f},\u00a0{high:+.3f}]"
-                for low, high in zip(table["low"], table["high"], strict=True)
-            ],
-            index=table.index,
-        )
-        columns[(metric, "p (Holm)")] = table["p (Holm)"].map("{:.2g}".format)
-        columns[(metric, "verdict")] = table["verdict"].map(VERDICT_MARKS)
-    # rows in the tables' own order (decisive first), the union over the metrics
-    present = [m for m in metrics if len(tables.get(m, ()))]
-    order = list(dict.fromkeys(r for m in present for r in tables[m].index))
-    return pd.DataFrame(columns).reindex(order).fillna("").rename(index=label)
 
 
 def bootstrap_table(metrics_artifact, model: str, metric: str = "f1", resamples: int = 1000):
@@ -700,3 +525,20 @@ def rule_examples(images: ImageSet, n: int = 8) -> dict[str, torch.Tensor]:
         return index[share[index].argsort(descending=descending)[:n]]
 
     return {"black, least dark": pick(black, False), "not black, darkest": pick(other, True)}
+
+
+def preset_sizes() -> list[dict[str, Any]]:
+    """Training images per preset and set, as rows for a table or a bar chart."""
+    rows = []
+    for name in config.PRESETS:
+        if config.PRESETS[name].get("zoo.source") == "original":
+            continue  # its training sets are the default's; its zoo is read, not trained
+        data = config.load(name).data
+        for part, count in (
+            ("black", data.black_count),
+            ("black/random: random", data.black_random_count),
+            ("cat", data.cat_count),
+            ("cat/random: random", data.cat_random_count),
+        ):
+            rows.append({"preset": name, "set": part, "images": count})
+    return rows

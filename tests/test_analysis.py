@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kernelfusion import evaluate, models, report, stats
+from kernelfusion import evaluate, models, report, stats, verdicts
 from kernelfusion import metrics as measures
 
 
@@ -123,7 +123,7 @@ def test_mean_ci_and_paired_differences_with_holm():
     row = summary[(summary.model == "random") & (summary.metric == "probe F1")]
     assert row["mean"].item() == pytest.approx(np.mean(gen) - 0.3) and row["seeds"].item() == 5
     assert row["ci95"].item() == pytest.approx(2.776445 * np.std(gen, ddof=1) / np.sqrt(5))
-    table = report.differences(frame, "gen_f", "probe F1")
+    table = verdicts.differences(frame, "gen_f", "probe F1")
     # the two intervals overlap widely, but the paired difference is 0.3 give or take 0.02
     assert table.loc["noise", "difference"] == pytest.approx(0.3)
     assert table.loc["noise", "verdict"] == "better"
@@ -135,9 +135,9 @@ def test_mean_ci_and_paired_differences_with_holm():
     # by hand: the one decisive rival's differences [0.01, -0.01, 0.02, -0.02, 0] have sd
     # 0.0158114; Holm's first step over the 6 decisive rivals tests at 0.05 / 6, two-sided:
     # (t_(1 - 0.05/12), 4 df = 4.851008 + t_0.8, 4 df = 0.940965) * 0.0158114 / sqrt(5)
-    mde = report.detectable(frame, "gen_f", "probe F1")
+    mde = verdicts.detectable(frame, "gen_f", "probe F1")
     assert mde == pytest.approx((4.851008 + 0.940965) * 0.0158114 / np.sqrt(5), rel=1e-5)
-    at_five = report.detectable(frame, "gen_f", "probe F1", level=0.05)
+    at_five = verdicts.detectable(frame, "gen_f", "probe F1", level=0.05)
     assert at_five == pytest.approx((2.776445 + 0.940965) * 0.0158114 / np.sqrt(5), rel=1e-5)
 
 
@@ -151,23 +151,23 @@ def test_holm_runs_over_the_decisive_rivals_alone():
         "cat": [v - d for v, d in zip(gen, steps, strict=True)],
         "merge": [v + 0.001 * i for i, v in enumerate(gen)],
     }
-    few = report.differences(evaluate.long_metrics(_seeded_metrics(values)), "gen_f", "probe F1")
+    few = verdicts.differences(evaluate.long_metrics(_seeded_metrics(values)), "gen_f", "probe F1")
     more = values | {f"descriptive {i}": [v - 0.3 + 0.01 * i for v in gen] for i in range(10)}
-    many = report.differences(evaluate.long_metrics(_seeded_metrics(more)), "gen_f", "probe F1")
+    many = verdicts.differences(evaluate.long_metrics(_seeded_metrics(more)), "gen_f", "probe F1")
     source = "cat"
     assert many.loc[source, "p (Holm)"] == pytest.approx(few.loc[source, "p (Holm)"])
     assert many.loc[source, "p (Holm)"] == pytest.approx(min(1, 2 * few.loc[source, "p"]))
     assert list(many["role"][:2]) == ["decisive", "decisive"]
     assert set(many["role"][2:]) == {"descriptive"}
     assert many.loc[source, "verdict"] == "better"
-    words = report.bound_words(many)
+    words = verdicts.bound_words(many)
     # the bound is the family's: simultaneous over the 2 decisive rivals, wider than the 95%
     high = many.loc[source, "family high"]
     assert high > many.loc[source, "high"]
     shown = "cat CNN (source unchanged)"  # the words name rivals by their labels
     assert words.startswith(f"at most {high:.3f} above *{shown}*") and "descriptive" not in words
     lower = many.assign(**{"family high": -0.02})
-    assert report.bound_words(lower).startswith("at least 0.020 below")
+    assert verdicts.bound_words(lower).startswith("at least 0.020 below")
 
 
 def test_uncertainty_words_follow_the_ratio_of_the_widths():
@@ -196,8 +196,8 @@ def test_verdict_table_joins_metrics_with_different_rivals():
     frame = evaluate.long_metrics(_seeded_metrics({"gen_f": gen, "random": [v - 0.1 for v in gen]}))
     extra = frame[frame.model == "random"].assign(model="and")
     frame = pd.concat([frame, extra[extra.metric == "probe F1"]])
-    tables = report.comparisons(frame, "gen_f")
-    table = report.verdict_table(tables)
+    tables = verdicts.comparisons(frame, "gen_f")
+    table = verdicts.verdict_table(tables)
     # the table is for readers: rivals by their labels
     shown = models.label("and")
     assert table.loc[shown, ("K-means F1", "verdict")] == ""
@@ -205,8 +205,8 @@ def test_verdict_table_joins_metrics_with_different_rivals():
     assert list(table.index) == [shown, "random CNN"]  # decisive first
     # the one primary question, secondary families, descriptive rows; intervals say unadjusted
     assert list(table[("probe F1", "family")]) == ["primary", "descriptive"]
-    assert report.verdict_table(tables, "gen_g").loc[shown, ("probe F1", "family")] == "secondary"
-    assert report.family("gen_f", "probe ROC AUC", "decisive") == "secondary"
+    assert verdicts.verdict_table(tables, "gen_g").loc[shown, ("probe F1", "family")] == "secondary"
+    assert verdicts.family("gen_f", "probe ROC AUC", "decisive") == "secondary"
     assert ("probe F1", "95% interval (unadjusted)") in table
 
 
@@ -324,15 +324,15 @@ def test_verdict_counts_and_their_glue_count_decisive_rivals_only():
         "random": [v - 0.3 - 0.003 * (i % 2) for i, v in enumerate(gen)],
     }
     frame = evaluate.long_metrics(_seeded_metrics(values))
-    tables = report.comparisons(frame, "gen_f", ("probe F1",))
+    tables = verdicts.comparisons(frame, "gen_f", ("probe F1",))
     assert tables["probe F1"].loc["random", "verdict"] == "better"
-    assert report.count_glue(tables, "f") == {
+    assert verdicts.count_glue(tables, "f") == {
         "f_probe_f1_better": 1,
         "f_probe_f1_worse": 0,
         "f_probe_f1_not": 0,
     }
     width = 2 * tables["probe F1"].loc["arithmetic", "ci95"]
-    assert report.seed_interval_width(tables["probe F1"]) == pytest.approx(width)
+    assert verdicts.seed_interval_width(tables["probe F1"]) == pytest.approx(width)
 
 
 def test_umap_distances_are_unchanged(monkeypatch):

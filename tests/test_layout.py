@@ -20,7 +20,15 @@ LAYERS = {
     "models": ("training", "cnn", "zoo"),
     "measures": ("metrics", "stats"),
     "method": ("alignment", "translators", "cyclegan", "stacking", "behaviour", "models"),
-    "evaluation": ("evaluate", "gan_checks", "report", "replication", "plots", "result_plots"),
+    "evaluation": (
+        "evaluate",
+        "gan_checks",
+        "verdicts",
+        "report",
+        "replication",
+        "plots",
+        "result_plots",
+    ),
     "orchestration": (
         "pipeline",
         "sweep",
