@@ -438,6 +438,20 @@ def results(runs: dict[int, dict], cfg, model: str = "gen_f") -> Results:
     values["black_cat_share"] = 1 - values["original_nothing"]
     values |= {f"claim_{k.replace(' ', '_')}": v for k, v in CLAIM.items()}
     words = build_words(cfg)
+    if by_photograph:
+        words["scoring_words"] = (
+            f"scores every model on all {values['n_eval']} photographs by "
+            f"{cfg.analysis.folds}-fold cross-validation: each probe learns from the other folds "
+            f"(about {values['n_labelled']} photographs) and scores its own, so every photograph "
+            "is scored once per seed. The oracle CNN itself is trained on half of the "
+            "photographs (the seed's labelled half), so its scores on those are optimistic"
+        )
+    else:
+        words["scoring_words"] = (
+            f"scores every model on {values['n_eval']} evaluation images (at least "
+            f"{values['n_per_group']} per group), kept apart from the {values['n_labelled']} "
+            "labelled images that the probe and the oracle learn from"
+        )
     # the first page reads these from another document: plain text (`{glue:text}`)
     values |= {"head_built_on": words["built_on"], "head_replication": words["replication_words"]}
     markdown = {
