@@ -438,6 +438,14 @@ def results(runs: dict[int, dict], cfg, model: str = "gen_f") -> Results:
     values["black_cat_share"] = 1 - values["original_nothing"]
     values |= {f"claim_{k.replace(' ', '_')}": v for k, v in CLAIM.items()}
     words = build_words(cfg)
+    if by_photograph:  # t-intervals over repetitions of one set of photographs: too narrow
+        summary = summary.assign(ci95=float("nan"))
+        words["table_words"] = (
+            "Mean over the seeds' cross-validations, per model, without an interval: the seeds "
+            "are not replications here (the verdicts below resample the photographs)"
+        )
+    else:
+        words["table_words"] = "Mean and 95% interval over the seeds, per model"
     if by_photograph:
         words["scoring_words"] = (
             f"scores every model on all {values['n_eval']} photographs by "
