@@ -419,7 +419,7 @@ def lessons(cfg: Config, store) -> tuple[dict[str, Any], dict[str, str]]:
     runs = pipeline.run_seeds(cfg)
     frame = long_metrics(runs)
     summary = mean_ci(frame)
-    tables = tables_for(runs, cfg, "gen_f", frame)
+    tables = tables_for(runs, cfg, "gen_f", frame, ("probe F1", "probe ROC AUC"))
     values: dict[str, Any] = {}
     markdown: dict[str, str] = {}
     for key, metric in (("f1", "probe F1"), ("auc", "probe ROC AUC")):

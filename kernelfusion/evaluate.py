@@ -187,7 +187,7 @@ def _cross_validated(x, groups, fold, cfg, protocol=None):
             part[held] = probe_scores(x[chosen], groups[chosen], x[held], c)
         curve[str(n)] = {
             "f1": binary_scores(part > 0, truth)["f1"],
-            **{"roc auc": ranking_scores(part, truth)["roc auc"]},
+            "roc auc": ranking_scores(part, truth)["roc auc"],
         }
     curve[str(available)] = {k: result["linear probe"][k] for k in ("f1", "roc auc")}
     result["label efficiency"] = curve
@@ -231,12 +231,12 @@ def weights_hash(model) -> str:
     return digest.hexdigest()
 
 
-def per_image(metrics: dict, fitted: np.ndarray, zero_shot: np.ndarray, groups) -> dict:
-    """The per-image values of a cross-validated run, moved out of each model's result: the
+def per_image_values(metrics: dict, fitted: np.ndarray, zero_shot: np.ndarray, groups) -> dict:
+    """The per-image values of a cross-validated run, gathered from each model's result: the
     truth, and per model its out-of-fold probe score and K-means call (> 0: black cat)."""
     values = {"truth": (groups == BLACK_CAT).tolist(), "probe": {}, "K-means": {}}
     for name, result in metrics.items():
-        for view, value in result.pop("per image", {}).items():
+        for view, value in result.get("per image", {}).items():
             values[view][name] = value
     values["probe"] |= {AND_RULE: fitted.tolist(), AND_ZERO_SHOT: zero_shot.tolist()}
     return values
@@ -292,9 +292,10 @@ def make_metrics(
             labelled, evaluated = evaluation_split(datasets.eval)
         g_lab = datasets.eval.groups[labelled].numpy()
         g_eval = datasets.eval.groups[evaluated].numpy()
-        sample = cluster_sample(g_lab, g_eval, cfg, cfg.seed)
         if folds:  # the clustering views see every image (matched out of fold)
             sample = (np.arange(len(g_all)), np.arange(len(g_all)))
+        else:
+            sample = cluster_sample(g_lab, g_eval, cfg, cfg.seed)
         protocol = protocol_sample(len(g_all), cfg, cfg.seed)
         metrics, tensors = {}, {}
         chosen = scored(cfg, models.cnns)
@@ -361,6 +362,11 @@ def make_metrics(
         }
         tensors[f"probe {AND_RULE}"] = torch.as_tensor(fitted).float()
         tensors[f"probe {AND_ZERO_SHOT}"] = torch.as_tensor(zero_shot).float()
+        if folds:  # the per-image values once, in the run's file, not again under each model
+            gathered = per_image_values(metrics, fitted, zero_shot, g_all)
+            metrics = {
+                n: {k: v for k, v in r.items() if k != "per image"} for n, r in metrics.items()
+            }
         k = cfg.analysis.kmeans_clusters
         writer.save_json(
             "metrics",
@@ -387,7 +393,7 @@ def make_metrics(
                 "seed": cfg.seed,
                 "folds": folds,
                 # each image's out-of-fold scores, where the photograph is the unit
-                **({"per image": per_image(metrics, fitted, zero_shot, g_all)} if folds else {}),
+                **({"per image": gathered} if folds else {}),
             },
         )
         writer.save_tensors(

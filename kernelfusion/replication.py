@@ -27,7 +27,7 @@ from .machine import derive_seed, generator
 from .metrics import BLACK_CAT, as_original_ran_it
 from .models import Models, generated, label, with_noise
 from .progress import bar as progress_bar
-from .stats import ALPHA, holm, t_interval
+from .stats import holm, paired_t_p, t_interval, verdicts_from
 from .store import Store
 from .training import unstack
 
@@ -221,8 +221,6 @@ def spread_differences(frame: pd.DataFrame) -> pd.DataFrame:
     p-value Holm-adjusted over the six comparisons (a secondary family of its own), and the
     verdict read from that adjusted p-value. A constant difference has no spread: no evidence
     (p = 1). The random CNN is a different network per source model: paired by position."""
-    from scipy import stats
-
     rows = []
     for direction in DIRECTIONS:
         part = frame[frame["direction"] == direction]
@@ -231,8 +229,6 @@ def spread_differences(frame: pd.DataFrame) -> pd.DataFrame:
             differences = (wide["generated"] - wide[control]).to_numpy(dtype=float)
             mean, half = t_interval(differences)
             low, high = mean - half, mean + half
-            spread_ = len(differences) > 1 and np.ptp(differences) > 1e-12
-            p = float(stats.ttest_1samp(differences, 0.0).pvalue) if spread_ else 1.0
             rows.append(
                 {
                     "generated": spread_label(direction, "generated"),
@@ -241,15 +237,12 @@ def spread_differences(frame: pd.DataFrame) -> pd.DataFrame:
                     "difference": mean,
                     "low": low,
                     "high": high,
-                    "p": p,
+                    "p": paired_t_p(differences),
                 }
             )
     table = pd.DataFrame(rows)
     table["p (Holm)"] = holm(table["p"].tolist())
-    table["verdict"] = [
-        ("better" if d > 0 else "worse") if p < ALPHA else "not distinguishable"
-        for d, p in zip(table["difference"], table["p (Holm)"], strict=True)
-    ]
+    table["verdict"] = verdicts_from(table["difference"], table["p (Holm)"])
     return table
 
 

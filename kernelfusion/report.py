@@ -444,9 +444,6 @@ def results(runs: dict[int, dict], cfg, model: str = "gen_f") -> Results:
             "Mean over the seeds' cross-validations, per model, without an interval: the seeds "
             "are not replications here (the verdicts below resample the photographs)"
         )
-    else:
-        words["table_words"] = "Mean and 95% interval over the seeds, per model"
-    if by_photograph:
         words["scoring_words"] = (
             f"scores every model on all {values['n_eval']} photographs by "
             f"{cfg.analysis.folds}-fold cross-validation: each probe learns from the other folds "
@@ -455,6 +452,7 @@ def results(runs: dict[int, dict], cfg, model: str = "gen_f") -> Results:
             "photographs (the seed's labelled half), so its scores on those are optimistic"
         )
     else:
+        words["table_words"] = "Mean and 95% interval over the seeds, per model"
         words["scoring_words"] = (
             f"scores every model on {values['n_eval']} evaluation images (at least "
             f"{values['n_per_group']} per group), kept apart from the {values['n_labelled']} "

@@ -69,7 +69,6 @@ def paired_differences(
     `decisive` rivals, and the descriptive rest apart), and the verdict from the adjusted
     p-value (below ALPHA: better or worse; else not distinguishable). Decisive rows first."""
     import pandas as pd
-    from scipy import stats
 
     part = frame[frame["metric"] == metric].pivot(index="seed", columns="model", values="value")
     if model not in part:
@@ -86,12 +85,7 @@ def paired_differences(
         mean, half = t_interval(diff, confidence)
         # the interval at the family's level: simultaneous over the decisive rivals (Bonferroni)
         _, family = t_interval(diff, 1 - (1 - confidence) / max(len(decisive), 1))
-        if len(diff) > 1 and np.ptp(diff) > 1e-12:
-            p = float(stats.ttest_1samp(diff, 0.0).pvalue)
-        else:
-            # a constant difference (five identical ones, or one) has no spread to test against:
-            # no evidence either way, whatever its size (a t-test would give it p = 0)
-            p = 1.0
+        p = paired_t_p(diff)
         rows.append(
             {
                 "rival": rival,
@@ -107,6 +101,26 @@ def paired_differences(
             }
         )
     return _with_verdicts(pd.DataFrame(rows))
+
+
+def paired_t_p(diff: np.ndarray) -> float:
+    """The paired t-test's two-sided p-value of differences `diff` against zero. A constant
+    difference (five identical ones, or one) has no spread to test against: no evidence either
+    way, whatever its size (p = 1; a t-test would give it p = 0)."""
+    from scipy import stats
+
+    if len(diff) > 1 and np.ptp(diff) > 1e-12:
+        return float(stats.ttest_1samp(diff, 0.0).pvalue)
+    return 1.0
+
+
+def verdicts_from(differences, adjusted_p) -> list[str]:
+    """The verdict of each comparison from its difference and its adjusted p-value: better or
+    worse below ALPHA, else not distinguishable."""
+    return [
+        ("better" if d > 0 else "worse") if p < ALPHA else "not distinguishable"
+        for d, p in zip(differences, adjusted_p, strict=True)
+    ]
 
 
 def decisive_rows(table):
@@ -314,10 +328,7 @@ def _with_verdicts(table):
     for _, family in table.groupby("role"):
         adjusted[family.index] = holm(family["p"].tolist())
     table["p (Holm)"] = adjusted
-    table["verdict"] = [
-        ("better" if d > 0 else "worse") if p < ALPHA else "not distinguishable"
-        for d, p in zip(table["difference"], table["p (Holm)"], strict=True)
-    ]
+    table["verdict"] = verdicts_from(table["difference"], table["p (Holm)"])
     return table.set_index("rival")
 
 

@@ -71,7 +71,9 @@ def unit(cfg) -> str:
     return "photograph" if cfg.analysis.folds else "seed"
 
 
-def per_image(runs: dict[int, dict]) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
+def per_image_scores(
+    runs: dict[int, dict],
+) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
     """The truth and, per view (probe, K-means) and model, the out-of-fold scores of every
     image in each seed (seeds x images) of cross-validated runs."""
     first = next(iter(runs.values()))["per image"]
@@ -85,12 +87,15 @@ def per_image(runs: dict[int, dict]) -> tuple[np.ndarray, dict[str, dict[str, np
     return np.array(first["truth"], dtype=bool), views
 
 
-def tables_for(runs: dict[int, dict], cfg, model: str, frame=None) -> dict:
+def tables_for(runs: dict[int, dict], cfg, model: str, frame=None, metrics=None) -> dict:
     """metric -> `model`'s comparisons with every rival, at the build's unit (`unit`): paired
-    over seeds (`comparisons`), or over photographs (`photograph_comparisons`)."""
+    over seeds (`comparisons`), or over photographs (`photograph_comparisons`); `metrics`:
+    those alone (default: every metric the unit has verdicts for)."""
     if unit(cfg) == "photograph":
-        return photograph_comparisons(runs, model, cfg.seed)
-    return comparisons(long_metrics(runs) if frame is None else frame, model)
+        return photograph_comparisons(runs, model, cfg.seed, metrics or tuple(PHOTOGRAPH_METRICS))
+    return comparisons(
+        long_metrics(runs) if frame is None else frame, model, metrics or VERDICT_METRICS
+    )
 
 
 def detectable_for(tables: dict, frame, cfg, model: str, metric: str) -> float:
@@ -105,15 +110,17 @@ def detectable_for(tables: dict, frame, cfg, model: str, metric: str) -> float:
 PHOTOGRAPH_VIEWS = {"probe F1": "probe", "probe ROC AUC": "probe", "K-means F1": "K-means"}
 
 
-def photograph_comparisons(runs: dict[int, dict], model: str, seed: int = 0) -> dict:
+def photograph_comparisons(
+    runs: dict[int, dict], model: str, seed: int = 0, metrics=tuple(PHOTOGRAPH_METRICS)
+) -> dict:
     """metric -> `stats.photograph_differences` of `model` against every rival, the photograph
     the unit (every model that has the metric's per-image values)."""
-    truth, views = per_image(runs)
+    truth, views = per_image_scores(runs)
     return {
         metric: photograph_differences(
             views[PHOTOGRAPH_VIEWS[metric]], truth, model, metric, decisive=DECISIVE, seed=seed
         )
-        for metric in PHOTOGRAPH_METRICS
+        for metric in metrics
     }
 
 
