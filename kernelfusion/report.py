@@ -99,9 +99,14 @@ def build_words(cfg) -> dict[str, str]:
     if original:
         made = "built on the original's published models, generators and photographs"
     if unit(cfg) == "photograph":
+        fixed = (
+            "the source CNNs and the translator (the original's published generators) are "
+            "fixed, and each seed redraws only"
+            if cfg.gan.source == "original"
+            else "the source CNNs are fixed, and each seed redraws the CycleGAN trained here and"
+        )
         replication = (
-            "repeated cross-validation over the evaluation photographs: the source CNNs and the "
-            "translator are fixed, and each seed redraws only a stratified "
+            f"repeated cross-validation over the evaluation photographs: {fixed} a stratified "
             f"{cfg.analysis.folds}-fold split (every photograph scored once per seed) and the "
             "rivals this book trains. The photograph, not the seed, is the unit of every verdict"
         )

@@ -69,6 +69,15 @@ def test_out_of_range_is_refused(key, value):
         config.load("default", {key: value})
 
 
+def test_folds_only_where_every_seed_scores_the_same_photographs():
+    """The photograph is the unit only where the photographs are the same in every seed: on
+    drawn images each seed draws new ones, and per-image scores of different seeds would be
+    paired as if they were one photograph's."""
+    with pytest.raises(ConfigError, match="'analysis.folds' is out of range.*data.source = orig"):
+        config.load("default", {"analysis.folds": 5})
+    assert config.load("original", {"data.root": "x", "zoo.root": "x"}).analysis.folds == 5
+
+
 def test_choice_and_dependent_values():
     with pytest.raises(ConfigError, match="choose one of synthetic, folder, oxford_pets"):
         config.load("default", {"data.source": "web"})
