@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from kernelfusion import config, metrics
+from kernelfusion import config, measures
 
 from .common import table
 
@@ -15,16 +15,16 @@ def run(sizes: tuple[int, ...] = (1000, 5000, 30000), dim: int = 256) -> list[di
     cfg = config.load("default").analysis
     rng = np.random.default_rng(0)
     for warm in (200, 5000):  # numba compiles both the exact and the approximate kNN paths
-        metrics.umap_embedding(rng.normal(size=(warm, dim)).astype(np.float32), seed=0)
+        measures.umap_embedding(rng.normal(size=(warm, dim)).astype(np.float32), seed=0)
     rows = []
     for n in sizes:
         centres = rng.normal(scale=3, size=(4, dim))
         x = (centres[rng.integers(0, 4, n)] + rng.normal(size=(n, dim))).astype(np.float32)
         started = time.perf_counter()
-        embedding = metrics.umap_embedding(x, seed=0)
+        embedding = measures.umap_embedding(x, seed=0)
         umap_s = time.perf_counter() - started
         started = time.perf_counter()
-        metrics.cluster_all(x, embedding, cfg, seed=0)
+        measures.cluster_all(x, embedding, cfg, seed=0)
         cluster_s = time.perf_counter() - started
         rows.append(
             {

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import torch
 
-from kernelfusion import ablation, behaviour, config, cyclegan, translators
+from kernelfusion import ablation, behaviour, config, cyclegan, networks
 from kernelfusion.cnn import SourceCNNs, build
 
 from .common import table
@@ -52,7 +52,7 @@ def _functional_step(cfg, device: str, steps: int) -> float:
     layers, kernels = {}, {}
     for layer, channels in (("conv1", 3), ("conv2", c1)):
         layers[layer] = cyclegan.LayerGan(
-            translators.make_networks(cfg.gan, channels, 0), {}, channels
+            networks.make_networks(cfg.gan, channels, 0), {}, channels
         )
     for domain in ("black", "cat"):
         kernels[domain] = {"conv1": torch.randn(400, 3, 5, 5), "conv2": torch.randn(400, c1, 5, 5)}

@@ -2,7 +2,7 @@
 training step at the default preset's layer-1 shapes (75 -> 256 -> 256 -> 75, batch 64), on
 the device it finds (`python -m benchmarks stack [cpu|cuda]`).
 
-The stack is the book's own (`stacking.StackTrainer`, what `gan.stack` > 1 trains: one set of
+The stack is the book's own (`stacked_gans.StackTrainer`, what `gan.stack` > 1 trains: one set of
 parameters with a leading axis of S, one forward, one backward and one Adam update for all S,
 each member with its own batches and history pools); the one-GAN row is the book's own trainer
 (`cyclegan.train_layer`). On a CPU a step is compute-bound: at one thread (a book worker's) a
@@ -11,7 +11,7 @@ book's stacks there would hold 3-11 runs behind a barrier (every zoo first) that
 so the CPU trains one run at a time; at two threads a stack's 0.4-0.7x is about what two
 one-thread workers already get. On a GPU one such small GAN leaves the device idle, and the
 ratio below is what many seeds and arms trained at once gain there (`gan.stack` = 0 picks
-`stacking.CUDA_STACK` on CUDA).
+`stacked_gans.CUDA_STACK` on CUDA).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from kernelfusion import alignment, config, stacking
+from kernelfusion import alignment, config, stacked_gans
 
 from .bench_gan import time_trainer
 from .common import table
@@ -33,11 +33,11 @@ def _sets(count: int):
     gen = torch.Generator().manual_seed(0)
     black, _ = alignment.normalise(torch.randn(4096, 3, 5, 5, generator=gen))
     cat, _ = alignment.normalise(torch.randn(4096, 3, 5, 5, generator=gen) + 0.1)
-    return [stacking.Member(black, cat, seed) for seed in range(count)]
+    return [stacked_gans.Member(black, cat, seed) for seed in range(count)]
 
 
 def ms_per_gan(gan_cfg, stack: int, device: str) -> float:
-    trainer = stacking.StackTrainer(gan_cfg, _sets(stack), 3, device)
+    trainer = stacked_gans.StackTrainer(gan_cfg, _sets(stack), 3, device)
     for _ in range(5):
         trainer.train_step()
     if device.startswith("cuda"):

@@ -11,7 +11,7 @@ import os as _os
 # streams are still flushed, and the operating system frees the memory).
 _atexit.register(_gc.freeze)
 
-if _os.environ.get("KERNELFUSION_BOOK"):  # a chapter executed for the book (kernelfusion.book)
+if _os.environ.get("KERNELFUSION_BOOK"):  # a chapter executed for the book (build.book)
     import warnings as _warnings
 
     def _book_warning(message, category, filename, lineno, line=None) -> str:
@@ -25,32 +25,30 @@ __all__ = [
     "ablation",
     "alignment",
     "behaviour",
-    "book",
     "cnn",
+    "comparison_figures",
     "config",
     "cyclegan",
     "data",
     "evaluate",
+    "figures",
+    "fusion",
     "gan_checks",
-    "kernels",
-    "keys",
     "machine",
-    "metrics",
-    "models",
+    "measures",
+    "networks",
     "original",
+    "original_protocol",
     "pipeline",
-    "plots",
     "progress",
-    "replication",
     "report",
-    "result_plots",
-    "stacking",
+    "stacked_gans",
+    "stage_keys",
     "stats",
     "store",
     "sweep",
     "synthetic",
     "training",
-    "translators",
     "verdicts",
     "zoo",
 ]

@@ -8,7 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from . import book, config, printing, store, sweep
+from . import config, store, sweep
+from .build import book
 from .store import StorageError
 
 
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         return _cache(args)
     if args.command == "pdf":
         try:
-            print(f"pdf written: {printing.make_pdf(args.out)}")
+            print(f"pdf written: {pdf.make_pdf(args.out)}")
         except book.BookError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

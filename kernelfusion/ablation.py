@@ -23,9 +23,9 @@ from .alignment import alignment_go, go_words, match_images
 from .cnn import weight_count
 from .config import Config, ConfigError, with_overrides, zoo_size
 from .evaluate import long_metrics
+from .fusion import DECISIVE, GENERATED, label
 from .gan_checks import evaluate as gan_evaluation
 from .gan_checks import hidden_signal
-from .models import DECISIVE, GENERATED, label
 from .original import CLAIM
 from .report import build_words, dependence_words, headline, separability_words
 from .stats import mean_ci

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as nnf
 from scipy.optimize import linear_sum_assignment
 
-from . import metrics
+from . import measures
 from .cnn import CONV_LAYERS
 from .config import Config
 from .machine import generator
@@ -286,7 +286,7 @@ def alignment_effect(cfg: Config, zoo: Zoo, max_rows: int = 4000) -> dict[str, d
         out[name] = {
             "nearest cosine to another model, black": nearest["black"],
             "nearest cosine to another model, cat": nearest["cat"],
-            "FD black vs cat": metrics.frechet_distance(sample["black"][0], sample["cat"][0]),
+            "FD black vs cat": measures.frechet_distance(sample["black"][0], sample["cat"][0]),
         }
     return out
 
@@ -323,7 +323,7 @@ def alignment_go(
         vectors = [sample[d][0] for d in ("black", "cat")]
         # folds grouped by zoo model: a model's kernel sets never sit on both sides of a fold
         groups = [sample[d][1][:, 0].numpy() + i * 1_000_000 for i, d in enumerate(sample)]
-        _, accuracy = metrics.domain_classifier(*vectors, np.concatenate(groups))
+        _, accuracy = measures.domain_classifier(*vectors, np.concatenate(groups))
         out[name] = accuracy
     return out
 

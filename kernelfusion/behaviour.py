@@ -39,9 +39,9 @@ from .cnn import SmallCNN, SourceCNNs
 from .config import Config, resolve_device
 from .cyclegan import KernelGan, LayerGan, generator_losses, load_nets, net_tensors
 from .data import Datasets
-from .keys import stage_key
 from .machine import generator
 from .progress import bar as progress_bar
+from .stage_keys import stage_key
 from .store import StageWriter, Store
 from .training import DivergedError
 

@@ -10,8 +10,8 @@ from torch import nn
 from . import original, training
 from .config import CNNConfig, Config, resolve_device
 from .data import GROUPS, Datasets
-from .keys import stage_key
 from .machine import generator, init_seed, seed_everything
+from .stage_keys import stage_key
 from .store import Artifact, StageWriter, Store
 
 CONV_LAYERS = ("conv1", "conv2")

@@ -36,12 +36,12 @@ from .alignment import (
 from .cnn import CONV_LAYERS
 from .config import Config, GanConfig, resolve_device
 from .data import Datasets
-from .keys import stage_key
 from .machine import derive_seed
+from .networks import autocast, make_networks
 from .progress import bar as progress_bar
+from .stage_keys import stage_key
 from .store import StageWriter, Store, atomic_write_bytes
 from .training import check_finite
-from .translators import autocast, make_networks
 from .zoo import Zoo
 
 LOSSES = (
@@ -90,7 +90,7 @@ def pool_swaps(
     its first `take` samples fill the next free slots; of the rest, each with probability 1/2
     is swapped for a stored one: rows `chosen` of the batch with slots `where` (a slot picked
     twice swaps once, with its first pick). Drawn from `gen` alone, not from the samples, so
-    a stack of pools (`stacking`) draws each member's as its own pool would."""
+    a stack of pools (`stacked_gans`) draws each member's as its own pool would."""
     take = min(size - filled, n)
     rest = torch.arange(take, n)
     if not len(rest):
@@ -445,7 +445,7 @@ def run_steps(
     save: Callable[[], None] | None,
     stop_after: int | None,
 ) -> None:
-    """Step `trainer` (a `_Trainer`, or `stacking`'s stack of runs) on to `cfg.steps` under a
+    """Step `trainer` (a `_Trainer`, or `stacked_gans`'s stack of runs) on to `cfg.steps` under a
     progress bar: its losses checked and shown every `log_every` steps, `save()` (if any)
     every `checkpoint_every`; `stop_after` ends early (tests)."""
     bar = progress_bar(total=cfg.steps, initial=trainer.step, desc=desc, progress=progress)
@@ -587,7 +587,8 @@ def make_translator(
 
     def layer_stage(layer: str):
         """One layer's CycleGAN, a stage of its own keyed by the settings that layer reads
-        (`keys.STAGE_KEYS`): an arm that changes only layer 2 reuses the reference's layer 1."""
+        (`stage_keys.STAGE_KEYS`): an arm that changes only layer 2 reuses the reference's
+        layer 1."""
 
         def build(writer: StageWriter) -> None:
             black, _ = normalise(kernels["black"][layer])

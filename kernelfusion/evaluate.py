@@ -16,9 +16,9 @@ import torch
 from .cnn import SourceCNNs, features, positive_probability
 from .config import Config, resolve_device
 from .data import Datasets
-from .keys import stage_key
+from .fusion import AND_RULE, AND_ZERO_SHOT, DECISIVE, GENERATED, MODELS, Models, file_name, label
 from .machine import derive_seed
-from .metrics import (
+from .measures import (
     BLACK_CAT,
     GROUP_COUNT,
     binary_scores,
@@ -36,17 +36,8 @@ from .metrics import (
     reference_values,
     umap_embedding,
 )
-from .models import (
-    AND_RULE,
-    AND_ZERO_SHOT,
-    DECISIVE,
-    GENERATED,
-    MODELS,
-    Models,
-    file_name,
-    label,
-)
 from .progress import bar as progress_bar
+from .stage_keys import stage_key
 from .store import Artifact, Store
 
 # Labelled images per group for the label-efficiency curve (those above the labelled part's

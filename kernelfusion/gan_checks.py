@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as nnf  # not F: F is also a generator's name
 
-from . import metrics, models
+from . import fusion, measures
 from .alignment import normalise, same_model
 from .cnn import SourceCNNs, features
 from .config import TUNING_SEEDS, Config
@@ -78,27 +78,27 @@ def evaluate(gan: KernelGan) -> dict[str, dict[str, float]]:
             gan.index["black"][layer][:, 0].numpy(),
             gan.index["cat"][layer][:, 0].numpy() + 1_000_000,
         ]
-        classifier, separability = metrics.domain_classifier(black, cat, models)
+        classifier, separability = measures.domain_classifier(black, cat, models)
 
         def share_cat(x, classifier=classifier):
             return float(classifier.predict(x.numpy()).mean())
 
         # spacing of the real kernels: nearest neighbour from another model of the zoo
         # (snapshots of one model's filter are near-copies of each other)
-        cat_nn = metrics.nearest_distance(cat, cat, same_model(gan.index["cat"][layer])).median()
-        black_nn = metrics.nearest_distance(
+        cat_nn = measures.nearest_distance(cat, cat, same_model(gan.index["cat"][layer])).median()
+        black_nn = measures.nearest_distance(
             black, black, same_model(gan.index["black"][layer])
         ).median()
         results[layer] = {
             "kernel sets (black, cat)": f"{len(black)}, {len(cat)}",
             "cycle L1 black->cat->black": float((cycle_black - black).abs().mean()),
             "cycle L1 cat->black->cat": float((cycle_cat - cat).abs().mean()),
-            "FD real black vs real cat": metrics.frechet_distance(black, cat),
-            "FD G(black) vs real cat": metrics.frechet_distance(fake_cat, cat),
-            "FD F(cat) vs real black": metrics.frechet_distance(fake_black, black),
-            "MMD real black vs real cat": metrics.mmd_rbf(black, cat),
-            "MMD G(black) vs real cat": metrics.mmd_rbf(fake_cat, cat),
-            "MMD F(cat) vs real black": metrics.mmd_rbf(fake_black, black),
+            "FD real black vs real cat": measures.frechet_distance(black, cat),
+            "FD G(black) vs real cat": measures.frechet_distance(fake_cat, cat),
+            "FD F(cat) vs real black": measures.frechet_distance(fake_black, black),
+            "MMD real black vs real cat": measures.mmd_rbf(black, cat),
+            "MMD G(black) vs real cat": measures.mmd_rbf(fake_cat, cat),
+            "MMD F(cat) vs real black": measures.mmd_rbf(fake_black, black),
             "domain classifier accuracy (real, 5-fold by model)": separability,
             "share classified cat: real black": share_cat(black),
             "share classified cat: G(black)": share_cat(fake_cat),
@@ -107,15 +107,15 @@ def evaluate(gan: KernelGan) -> dict[str, dict[str, float]]:
             "cosine(black, G(black))": float(nnf.cosine_similarity(black, fake_cat).mean()),
             "cosine(cat, F(cat))": float(nnf.cosine_similarity(cat, fake_black).mean()),
             "nearest real cat / real cat spacing": float(
-                metrics.nearest_distance(fake_cat, cat).median() / cat_nn
+                measures.nearest_distance(fake_cat, cat).median() / cat_nn
             ),
             "nearest real black / real black spacing": float(
-                metrics.nearest_distance(fake_black, black).median() / black_nn
+                measures.nearest_distance(fake_black, black).median() / black_nn
             ),
-            "diversity G(black) / real cat": metrics.mean_pairwise_distance(fake_cat)
-            / metrics.mean_pairwise_distance(cat),
-            "diversity F(cat) / real black": metrics.mean_pairwise_distance(fake_black)
-            / metrics.mean_pairwise_distance(black),
+            "diversity G(black) / real cat": measures.mean_pairwise_distance(fake_cat)
+            / measures.mean_pairwise_distance(cat),
+            "diversity F(cat) / real black": measures.mean_pairwise_distance(fake_black)
+            / measures.mean_pairwise_distance(black),
         }
     return results
 
@@ -177,9 +177,9 @@ def convergence(
             layers[layer] = dataclasses.replace(layer_gan, nets={**layer_gan.nets, "F": net})
         at_step = dataclasses.replace(gan, layers=layers)
         x = features(
-            models.generated(sources.cat, at_step, "cat->black"), datasets.eval.images, device
+            fusion.generated(sources.cat, at_step, "cat->black"), datasets.eval.images, device
         ).numpy()
-        probe = metrics.linear_probe(
+        probe = measures.linear_probe(
             x[labelled], groups[labelled], x[evaluated], groups[evaluated], cfg.analysis.probe_c
         )
         rows.append({"step": step, "probe F1": probe["f1"], "probe ROC AUC": probe["roc auc"]})

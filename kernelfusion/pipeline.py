@@ -19,12 +19,12 @@ from typing import Any
 
 import torch
 
-from . import behaviour, cnn, cyclegan, data, evaluate, models, replication, stacking, zoo
+from . import behaviour, cnn, cyclegan, data, evaluate, fusion, original_protocol, stacked_gans, zoo
 from .config import Config, ConfigError
 from .cyclegan import KernelGan
 from .data import Datasets
 from .evaluate import Metrics
-from .models import Models
+from .fusion import Models
 from .progress import status
 from .store import NotCached, Store, check_writable
 from .store import open as open_store
@@ -64,7 +64,7 @@ def run(cfg: Config, store: Store, progress: bool = True, until: str = "metrics"
             cfg, store, out.datasets, out.sources, gan, progress=progress
         )
     if last >= 4:
-        out.models = models.make_models(
+        out.models = fusion.make_models(
             cfg, store, out.datasets, out.sources, out.gan, progress=progress
         )
     if last >= 5:
@@ -76,11 +76,11 @@ def run(cfg: Config, store: Store, progress: bool = True, until: str = "metrics"
 
 def replication_of(cfg: Config, store: Store, progress: bool = False):
     """The original's protocol on this run: the showcase (its one model, as it ran it) and the
-    spread over both zoos (`replication`), after the stages they read."""
+    spread over both zoos (`original_protocol`), after the stages they read."""
     done = run(cfg, store, progress, until="models")
     return (
-        replication.make_showcase(cfg, store, done.datasets, done.models, progress=progress),
-        replication.make_spread(cfg, store, done.datasets, done.gan, progress=progress),
+        original_protocol.make_showcase(cfg, store, done.datasets, done.models, progress=progress),
+        original_protocol.make_spread(cfg, store, done.datasets, done.gan, progress=progress),
     )
 
 
@@ -121,7 +121,7 @@ def run_many(configs: list[Config], root=None) -> list[dict]:
         if not address:  # the CycleGANs as stacks first (a GPU), at the workers' thread count
             workers = min(first.workers, len(missing))
             threads = worker_threads(workers) if workers > 1 else torch.get_num_threads()
-            stacking.make_layers([configs[i] for i in missing], root, threads=threads)
+            stacked_gans.make_layers([configs[i] for i in missing], root, threads=threads)
         for result in run_configs(
             [configs[i] for i in missing],
             [{"position": i} for i in missing],
@@ -145,9 +145,9 @@ def cached_run(
     cfg: Config, root=None, until: str = "metrics", other_threads: tuple[int, ...] = ()
 ) -> Run | None:
     """The run of `cfg` up to `until` if every stage of it is cached, else None. A stage's key
-    holds the torch thread count it was made at (`keys.threads_class`): a run made here at this
-    process's count, or in a worker at one of `other_threads`, is found either way, so a chapter
-    never sends a finished run to a worker process, or makes it again, to read it."""
+    holds the torch thread count it was made at (`stage_keys.threads_class`): a run made here
+    at this process's count, or in a worker at one of `other_threads`, is found either way, so a
+    chapter never sends a finished run to a worker process, or makes it again, to read it."""
     current = torch.get_num_threads()
     try:
         for threads in dict.fromkeys((current, *other_threads)):

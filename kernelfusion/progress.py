@@ -2,7 +2,8 @@
 
 Where `KERNELFUSION_STATUS` names a file (the book build sets it for each chapter), every bar,
 shown or not, and every stage being built also say in that file what they are doing, so that
-`make book` can show it live on the chapter's line; in the kernel's worker processes too.
+`make book` can show it live on the chapter's line; in the kernel's worker processes too. The
+build tool reads the file (`build.book.read_status`); here it is only written.
 """
 
 from __future__ import annotations
@@ -35,18 +36,6 @@ def say(path: str | None, text: str, part: str = "") -> None:
         os.replace(tmp, target)
     except OSError:  # a status line is a courtesy: never a reason to fail the work
         pass
-
-
-def read_status(path: Path) -> dict[str, str]:
-    """What the status files at `path` say now: {"": the current work, part: ...}."""
-    found = {}
-    for file in [path, *path.parent.glob(f"{path.name}.*")]:
-        if not file.name.startswith(".") and file.is_file():
-            try:
-                found[file.name[len(path.name) + 1 :]] = file.read_text().strip()
-            except OSError:
-                continue
-    return found
 
 
 class _Said:

@@ -1,7 +1,7 @@
 """What the chapters show and say, computed: tables of models x metrics, the headline's words
 and numbers (from the verdicts of `verdicts`), the words that follow the build, and the cards
 and checks of chapter 05. Models are keyed by
-their ids up to here; tables for readers carry their labels (`models.labelled`).
+their ids up to here; tables for readers carry their labels (`fusion.labelled`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from .cnn import CONV_LAYERS, SourceCNNs, positive_probability
 from .data import GROUPS, SPLITS, Datasets, ImageSet, counts
 from .evaluate import AND_THRESHOLD, AND_WORDS, long_metrics
 from .evaluate import metrics_table as evaluate_table
-from .metrics import BLACK_CAT, contingency_frame
-from .models import GENERATED, LABEL_FREE, MODELS, Models, label, product_score
+from .fusion import GENERATED, LABEL_FREE, MODELS, Models, label, product_score
+from .measures import BLACK_CAT, contingency_frame
 from .original import CLAIM
 from .stats import bootstrap_difference, decisive_rows, mean_ci
 from .verdicts import (
@@ -162,7 +162,7 @@ def dependence_words(cosine: float) -> str:
 def headline(
     table, summary, detectable_value: float, model: str = "gen_f", metric: str = "probe F1"
 ):
-    """The book's verdict on `model` by `metric` (the primary question, `models.PRIMARY`), as
+    """The book's verdict on `model` by `metric` (the primary question, `fusion.PRIMARY`), as
     words and numbers to glue, from its comparisons `table`: the decisive rivals it is better
     and worse than (Holm-adjusted over those alone), the best label-free rival, its difference
     with the unchanged cat CNN with a direction word computed from the sign and the upper end

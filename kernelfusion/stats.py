@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .machine import derive_seed
-from .metrics import binary_scores, ranking_scores
+from .measures import binary_scores, ranking_scores
 
 
 def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
@@ -193,7 +193,7 @@ def bootstrap_difference(
 
 def _f1(yes: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Black-cat F1 along the last axis of boolean predictions `yes` (0 where nothing is
-    predicted and nothing is true, as `metrics.binary_scores`)."""
+    predicted and nothing is true, as `measures.binary_scores`)."""
     tp = (yes & truth).sum(-1)
     wrong = (yes != truth).sum(-1)
     return np.where(2 * tp + wrong > 0, 2 * tp / np.maximum(2 * tp + wrong, 1), 0.0)

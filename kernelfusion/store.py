@@ -492,7 +492,7 @@ def stage_together(
     build: Callable[[list[int], list[StageWriter]], None],
 ) -> list[Artifact | None]:
     """Several stages, of one run or many, made by one call of `build(indices, writers)`
-    (`stacking` trains many runs' CycleGANs as one model): each is reused if sealed; one that
+    (`stacked_gans` trains many runs' CycleGANs as one model): each is reused if sealed; one that
     another process is making is left to it (None here: the run that needs it waits for it
     then, as for any stage); the rest are locked, built by the one call (`indices` into
     `requests`, a writer each) and each sealed and published as `Store.stage` does, nothing

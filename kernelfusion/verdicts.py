@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .evaluate import long_metrics
-from .models import DECISIVE, PRIMARY, label
+from .fusion import DECISIVE, PRIMARY, label
 from .stats import (
     PHOTOGRAPH_METRICS,
     decisive_rows,
@@ -44,7 +44,7 @@ VERDICT_METRICS = ("probe F1", "probe ROC AUC", "probe AP", "K-means F1", "K-mea
 
 def differences(frame, model: str, metric: str, rivals: list[str] | None = None):
     """`stats.paired_differences` of `model` (an id) with the registry's decisive rivals
-    (`models.DECISIVE`) as the family that decides verdicts."""
+    (`fusion.DECISIVE`) as the family that decides verdicts."""
     return paired_differences(frame, model, metric, rivals, decisive=DECISIVE)
 
 
@@ -155,7 +155,7 @@ VERDICT_MARKS = {"better": "better", "worse": "worse", "not distinguishable": "n
 
 
 def family(model: str, metric: str, role: str) -> str:
-    """Which family a comparison belongs to: the one primary question (`models.PRIMARY`, over
+    """Which family a comparison belongs to: the one primary question (`fusion.PRIMARY`, over
     the decisive rivals), a secondary family (another metric or model, Holm-adjusted within
     itself), or descriptive."""
     if role != "decisive":
@@ -170,7 +170,7 @@ def verdict_table(
     rivals first: the difference with its unadjusted interval, the p-value Holm-adjusted within
     its family that the verdict is read from, and the verdict (n.d.: not distinguishable). The
     "family" column names each metric's family for the decisive rows (`family`): primary for
-    `models.PRIMARY`, else secondary; descriptive for the rest."""
+    `fusion.PRIMARY`, else secondary; descriptive for the rest."""
 
     columns = {}
     for metric in metrics:

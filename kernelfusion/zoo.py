@@ -20,8 +20,8 @@ from . import original, training
 from .cnn import CONV_LAYERS, DOMAINS, SourceCNNs, build
 from .config import Config, resolve_device, zoo_size
 from .data import Datasets
-from .keys import stage_key
 from .machine import derive_seed, generator, seed_everything
+from .stage_keys import stage_key
 from .store import Artifact, StageWriter, Store
 
 if TYPE_CHECKING:

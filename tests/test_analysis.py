@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kernelfusion import evaluate, models, report, stats, verdicts
-from kernelfusion import metrics as measures
+from kernelfusion import evaluate, fusion, report, stats, verdicts
+from kernelfusion import measures as measures
 
 
 def test_purity_entropy_and_hungarian_on_a_hand_checked_example():
@@ -199,7 +199,7 @@ def test_verdict_table_joins_metrics_with_different_rivals():
     tables = verdicts.comparisons(frame, "gen_f")
     table = verdicts.verdict_table(tables)
     # the table is for readers: rivals by their labels
-    shown = models.label("and")
+    shown = fusion.label("and")
     assert table.loc[shown, ("K-means F1", "verdict")] == ""
     assert table.loc["random CNN", ("probe F1", "difference")] == "+0.100"
     assert list(table.index) == [shown, "random CNN"]  # decisive first
@@ -231,7 +231,7 @@ def test_no_chapter_types_a_result_in_its_prose():
 
     import nbformat
 
-    from kernelfusion import book
+    from kernelfusion.build import book
 
     for name in book.chapters():
         notebook = nbformat.read(book.PROJECT / f"{name}.ipynb", 4)
@@ -304,13 +304,13 @@ def test_probe_views_score_the_generated_cnns_and_the_decisive_rivals_alone():
     """Chapter 08's arms (`analysis.views = probe`) compare each generated CNN with the
     decisive rivals and read no other model: those alone are scored there; every model is
     scored with every view (chapter 07)."""
-    from kernelfusion import ablation, config, models
+    from kernelfusion import ablation, config, fusion
 
     cfg = config.load("smoke")
-    names = [spec.id for spec in models.REGISTRY if spec.id != models.AND_RULE]
+    names = [spec.id for spec in fusion.REGISTRY if spec.id != fusion.AND_RULE]
     assert evaluate.scored(cfg, names) == names
     probe = evaluate.scored(config.with_overrides(cfg, {"analysis.views": "probe"}), names)
-    assert set(probe) == (set(models.GENERATED) | set(ablation.RIVALS)) - {models.AND_RULE}
+    assert set(probe) == (set(fusion.GENERATED) | set(ablation.RIVALS)) - {fusion.AND_RULE}
     assert ablation.CONTROL in probe and "oracle" not in probe and "other_zoo" not in probe
 
 

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from kernelfusion import ahead, book, config, metrics, pipeline, printing, progress
+from kernelfusion import config, measures, pipeline, progress
+from kernelfusion.build import background, book, pdf
 
-CHROMIUM = shutil.which("chromium") or printing.CHROMIUM
-BROWSER_ARGS = list(printing.CHROMIUM_FLAGS)
+CHROMIUM = shutil.which("chromium") or pdf.CHROMIUM
+BROWSER_ARGS = list(pdf.CHROMIUM_FLAGS)
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +78,12 @@ def test_the_runs_made_ahead_are_the_runs_the_chapters_read(built, monkeypatch):
     out = built.index_html.parents[2]
     monkeypatch.setenv("KERNELFUSION_RUNS", str(out / "runs"))
     cfg = config.load("smoke", {})
-    planned = {job.cfg.run_name for job in ahead.plan(cfg) + ahead.confirmation(cfg)}
+    planned = {job.cfg.run_name for job in background.plan(cfg) + background.confirmation(cfg)}
     made = {folder.name for folder in (out / "runs").glob("smoke-*")}
     assert made == planned
 
 
-def _kind(job: ahead.Job) -> str:
+def _kind(job: background.Job) -> str:
     """What a background job is for: a confirmation seed's inputs (with its rivals), one of
     chapter 08's arms (the probe alone), or chapter 07's run or replication."""
     if job.rivals:
@@ -97,13 +98,13 @@ def test_the_confirmation_seeds_inputs_are_made_before_the_arms_and_the_longest_
     from kernelfusion import ablation
 
     cfg = config.load("default", {})
-    jobs = ahead.plan(cfg)
+    jobs = background.plan(cfg)
     order = ["chapter 07", "inputs", "arms"]
     kinds = [_kind(job) for job in jobs]
     assert kinds == sorted(kinds, key=order.index) and set(kinds) == set(order)
     fresh = set(ablation.confirmation_seeds(cfg)) - set(pipeline.seeds(cfg))
     assert {job.cfg.seed for job in jobs if job.rivals} == fresh and len(fresh) == 3
-    seeds = ahead.longest_first(ablation.confirmation_seeds(cfg), cfg)
+    seeds = background.longest_first(ablation.confirmation_seeds(cfg), cfg)
     assert set(seeds[: len(fresh)]) == fresh
 
 
@@ -112,7 +113,7 @@ def test_a_build_without_chapter_08_makes_none_of_its_runs_ahead():
     arm, no confirmation seed's inputs; without 07, none of its seeds or its replication."""
     cfg = config.load("default", {})
     kinds = {
-        chapters: {_kind(job) for job in ahead.plan(cfg, chapters)}
+        chapters: {_kind(job) for job in background.plan(cfg, chapters)}
         for chapters in (("07",), ("08",), ("07", "08"))
     }
     assert kinds == {
@@ -120,8 +121,8 @@ def test_a_build_without_chapter_08_makes_none_of_its_runs_ahead():
         ("08",): {"inputs", "arms"},
         ("07", "08"): {"chapter 07", "inputs", "arms"},
     }
-    assert ahead.plan(cfg) == ahead.plan(cfg, ("07", "08"))
-    assert len(ahead.plan(cfg, ("07",))) == len(pipeline.seeds(cfg)) + 1  # and the replication
+    assert background.plan(cfg) == background.plan(cfg, ("07", "08"))
+    assert len(background.plan(cfg, ("07",))) == len(pipeline.seeds(cfg)) + 1  # and the replication
 
 
 def test_stopping_the_runs_made_ahead_leaves_no_process_half_made_stage_or_lock(
@@ -136,18 +137,18 @@ def test_stopping_the_runs_made_ahead_leaves_no_process_half_made_stage_or_lock(
     monkeypatch.setenv("KERNELFUSION_RUNS", str(runs))
     source = tmp_path / "source"
     source.mkdir()
-    process = ahead.start(config.load("smoke", {}), {}, ["00_setup", "07_results"], source)
+    process = background.start(config.load("smoke", {}), {}, ["00_setup", "07_results"], source)
     assert process is not None
     for pending, overrides in (  # nothing to overlap with, or a Ray cluster makes the runs
         (["07_results", "08_what_would_make_it_work"], {}),
         (["00_setup", "07_results"], {"analysis.ray_address": "auto"}),
     ):
-        assert ahead.start(config.load("smoke", overrides), overrides, pending, source) is None
+        assert background.start(config.load("smoke", overrides), overrides, pending, source) is None
     deadline = time.time() + 120
     while not list(runs.glob("stages/*/.*.tmp")) and time.time() < deadline:  # in a stage
         time.sleep(0.05)
     assert list(runs.glob("stages/*/.*.tmp")), (source / "ahead.log").read_text()[-3000:]
-    ahead.stop(process)
+    background.stop(process)
     with pytest.raises(ProcessLookupError):
         os.killpg(process.pid, 0)
     assert not list(runs.glob("stages/*/.*.tmp"))
@@ -164,7 +165,7 @@ def test_the_runs_made_ahead_stop_when_the_book_process_is_killed(tmp_path, monk
     script = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from kernelfusion import ahead, config\n"
+        "from kernelfusion import config\nfrom kernelfusion.build import background as ahead\n"
         "chapters, long = ['00_setup', '07_results'], {'gan.steps': 100000}  # minutes of work\n"
         "p = ahead.start(config.load('smoke', long), long, chapters, Path(sys.argv[1]))\n"
         "print(p.pid, flush=True)\n"
@@ -210,7 +211,7 @@ def test_a_running_chapter_line_reads_its_status_files(tmp_path, monkeypatch):
     line = book.live_status("[9/10] 08 ...", 100.0, status_file, now=112.4)
     assert line == "[9/10] 08 ... 12 s · runs: 2 of 5 done · CycleGAN conv1 3/3"
     progress.say(str(status_file), "runs ahead: 7 of 20 done", "ahead")
-    progress.say(f"{status_file}.{ahead.WORK}", "zoo 12/40")  # a background worker
+    progress.say(f"{status_file}.{background.WORK}", "zoo 12/40")  # a background worker
     line = book.live_status("[9/10] 08 ...", 100.0, status_file, now=112.4)
     assert line.endswith("CycleGAN conv1 3/3 · runs ahead: 7 of 20 done · zoo 12/40")
     script = "from kernelfusion import progress\nb = progress.bar(total=4, desc='zoo')\nb.update(4)"
@@ -288,7 +289,7 @@ def test_the_next_chapters_kernel_starts_ahead_with_the_package_imported_and_non
     import psutil
     from jupyter_client import BlockingKernelClient
 
-    from kernelfusion.kernels import Kernels
+    from kernelfusion.build.jupyter_kernels import Kernels
 
     kernels = Kernels(3, tmp_path)
     first = kernels.take()
@@ -452,8 +453,8 @@ def test_what_print_cuts_is_found(tmp_path):
         "<details><summary>Show code</summary><pre>import kernelfusion as kf</pre></details>"
     )  # code folded away (a hide-input cell) is not printed, and not looked for
     whole = "model probe F1 cat CNN 0.51 short = 1 kf.plots.show(kf.result_plots.differ"
-    assert printing.cut_in_print(page, whole + "\nences_plot(shown, title=x))") == []  # wrapped
-    assert printing.cut_in_print(page, "model cat CNN short = 1 kf.plots.show(kf.re") == [
+    assert pdf.cut_in_print(page, whole + "\nences_plot(shown, title=x))") == []  # wrapped
+    assert pdf.cut_in_print(page, "model cat CNN short = 1 kf.plots.show(kf.re") == [
         "probe F1",
         "0.51",
         "n, title=x))",
@@ -482,14 +483,14 @@ def test_pdf_has_every_chapter_title_and_no_blank_page(built):
     html = built.index_html.parent
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pdf = printing.make_pdf(html.parent.parent, CHROMIUM)
+        printed = pdf.make_pdf(html.parent.parent, CHROMIUM)
     cut = [str(w.message) for w in caught if "cut from the PDF" in str(w.message)]
     assert cut == [], cut  # every table cell and the end of every code line is on paper
-    reader, pages = PdfReader(pdf), printing.pdf_text(pdf)
+    reader, pages = PdfReader(printed), pdf.pdf_text(printed)
     assert len(pages) == len(reader.pages) > len(book.toc_files())
     # NFKC: the PDF's fonts set "fi" as one ligature glyph
     text = " ".join(unicodedata.normalize("NFKC", " ".join(pages)).split())
-    titles = [printing.title(html / f"{name}.html") for name in book.toc_files()]
+    titles = [pdf.title(html / f"{name}.html") for name in book.toc_files()]
     for title in titles:
         assert title in text, title
     assert [item.title for item in reader.outline] == titles
@@ -574,14 +575,14 @@ def test_umap_compiles_into_the_cache_beside_the_first_chapters():
     names = book.chapters()
     # the tests' shared cache (conftest): an empty one would cost this test the whole compile
     cache = Path(os.environ["NUMBA_CACHE_DIR"])
-    script = "from kernelfusion import metrics; metrics.compile_umap()"
+    script = "from kernelfusion import measures; measures.compile_umap()"
     subprocess.run([sys.executable, "-c", script], check=True, timeout=600)
     cached = {p.name.split("-")[0] for p in cache.rglob("*.nbi")}
     needed = {"layouts._optimize_layout_euclidean_single_epoch", "umap_.smooth_knn_dist"}
     assert needed | {"metrics._compiled_pairs.locals.upper_triangle"} <= cached
     later = [n for n in names if Path(n).name[:2] >= book.FIRST_UMAP_CHAPTER]
     assert book._compile_umap(later) is None and book._compile_umap(names[:2]) is None
-    compiled = metrics.umap_compiled()
+    compiled = measures.umap_compiled()
     assert compiled.parent == cache and compiled.exists()
     assert book._compile_umap(names[:4]) is None  # compiled: nothing to start
     compiled.unlink()  # e.g. another umap or numba since: compiled again

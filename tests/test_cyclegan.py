@@ -10,9 +10,9 @@ from kernelfusion import (
     cyclegan,
     data,
     gan_checks,
-    keys,
+    networks,
+    stage_keys,
     store,
-    translators,
     zoo,
 )
 from kernelfusion.training import DivergedError
@@ -22,7 +22,7 @@ from kernelfusion.training import DivergedError
 @pytest.mark.parametrize("channels", [3, 8])
 def test_network_shapes_per_layer(arch, channels):
     cfg = config.load("smoke", {"gan.arch": arch}).gan
-    nets = translators.make_networks(cfg, channels, seed=0)
+    nets = networks.make_networks(cfg, channels, seed=0)
     x = torch.randn(7, channels * 25)
     assert nets["G"](x).shape == nets["F"](x).shape == (7, channels * 25)
     assert nets["D_A"](x).shape == nets["D_B"](x).shape == (7, 1)
@@ -38,7 +38,7 @@ def test_normalisation_round_trip_and_unit_vectors():
 
 def test_identity_translation_returns_the_source_kernels():
     cfg = config.load("smoke").gan
-    nets = translators.make_networks(cfg, 3, 0)
+    nets = networks.make_networks(cfg, 3, 0)
     nets["G"] = torch.nn.Identity()
     layer = cyclegan.LayerGan(nets, {}, 3)
     kernels = torch.randn(5, 3, 5, 5)
@@ -168,7 +168,7 @@ def test_bfloat16_passes_train_float32_generators_that_a_seed_repeats():
     assert all(torch.allclose(first[k], single[k], atol=0.05) for k in first)
     stages = ("cyclegan-conv1", "cyclegan-conv2", "cyclegan")
     made = {
-        p: [keys.stage_key(config.load("smoke", {"gan.precision": p}), s) for s in stages]
+        p: [stage_keys.stage_key(config.load("smoke", {"gan.precision": p}), s) for s in stages]
         for p in ("float32", "bfloat16")
     }
     assert all(a != b for a, b in zip(made["float32"], made["bfloat16"], strict=True))
@@ -219,7 +219,7 @@ def test_stage_trains_both_layers_reuses_and_evaluates(tmp_path):
     assert results["conv1"]["share classified cat: real cat"] >= 0.5
     for layer in ("conv1", "conv2"):  # training shortened the cycle of untrained nets
         black, _ = alignment.normalise(gan.kernels["black"][layer])
-        nets = translators.make_networks(cfg.gan, gan.kernels["black"][layer].shape[1], 0)
+        nets = networks.make_networks(cfg.gan, gan.kernels["black"][layer].shape[1], 0)
         with torch.no_grad():
             untrained = float((nets["F"](nets["G"](black)) - black).abs().mean())
         assert results[layer]["cycle L1 black->cat->black"] < CYCLE_BOUND * untrained, layer
@@ -256,7 +256,7 @@ def test_whole_layer_samples_keep_each_models_filters_in_order():
 def test_conv3d_networks_translate_a_whole_layer_of_a_cnn():
     cfg = config.load("smoke", {"gan.sample": "layer", "gan.arch": "conv3d"}).gan
     shape = (4, 8, 5, 5)  # layer 2 of the smoke CNN, (C_in, C_out, 5, 5)
-    nets = translators.make_networks(cfg, shape, seed=0)
+    nets = networks.make_networks(cfg, shape, seed=0)
     x = torch.randn(3, 4 * 8 * 25)
     assert nets["G"](x).shape == (3, 800) and nets["D_A"](x).shape == (3, 1)
     layer = cyclegan.LayerGan(nets, {}, shape)
@@ -276,7 +276,8 @@ def test_paper_preset_scaled_down_runs_the_pipeline_and_chapter_04(tmp_path, mon
     design kept: the original's CNN (6 and 16 channels, no padding, centred inputs) on 32 px
     images, zoos of different sizes, whole layers as samples and the Conv3d translator. Chapter
     04 says what one sample is."""
-    from kernelfusion import book, pipeline
+    from kernelfusion import pipeline
+    from kernelfusion.build import book
 
     monkeypatch.setenv("KERNELFUSION_RUNS", str(tmp_path / "runs"))
     design = ("data.image_size", "cnn.channels1", "cnn.channels2", "zoo.snapshots")
@@ -314,7 +315,7 @@ def test_set_networks_ignore_the_order_of_a_layers_filters():
     input's filters; its discriminator's score does not change."""
     cfg = config.load("smoke", {"gan.sample": "layer", "gan.arch": "set"}).gan
     shape = (4, 6, 5, 5)
-    nets = translators.make_networks(cfg, shape, 0)
+    nets = networks.make_networks(cfg, shape, 0)
     x = torch.randn(3, *shape)
     perm = torch.randperm(shape[1], generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

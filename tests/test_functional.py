@@ -11,10 +11,10 @@ from kernelfusion import (
     cnn,
     config,
     cyclegan,
-    models,
+    fusion,
+    networks,
     pipeline,
     store,
-    translators,
 )
 from kernelfusion.cnn import SourceCNNs
 
@@ -52,7 +52,7 @@ def _gan(cfg) -> cyclegan.KernelGan:
         for d in ("black", "cat")
     }
     layers = {
-        layer: cyclegan.LayerGan(translators.make_networks(cfg.gan, channels, 0), {}, channels)
+        layer: cyclegan.LayerGan(networks.make_networks(cfg.gan, channels, 0), {}, channels)
         for layer, channels in (("conv1", 3), ("conv2", c1))
     }
     reference = torch.randn(c1, 3, 5, 5, generator=gen)
@@ -136,6 +136,6 @@ def test_layer_two_aligned_by_activations_runs_end_to_end(tmp_path):
     gan = pipeline.run(cfg, run, progress=False, until="gan").gan
     assert gan.artifact.reused and 0 < len(gan.match_images) <= alignment.MATCH_IMAGES
     sources = cnn.make_sources(cfg, run, datasets, progress=False)
-    same = models.map_filters(sources.cat, gan, lambda layer, kernels: kernels)
+    same = fusion.map_filters(sources.cat, gan, lambda layer, kernels: kernels)
     x = datasets.eval.images[:8].float().div(255)
     torch.testing.assert_close(same(x), sources.cat(x))  # wiring unchanged

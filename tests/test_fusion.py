@@ -4,8 +4,8 @@ import dataclasses
 import pytest
 import torch
 
-from kernelfusion import alignment, behaviour, cnn, config, models
-from kernelfusion import models as registry
+from kernelfusion import alignment, behaviour, cnn, config, fusion
+from kernelfusion import fusion as registry
 
 
 class _Gan:
@@ -34,7 +34,7 @@ def _model(seed=0):
 def test_identity_generators_return_the_source_cnn_exactly():
     source = _model()
     reference = _model(5).conv1.weight.detach()
-    out = models.generated(source, _Gan(reference), "cat->black")
+    out = fusion.generated(source, _Gan(reference), "cat->black")
     for key, value in source.state_dict().items():
         assert torch.equal(out.state_dict()[key], value), key
     x = torch.rand(4, 3, 24, 24)
@@ -50,7 +50,7 @@ def test_translation_is_filter_wise_in_place_and_keeps_wiring():
         seen[layer] = kernels.clone()
         return kernels * 2.0
 
-    out = models.generated(source, _Gan(reference, mark), "cat->black")
+    out = fusion.generated(source, _Gan(reference, mark), "cat->black")
     w1, w2 = source.conv1.weight.detach(), source.conv2.weight.detach()
     assert torch.equal(out.conv1.weight, 2 * w1)  # each filter in its own position
     assert torch.equal(out.conv2.weight, 2 * w2)  # channels back in the model's own order
@@ -105,7 +105,7 @@ def test_whole_aligned_layers_hand_a_permuted_twin_the_same_layers(by):
         else None
     )
     outputs = [
-        models.generated(m, _Gan(reference, recording, reference2, images), "cat->black")
+        fusion.generated(m, _Gan(reference, recording, reference2, images), "cat->black")
         for m in (source, twin)
     ]
     half = len(seen) // 2
@@ -116,17 +116,17 @@ def test_whole_aligned_layers_hand_a_permuted_twin_the_same_layers(by):
     torch.testing.assert_close(outputs[0](x), outputs[1](x))
     # without output alignment the twin's layers arrive in its own order: a different function
     unaligned = [
-        models.generated(m, _Gan(reference, positional), "cat->black") for m in (source, twin)
+        fusion.generated(m, _Gan(reference, positional), "cat->black") for m in (source, twin)
     ]
     assert not torch.allclose(unaligned[0](x), unaligned[1](x))
 
 
 def test_noise_control_moves_each_filter_as_far_as_the_translation():
     source = _model()
-    translated = models.generated(
+    translated = fusion.generated(
         source, _Gan(source.conv1.weight.detach(), lambda layer, k, d: k + 0.1), "cat->black"
     )
-    noisy = models.with_noise(source, translated, seed=0)
+    noisy = fusion.with_noise(source, translated, seed=0)
     for layer in ("conv1", "conv2"):
         a = translated.state_dict()[f"{layer}.weight"] - source.state_dict()[f"{layer}.weight"]
         b = noisy.state_dict()[f"{layer}.weight"] - source.state_dict()[f"{layer}.weight"]
@@ -136,8 +136,8 @@ def test_noise_control_moves_each_filter_as_far_as_the_translation():
 
 def test_average_and_task_arithmetic():
     a, b, init = _model(1), _model(2), _model(3)
-    average = models.combine(a, b, init, None)
-    arithmetic = models.combine(a, b, init, 1.0)
+    average = fusion.combine(a, b, init, None)
+    arithmetic = fusion.combine(a, b, init, 1.0)
     wa, wb, w0 = a.conv1.weight, b.conv1.weight, init.conv1.weight
     torch.testing.assert_close(average.conv1.weight, (wa + wb) / 2)
     torch.testing.assert_close(arithmetic.conv1.weight, wa + wb - w0)
@@ -146,7 +146,7 @@ def test_average_and_task_arithmetic():
 def test_other_zoo_control_draws_real_zoo_filters():
     source = _model()
     gan = _Gan(source.conv1.weight.detach())
-    out = models.other_zoo_filters(source, gan, "black", seed=0)
+    out = fusion.other_zoo_filters(source, gan, "black", seed=0)
     pool = torch.nn.functional.normalize(gan.kernels["black"]["conv1"].flatten(1), dim=1)
     drawn = out.conv1.weight.detach().flatten(1)
     for row in torch.nn.functional.normalize(drawn, dim=1):  # a real zoo filter's direction
@@ -182,10 +182,10 @@ def test_aligned_merge_undoes_a_channel_permutation():
     x = torch.rand(6, 3, 24, 24)
     torch.testing.assert_close(b(x), a(x))  # the same function, other channel order
     images = torch.randint(0, 256, (64, 3, 24, 24), dtype=torch.uint8)
-    merged = models.aligned_merge(a, b, images)
+    merged = fusion.aligned_merge(a, b, images)
     for key, value in a.state_dict().items():
         torch.testing.assert_close(merged.state_dict()[key], value)
-    plain = models.combine(a, b, a, None)
+    plain = fusion.combine(a, b, a, None)
     assert not torch.allclose(plain.conv1.weight, a.conv1.weight)
 
 
@@ -205,7 +205,7 @@ def test_nearest_zoo_model_finds_a_channel_shuffled_copy():
     target = _model(9)
     copy = _permuted(target, torch.tensor([1, 0, 3, 2]), torch.arange(target.conv2.out_channels))
     zoo = _ZooArtifact([_model(1), _model(2)], [_model(3), copy, _model(5)])
-    nearest, found = models.nearest_zoo_model(cfg, target, zoo)
+    nearest, found = fusion.nearest_zoo_model(cfg, target, zoo)
     assert (found["domain"], found["model"]) == ("cat", 1)
     assert found["relative distance"] == pytest.approx(0.0, abs=1e-6)
     torch.testing.assert_close(nearest.conv1.weight, copy.conv1.weight)
@@ -217,12 +217,12 @@ def test_the_oracle_never_sees_a_scored_image(tmp_path):
 
     cfg = config.load("smoke", {"cnn.epochs": 1})
     datasets = data.make_datasets(cfg, store.open(cfg, tmp_path), progress=False)
-    first = models.train_oracle(cfg, datasets, "cpu", progress=False)
+    first = fusion.train_oracle(cfg, datasets, "cpu", progress=False)
     scored = datasets.eval.split != 0
     datasets.eval.images[scored] = torch.randint(
         0, 256, datasets.eval.images[scored].shape, dtype=torch.uint8
     )
-    second = models.train_oracle(cfg, datasets, "cpu", progress=False)
+    second = fusion.train_oracle(cfg, datasets, "cpu", progress=False)
     for key, value in first.state_dict().items():
         assert torch.equal(second.state_dict()[key], value), key
 

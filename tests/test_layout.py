@@ -13,54 +13,68 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "kernelfusion"
 
-# Bottom to top; a module may import from its own layer's earlier modules and any layer below.
+# The science package, bottom to top; a module may import from its own layer's earlier modules
+# and any layer below.
 LAYERS = {
-    "foundation": ("progress", "config", "keys", "store", "machine"),
+    "foundation": ("progress", "config", "stage_keys", "store", "machine"),
     "inputs": ("synthetic", "original", "data"),
     "models": ("training", "cnn", "zoo"),
-    "measures": ("metrics", "stats"),
-    "method": ("alignment", "translators", "cyclegan", "stacking", "behaviour", "models"),
+    "measures": ("measures", "stats"),
+    "method": ("alignment", "networks", "cyclegan", "stacked_gans", "behaviour", "fusion"),
     "evaluation": (
         "evaluate",
         "gan_checks",
         "verdicts",
         "report",
-        "replication",
-        "plots",
-        "result_plots",
+        "original_protocol",
+        "figures",
+        "comparison_figures",
     ),
-    "orchestration": (
-        "pipeline",
-        "sweep",
-        "ablation",
-        "ahead",
-        "kernels",
-        "book",
-        "printing",
-        "__main__",
-    ),
+    "orchestration": ("pipeline", "sweep", "ablation"),
 }
-ORDER = [module for layer in LAYERS.values() for module in layer]
-OUTSIDE = {"__init__", "mystnb_plotly", "sphinx_book"}  # the package's door and book plug-ins
+# The tool that builds the book (`kernelfusion/build/`), above the science: it imports the
+# science, the science never imports it. The command line (`__main__`) sits on top of both.
+BUILD = ("build.jupyter_kernels", "build.background", "build.book", "build.pdf", "__main__")
+ORDER = [module for layer in LAYERS.values() for module in layer] + list(BUILD)
+# the package's door, the build package's door, and the book's Sphinx plug-ins (imported by
+# Sphinx, importing nothing of the package)
+OUTSIDE = {"__init__", "build.__init__", "build.mystnb_plotly", "build.sphinx_book"}
+
+
+def module_name(path: Path) -> str:
+    """`path`'s module name inside the package: `config`, `build.book`."""
+    return ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+
+
+def modules() -> set[str]:
+    return {module_name(p) for p in PACKAGE.rglob("*.py")}
 
 
 def package_imports(path: Path) -> tuple[set[str], list[tuple[int, str]]]:
     """The package modules `path` imports, and those imported inside a function (line, name)."""
     tree = ast.parse(path.read_text())
-    modules = {p.stem for p in PACKAGE.glob("*.py")}
+    known, me = modules(), module_name(path)
+    here = me.split(".")[:-1]  # the package `path` sits in, below kernelfusion
     found: set[str] = set()
     inner: list[tuple[int, str]] = []
     top = {id(node) for node in tree.body}
     for node in ast.walk(tree):
         names: list[str] = []
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            names = [node.module.split(".")[0]] if node.module else [a.name for a in node.names]
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = here[: len(here) - (node.level - 1)] + (node.module or "").split(".")
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("kernelfusion"):
-            parts = node.module.split(".")
-            names = [parts[1]] if len(parts) > 1 else [a.name for a in node.names]
+            base = node.module.split(".")[1:]
         elif isinstance(node, ast.Import):
-            names = [a.name.split(".")[1] for a in node.names if a.name.startswith("kernelfusion.")]
-        names = [n for n in names if n in modules and n != path.stem]
+            names = [a.name.removeprefix("kernelfusion.") for a in node.names]
+            base = None
+        else:
+            continue
+        if base is not None:
+            base = [b for b in base if b]
+            prefix = ".".join(base)
+            names = [prefix] if prefix in known else []
+            names += [f"{prefix}.{a.name}".lstrip(".") for a in node.names]
+        names = [n for n in names if n in known and n != me]
         found.update(names)
         if names and id(node) not in top:
             inner += [(node.lineno, n) for n in names]
@@ -68,7 +82,7 @@ def package_imports(path: Path) -> tuple[set[str], list[tuple[int, str]]]:
 
 
 def graph() -> dict[str, set[str]]:
-    return {p.stem: package_imports(p)[0] for p in PACKAGE.glob("*.py")}
+    return {module_name(p): package_imports(p)[0] for p in PACKAGE.rglob("*.py")}
 
 
 def cycle(edges: dict[str, set[str]]) -> list[str] | None:
@@ -104,20 +118,33 @@ def test_the_package_has_no_import_cycle():
 
 
 def test_every_module_has_a_layer():
-    modules = {p.stem for p in PACKAGE.glob("*.py")} - OUTSIDE
-    assert modules == set(ORDER), "name each new module's layer in LAYERS (and in the README)"
+    assert modules() - OUTSIDE == set(ORDER), "name each new module's layer in LAYERS or BUILD"
+
+
+def test_every_module_is_in_the_readmes_layout_table():
+    readme = (PACKAGE.parent / "README.md").read_text()
+    missing = sorted(
+        m for m in modules() - {"__init__", "build.__init__"} if f"`{m}`" not in readme
+    )
+    assert not missing, f"the README's layout table names no {missing}"
+
+
+def test_no_science_module_imports_the_build_tool():
+    science = [m for m in ORDER if m not in BUILD]
+    found = {m: sorted(i for i in graph()[m] if i.startswith("build")) for m in science}
+    assert {m: i for m, i in found.items() if i} == {}
 
 
 @pytest.mark.parametrize("module", ORDER)
 def test_a_module_imports_only_from_below(module):
-    imports, inner = package_imports(PACKAGE / f"{module}.py")
+    imports, inner = package_imports(PACKAGE / f"{module.replace('.', '/')}.py")
     above = sorted(m for m in imports if m in ORDER and ORDER.index(m) > ORDER.index(module))
     assert not above, f"{module} imports {above}, which sit above it in LAYERS"
     assert not inner, f"{module} imports package modules inside functions: {inner}"
 
 
 def test_no_module_is_much_over_600_lines():
-    lengths = {p.name: len(p.read_text().splitlines()) for p in PACKAGE.glob("*.py")}
+    lengths = {module_name(p): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
     assert {name: n for name, n in lengths.items() if n > 650} == {}
 
 
@@ -127,7 +154,7 @@ def test_the_package_door_imports_a_module_when_it_is_first_used():
     that one, and a name that is no module is an AttributeError."""
     script = textwrap.dedent("""
         import sys
-        import kernelfusion as kf, kernelfusion.sphinx_book, kernelfusion.mystnb_plotly
+        import kernelfusion as kf, kernelfusion.build.sphinx_book, kernelfusion.build.mystnb_plotly
         assert not {"torch", "kernelfusion.store"} & set(sys.modules), sys.modules.keys()
         assert kf.config.load("smoke").preset == "smoke" and "torch" not in sys.modules
         assert kf.pipeline.run and "torch" in sys.modules

@@ -3,7 +3,7 @@ cache."""
 
 import torch
 
-from kernelfusion import config, keys, machine
+from kernelfusion import config, machine, stage_keys
 
 
 def test_derived_seeds_are_stable_distinct_and_in_range():
@@ -30,11 +30,11 @@ def test_every_thread_count_gets_its_own_cache_key():
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = keys.stage_key(cfg, "sources")
+        one = stage_keys.stage_key(cfg, "sources")
         torch.set_num_threads(2)
-        two = keys.stage_key(cfg, "sources")
+        two = stage_keys.stage_key(cfg, "sources")
         torch.set_num_threads(8)
-        eight = keys.stage_key(cfg, "sources")
+        eight = stage_keys.stage_key(cfg, "sources")
     finally:
         torch.set_num_threads(before)
     assert one["threads"] == "1" and two["threads"] == "2" and eight["threads"] == "8"

@@ -13,20 +13,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernelfusion import (
-    book,
     cnn,
     config,
     cyclegan,
     data,
-    models,
+    fusion,
     original,
+    original_protocol,
     pipeline,
-    replication,
     report,
     store,
 )
-from kernelfusion import models as registry
+from kernelfusion import fusion as registry
 from kernelfusion import zoo as zoo_module
+from kernelfusion.build import book
 from kernelfusion.config import ConfigError
 from kernelfusion.original import OriginalError
 
@@ -254,7 +254,7 @@ def test_the_published_generators_make_the_generated_cnns(tmp_path, layers):
         ("cat->black", sources.cat, ("generator_B2A.pth", "2_generator_B2A.pth")),
         ("black->cat", sources.black, ("generator_A2B.pth", "2_generator_A2B.pth")),
     ):
-        made = models.generated(model, gan, direction).state_dict()
+        made = fusion.generated(model, gan, direction).state_dict()
         for layer, file in zip(("conv1", "conv2"), files, strict=True):
             weight = model.state_dict()[f"{layer}.weight"]
             if layer == "conv2" and layers == "conv1":
@@ -359,13 +359,13 @@ def test_the_book_builds_at_the_original_preset_on_a_clone(tmp_path, monkeypatch
     threads = torch.get_num_threads()
     torch.set_num_threads(pipeline.worker_threads(cfg.analysis.workers))  # as the book made them
     try:
-        shown = replication.make_showcase(cfg, runs, datasets, models, progress=False)
-        spread = replication.make_spread(cfg, runs, datasets, gan, progress=False)
+        shown = original_protocol.make_showcase(cfg, runs, datasets, models, progress=False)
+        spread = original_protocol.make_spread(cfg, runs, datasets, gan, progress=False)
     finally:
         torch.set_num_threads(threads)
-    assert list(shown.index) == list(replication.SHOWCASE)
+    assert list(shown.index) == list(original_protocol.SHOWCASE)
     assert (shown["lowest"] <= shown["mean over states"]).all()
-    assert len(spread) == 2 * cfg.analysis.protocol_models * len(replication.KINDS)
+    assert len(spread) == 2 * cfg.analysis.protocol_models * len(original_protocol.KINDS)
     cats = spread[spread["direction"] == "cat->black"]
     assert set(cats["model"]) <= set(range(5)) and cats["model"].nunique() == 2
     assert (spread["best accuracy"] >= spread["accuracy"]).all()
@@ -374,5 +374,5 @@ def test_the_book_builds_at_the_original_preset_on_a_clone(tmp_path, monkeypatch
     assert shown.attrs["images"] == photographs
     assert spread.attrs["call nothing"] == pytest.approx(share)
     assert metrics["references"]["call nothing a black cat"] == pytest.approx(share)
-    differences = replication.spread_differences(spread)
-    assert len(differences) == 2 * len(replication.CONTROLS)
+    differences = original_protocol.spread_differences(spread)
+    assert len(differences) == 2 * len(original_protocol.CONTROLS)

@@ -8,7 +8,8 @@ import shutil
 import pytest
 
 from kernelfusion import __main__ as cli
-from kernelfusion import book, config, data, pipeline, store
+from kernelfusion import config, data, pipeline, store
+from kernelfusion.build import book
 from kernelfusion.data import DataError
 
 

@@ -12,7 +12,8 @@ from multiprocessing import get_context
 import pytest
 import torch
 
-from kernelfusion import ahead, alignment, config, cyclegan, pipeline, stacking, store
+from kernelfusion import alignment, config, cyclegan, pipeline, stacked_gans, store
+from kernelfusion.build import background
 
 
 def _sets(count: int = 3):
@@ -47,8 +48,8 @@ def test_each_member_of_a_stack_trains_as_it_would_alone():
         cyclegan.train_layer(cfg, b, c, 3, 10 + i, "cpu", progress=False)
         for i, (b, c) in enumerate(sets)
     ]
-    members = [stacking.Member(b, c, 10 + i) for i, (b, c) in enumerate(sets)]
-    stacked = stacking.train_stack(cfg, members, 3, "cpu", progress=False)
+    members = [stacked_gans.Member(b, c, 10 + i) for i, (b, c) in enumerate(sets)]
+    stacked = stacked_gans.train_stack(cfg, members, 3, "cpu", progress=False)
     for one, many in zip(alone, stacked, strict=True):
         for name, value in _weights(one).items():
             torch.testing.assert_close(_weights(many)[name], value, rtol=0, atol=1e-6)
@@ -69,14 +70,14 @@ def test_an_interrupted_stack_resumes_where_its_checkpoints_stopped(tmp_path):
 
     def members(folder):
         return [
-            stacking.Member(b, c, 5 + i, folder / f"m{i}" if folder else None)
+            stacked_gans.Member(b, c, 5 + i, folder / f"m{i}" if folder else None)
             for i, (b, c) in enumerate(sets)
         ]
 
-    whole = stacking.train_stack(cfg, members(None), 3, "cpu", progress=False)
-    stacking.train_stack(cfg, members(tmp_path), 3, "cpu", progress=False, stop_after=10)
+    whole = stacked_gans.train_stack(cfg, members(None), 3, "cpu", progress=False)
+    stacked_gans.train_stack(cfg, members(tmp_path), 3, "cpu", progress=False, stop_after=10)
     assert json.loads((tmp_path / "m1" / "state.json").read_text())["step"] == 8
-    resumed = stacking.train_stack(cfg, members(tmp_path), 3, "cpu", progress=False)
+    resumed = stacked_gans.train_stack(cfg, members(tmp_path), 3, "cpu", progress=False)
     for a, b in zip(whole, resumed, strict=True):
         for name, value in _weights(a).items():
             assert torch.equal(_weights(b)[name], value), name
@@ -89,11 +90,11 @@ def test_an_interrupted_stack_resumes_where_its_checkpoints_stopped(tmp_path):
 def test_stacked_layers_are_the_stages_the_runs_read(tmp_path, monkeypatch):
     """The GPU user's path on the CPU (`gan.stack` = 2): the paper preset's design scaled down
     (whole layers, the Conv3d translator) at two seeds. The book's background
-    (`ahead.stacked_first`, in a worker process as `make book` runs it) makes both runs' data
-    and zoos, then trains both seeds' CycleGANs of each layer as one stack and seals each run's
-    layer stages (their manifests say so); the runs then read them: nothing is trained twice.
-    Chapter 07's path without the background (`pipeline.run_seeds` at four seeds) stacks the
-    two seeds not yet made the same way, and every run ends."""
+    (`build.background.stacked_first`, in a worker process as `make book` runs it) makes both
+    runs' data and zoos, then trains both seeds' CycleGANs of each layer as one stack and seals
+    each run's layer stages (their manifests say so); the runs then read them: nothing is
+    trained twice. Chapter 07's path without the background (`pipeline.run_seeds` at four
+    seeds) stacks the two seeds not yet made the same way, and every run ends."""
     monkeypatch.setenv("KERNELFUSION_RUNS", str(tmp_path / "runs"))
     design = ("data.image_size", "cnn.channels1", "cnn.channels2", "zoo.snapshots")
     counts = {k: v for k, v in config.PRESETS["smoke"].items() if k not in design}
@@ -108,11 +109,13 @@ def test_stacked_layers_are_the_stages_the_runs_read(tmp_path, monkeypatch):
         "analysis.views": "probe",  # the generated CNN scored; no UMAP to compile here
     }
     cfg = config.load("paper", overrides)
-    assert stacking.stack_size(cfg) == 2 and stacking.stack_size(config.load("default")) == 1
+    assert (
+        stacked_gans.stack_size(cfg) == 2 and stacked_gans.stack_size(config.load("default")) == 1
+    )
     first = cfg.seed  # chapter 07's seeds: first .. first + 3
     runs = [dataclasses.replace(cfg, seed=seed) for seed in (first, first + 1)]
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-        ahead.stacked_first(pool, [ahead.Job(c) for c in runs], torch.get_num_threads())
+        background.stacked_first(pool, [background.Job(c) for c in runs], torch.get_num_threads())
 
     def stacked(run_cfg) -> None:
         made = pipeline.run(run_cfg, store.open(run_cfg), progress=False, until="gan")
@@ -123,7 +126,7 @@ def test_stacked_layers_are_the_stages_the_runs_read(tmp_path, monkeypatch):
 
     for run_cfg in runs:
         stacked(run_cfg)
-    assert stacking.make_layers(runs) == 0  # all cached: nothing is trained again
+    assert stacked_gans.make_layers(runs) == 0  # all cached: nothing is trained again
     results = pipeline.run_seeds(cfg, progress=False)
     assert sorted(results) == list(range(first, first + 4))
     assert all("gen_f" in r["models"] for r in results.values())

@@ -2,7 +2,7 @@
 
 In a papermill kernel plotly's default output is only its own mime type, which the book's
 renderer drops; `show` emits `text/html` that calls the page's local `plotly.min.js` (copied into
-the book by `kernelfusion.book`) and keeps plotly's mime type so JupyterLab still draws it.
+the book by `kernelfusion.build.book`) and keeps plotly's mime type so JupyterLab still draws it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import plotly.io as pio
 import torch
 
 from .data import CLASS_NAMES, GROUPS, SET_NAMES, mean_luminance
-from .models import label as model_label
+from .fusion import label as model_label
 from .synthetic import COLOUR_NAMES
 
 

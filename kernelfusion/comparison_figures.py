@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from .models import MODELS
-from .models import label as model_label
-from .replication import spread_label, spread_summary
+from .fusion import MODELS
+from .fusion import label as model_label
+from .original_protocol import spread_label, spread_summary
 from .report import SHOWN_METRICS
 
 

@@ -31,17 +31,17 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from . import ablation, models, pipeline, stacking
-from .config import Config
-from .config import load as load_config
-from .progress import STATUS_ENV, say
-from .store import open as open_store
+from .. import ablation, fusion, pipeline, stacked_gans
+from ..config import Config
+from ..config import load as load_config
+from ..progress import STATUS_ENV, say
+from ..store import open as open_store
 
 
 @dataclass(frozen=True)
 class Job:
     """One piece of background work: the pipeline for `cfg` up to `until` (and, with
-    `rivals`, the rivals stage, which needs no CycleGAN), or (`replication`) the original
+    `rivals`, the rivals stage, which needs no CycleGAN), or (`original_protocol`) the original
     protocol's showcase and spread after it (chapter 07)."""
 
     cfg: Config
@@ -131,26 +131,26 @@ def _work(job: Job, threads: int) -> None:
         else:
             done = pipeline.run(job.cfg, store, False, job.until)
             if job.rivals:
-                models.make_rivals(job.cfg, store, done.datasets, done.sources, progress=False)
+                fusion.make_rivals(job.cfg, store, done.datasets, done.sources, progress=False)
     except _Stopped:
         os._exit(1)  # unwound: nothing half-written is left, no lock is held
 
 
 def _stack(configs: list[Config], threads: int) -> int:
-    """`stacking.make_layers` for `configs`, in a worker process (the device's one user)."""
+    """`stacked_gans.make_layers` for `configs`, in a worker process (the device's one user)."""
     signal.signal(signal.SIGTERM, _stop)
     try:
-        return stacking.make_layers(configs, threads=threads)
+        return stacked_gans.make_layers(configs, threads=threads)
     except _Stopped:
         os._exit(1)
 
 
 def stacked_first(pool: ProcessPoolExecutor, jobs: list[Job], threads: int) -> None:
-    """Where CycleGANs train as stacks (`stacking.stack_size` > 1: a GPU), make the jobs'
+    """Where CycleGANs train as stacks (`stacked_gans.stack_size` > 1: a GPU), make the jobs'
     data and zoos (`analysis.workers` at a time), then every CycleGAN layer they need, as
     stacks, before the jobs run: they find them cached. Nothing to do on a CPU."""
     configs = [job.cfg for job in jobs if not job.replication]
-    if not configs or stacking.stack_size(configs[0]) <= 1:
+    if not configs or stacked_gans.stack_size(configs[0]) <= 1:
         return
     zoos = [pool.submit(_work, Job(c, until="zoo"), threads) for c in configs]
     wait(zoos)
@@ -219,7 +219,7 @@ def start(
     if status_file:  # its workers' stages and bars, beside the chapter's own
         env[STATUS_ENV] = f"{status_file}.{WORK}"
     # imported, not run as a module's __main__: the workers unpickle `_work` from this module
-    script = "import sys; from kernelfusion import ahead; sys.exit(ahead.main(sys.argv[1:]))"
+    script = "import sys; from kernelfusion.build import background; sys.exit(background.main())"
     ours = ",".join(n for n in numbers if n in CHAPTERS)
     command = [sys.executable, "-c", script, cfg.preset, json.dumps(overrides), status_file, ours]
     with (folder / "ahead.log").open("ab") as log:
@@ -247,10 +247,11 @@ def stop(process: subprocess.Popen, timeout: float = 60) -> None:
             continue
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     """The background's process (`start`): argv is the preset, the overrides as JSON, the
     status file ("" for none) and the chapters of `CHAPTERS` in the build (comma-separated;
-    all when not given)."""
+    all when not given); by default this process's own arguments."""
+    argv = sys.argv[1:] if argv is None else argv
     preset, overrides = argv[0], json.loads(argv[1])
     status_file = argv[2] if len(argv) > 2 and argv[2] else None
     chapters = tuple(argv[3].split(",")) if len(argv) > 3 else CHAPTERS

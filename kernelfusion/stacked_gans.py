@@ -15,8 +15,9 @@ losses are independent, so their sum gives each its own gradient, and Adam works
 element. Only the rounding of the batched matrix products differs. Each member checkpoints
 into its own stage's folder in `_Trainer`'s format, so an interrupted stack resumes.
 
-`make_layers(configs)` is the book's use: the background (`ahead`) trains every CycleGAN layer
-stage its runs need, `gan.stack` at a time, before it runs them; they find them cached.
+`make_layers(configs)` is the book's use: the background (`build.background`) trains every
+CycleGAN layer stage its runs need, `gan.stack` at a time, before it runs them; they find
+them cached.
 """
 
 from __future__ import annotations
@@ -54,11 +55,11 @@ from .cyclegan import (
     translated_layers,
     write_layer,
 )
-from .keys import stage_key
+from .networks import autocast, make_networks
+from .stage_keys import stage_key
 from .store import StageRequest, stage_together
 from .store import open as open_store
 from .training import check_finite
-from .translators import autocast, make_networks
 
 NAMES = ("G", "F", "D_A", "D_B")
 CUDA_STACK = 32  # gan.stack = 0 on CUDA: the most runs trained at once (unmeasured: no GPU)

@@ -13,7 +13,7 @@ of the book's 15 pages draw no plotly figure: they are written without it.
 from __future__ import annotations
 
 PLOTLY_JS = "plotly.min.js"
-DRAWS = "Plotly.newPlot"  # in the script of every figure `plots.show` writes
+DRAWS = "Plotly.newPlot"  # in the script of every figure `figures.show` writes
 
 
 def _page_scripts(app, pagename, templatename, context, doctree):

@@ -22,11 +22,11 @@ from .config import Config, resolve_device
 from .cyclegan import KernelGan
 from .data import Datasets
 from .evaluate import protocol_run, protocol_sample
-from .keys import stage_key
+from .fusion import Models, generated, label, with_noise
 from .machine import derive_seed, generator
-from .metrics import BLACK_CAT, as_original_ran_it
-from .models import Models, generated, label, with_noise
+from .measures import BLACK_CAT, as_original_ran_it
 from .progress import bar as progress_bar
+from .stage_keys import stage_key
 from .stats import holm, paired_t_p, t_interval, verdicts_from
 from .store import Store
 from .training import unstack

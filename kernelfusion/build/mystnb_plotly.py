@@ -1,6 +1,6 @@
 """A myst-nb mime renderer that drops plotly's JSON mime type from the book, silently.
 
-`plots.show` emits each figure twice: as `text/html` (what the book shows, drawn by the local
+`figures.show` emits each figure twice: as `text/html` (what the book shows, drawn by the local
 plotly.js) and as plotly's own mime type (what JupyterLab draws). myst-nb would warn about the
 second one on every figure; this plugin tells it that nothing is to be rendered for it.
 """

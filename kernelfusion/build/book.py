@@ -24,28 +24,21 @@ from typing import Any
 
 import yaml
 
-from . import ahead as ahead_runs
-from . import config as config_module
-from .kernels import Kernels
-from .metrics import umap_compiled
-from .pipeline import worker_threads
-from .plots import plotly_js_path
-from .progress import STATUS_ENV, read_status
-from .store import check_writable, package_versions
+from .. import config as config_module
+from ..figures import plotly_js_path
+from ..measures import umap_compiled
+from ..pipeline import worker_threads
+from ..progress import STATUS_ENV
+from ..store import check_writable, package_versions
+from . import background
+from .jupyter_kernels import Kernels
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 
 
-# `make book` from empty caches (the runs folder and numba's), measured on the project's 2-core
-# CPU beside its yardstick (`python -m benchmarks machine`, CycleGAN steps/s on one thread /
-# two, before and after): smoke 84 s at - / 128.5 (two threads only) and 77.9 / 78.1, 66 s at
-# 119.4 / 122.7 and 142.5 / 192.3; default (the CycleGANs in bfloat16) 698 s at 133.1 / 188.1
-# and 109.9 / 145.8, 760 s at 139.8 / 190.5 and 115.8 / 163.6, 763 s at 106.8 / 98.0 and
-# 111.2 / 130.3, 896 s at 124.7 / 171.5 and 79.3 / 103.1, 980 s at 103.3 / 143.5 and 107.1 /
-# 128.8 (chapter 08: 424, 454, 459, 545 and 599 s; CPU-seconds 1,332, 1,459, 1,469, 1,715 and
-# 1,883: the host's own load moves them more than the yardstick shows): the slowest is printed,
-# before the first chapter. A machine half as fast takes about twice as long; a rebuild reuses
-# every cached stage and takes seconds.
+# `make book` from empty caches (the runs folder and numba's) on the project's 2-core CPU: the
+# slowest of the builds measured beside the yardstick (benchmarks/README.md), printed before the
+# first chapter.
 COLD_SECONDS = {"smoke": 84, "default": 980}
 
 
@@ -176,7 +169,8 @@ def execute(
     each chapter's seconds and the peak memory (MiB) of its kernel and workers. With `live`
     (default: when the terminal shows it), a running chapter's line says, as it goes, its
     time so far, the runs of its seeds or arms done, and the stage or loop at work. The runs
-    of chapters 07-08 start at once in the background (`ahead`), and stop when the chapters do."""
+    of chapters 07-08 start at once in the background (`background`), and stop when the
+    chapters do."""
     cfg = config_module.load(preset, overrides)  # fail before starting any kernel
     check_writable()  # the runs folder, before the first chapter rather than half-way through
     names = _select(chapters(project), only)
@@ -192,7 +186,7 @@ def execute(
     compiling = _compile_umap(names)
     keys = {name: chapter_key(project / f"{name}.ipynb", preset, overrides) for name in names}
     pending = [n for n in names if executed_key(source / f"{n}.ipynb") != keys[n]]
-    ahead = ahead_runs.start(cfg, overrides, [Path(n).name for n in pending], source)
+    runs_ahead = background.start(cfg, overrides, [Path(n).name for n in pending], source)
     kernel_threads = os.environ.get("OMP_NUM_THREADS")
     # every chapter's stages at the workers' thread count (a stage's key holds it): chapter 08's
     # arms then reuse seed 0's data, source CNNs, zoo and reference CycleGAN, and the runs made
@@ -226,8 +220,8 @@ def execute(
         if compiling is not None:
             compiling.kill()
             compiling.wait()
-        if ahead is not None:  # what it has not made by now, no chapter of this build reads
-            ahead_runs.stop(ahead)
+        if runs_ahead is not None:  # what it has not made by now, no chapter of this build reads
+            background.stop(runs_ahead)
         os.environ.pop("OMP_NUM_THREADS")
         os.environ.update({"OMP_NUM_THREADS": kernel_threads} if kernel_threads else {})
     return seconds, peaks
@@ -294,16 +288,16 @@ FIRST_UMAP_CHAPTER = "03"
 
 
 def _compile_umap(names: list[str]) -> subprocess.Popen | None:
-    """`metrics.compile_umap` in a process of its own, when a chapter that runs a UMAP comes
+    """`measures.compile_umap` in a process of its own, when a chapter that runs a UMAP comes
     after a chapter that does not (so there is time to overlap) and the cache does not hold it
-    yet (`metrics.umap_compiled`); None otherwise. It inherits the environment, so it fills
+    yet (`measures.umap_compiled`); None otherwise. It inherits the environment, so it fills
     the cache the chapters' kernels read (`NUMBA_CACHE_DIR`)."""
     numbers = [Path(name).name[:2] for name in names]
     if not numbers or numbers[0] >= FIRST_UMAP_CHAPTER or numbers[-1] < FIRST_UMAP_CHAPTER:
         return None
     if umap_compiled().exists():
         return None
-    script = "from kernelfusion import metrics; metrics.compile_umap()"
+    script = "from kernelfusion import measures; measures.compile_umap()"
     return subprocess.Popen(
         [sys.executable, "-c", script],
         stdout=subprocess.DEVNULL,
@@ -326,13 +320,25 @@ def _finish(process: subprocess.Popen, timeout: float = 300) -> None:
 CLEAR = "\033[K"  # erase the rest of the terminal line
 
 
+def read_status(path: Path) -> dict[str, str]:
+    """What the status files at `path` say now: {"": the current work, part: ...}."""
+    found = {}
+    for file in [path, *path.parent.glob(f"{path.name}.*")]:
+        if not file.name.startswith(".") and file.is_file():
+            try:
+                found[file.name[len(path.name) + 1 :]] = file.read_text().strip()
+            except OSError:
+                continue
+    return found
+
+
 def live_status(line: str, started: float, status_file: Path, now: float | None = None) -> str:
     """A running chapter's line: its time so far, then what its status files say (the runs
     done, the stage or loop at work; then the runs made ahead in the background and what their
     workers do), e.g. `[9/10] 08_... 312 s · runs: 4 of 21 done · CycleGAN conv1 600/1000`."""
     said = read_status(status_file)
     parts = [f"{line} {(now or time.time()) - started:.0f} s"]
-    parts += [said[key] for key in ("runs", "", "ahead", ahead_runs.WORK) if said.get(key)]
+    parts += [said[key] for key in ("runs", "", "ahead", background.WORK) if said.get(key)]
     return " · ".join(parts)
 
 
@@ -366,7 +372,7 @@ def chapter_key(notebook: Path, preset: str, overrides: dict[str, Any]) -> str:
 
     digest = hashlib.sha256(notebook.read_bytes())
     digest.update(json.dumps([preset, overrides, package_versions()], sort_keys=True).encode())
-    for path in sorted((PROJECT / "kernelfusion").glob("*.py")):
+    for path in sorted((PROJECT / "kernelfusion").rglob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()
 

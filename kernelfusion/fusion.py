@@ -32,8 +32,8 @@ from .cnn import (
 from .config import Config, resolve_device
 from .cyclegan import KernelGan
 from .data import Datasets
-from .keys import stage_key
 from .machine import derive_seed, generator
+from .stage_keys import stage_key
 from .store import Artifact, StageWriter, Store
 
 MERGE_IMAGES = 2000  # unlabelled images to correlate channels on: plenty for 16 channels

@@ -114,7 +114,7 @@ class Kernels:
         self._running = None
 
     def idle(self) -> set[int]:
-        """The process ids of the kernels no chapter is running in (for `book.PeakMemory`)."""
+        """The process ids of the kernels no chapter is running in (for `build.book.PeakMemory`)."""
         kernels = [k for k in (self._spare, *self._exiting) if k is not None and k.has_kernel]
         return {k.provisioner.pid for k in kernels if k.provisioner.pid is not None}
 
