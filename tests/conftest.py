@@ -22,7 +22,7 @@ def pytest_collection_modifyitems(session, config, items):
     order; 391.4 s in this one at 125.9 / 140.8 and 92.3 / 131.5. What the order itself saves
     is about 13 s of that (the smoke book 57 -> 71 s, the test that ran the first UMAP 27 s ->
     under 1 s); the rest is the hour."""
-    items.sort(key=lambda item: item.path.name != "test_book.py")
+    items.sort(key=lambda item: item.path.name != "test_build.py")
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -164,3 +164,29 @@ def oxford_folder(tmp_path_factory):
         return root
 
     return make
+
+
+@pytest.fixture
+def seeded_metrics():
+    """`values` ({model: one number per seed}) as the metrics files of those seeds, every view
+    of a model holding the same number."""
+    return _seeded_metrics
+
+
+def _seeded_metrics(values: dict[str, list[float]]) -> dict[int, dict]:
+    """Metrics files whose every view of a model holds the same number, seed by seed."""
+    from kernelfusion import evaluate
+
+    views = {m.view for m in evaluate.METRICS.values()}
+    keys = {m.key for m in evaluate.METRICS.values()}
+    return {
+        seed: {
+            "models": {
+                name: {view: {k: v[seed] for k in keys} for view in views}
+                for name, v in values.items()
+            },
+            "score models": {},
+            "references": {"all positive": 0.4},
+        }
+        for seed in range(len(next(iter(values.values()))))
+    }
