@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import pipeline
-from .alignment import alignment_go, go_words, match_images
+from .alignment import alignment_go, match_images
 from .cnn import weight_count
 from .config import Config, ConfigError, with_overrides, zoo_size
 from .evaluate import long_metrics
@@ -27,9 +27,18 @@ from .fusion import DECISIVE, GENERATED, label
 from .gan_checks import evaluate as gan_evaluation
 from .gan_checks import hidden_signal
 from .original import CLAIM
-from .report import build_words, dependence_words, headline, separability_words
+from .report import headline
 from .stats import mean_ci
 from .verdicts import detectable_for, differences, tables_for
+from .words import (
+    arms_words,
+    build_words,
+    control_words,
+    dependence_words,
+    go_words,
+    separability_words,
+    verdict_words,
+)
 
 # short key -> (overrides on top of the book's config, display label); an override's value
 # may be a function of the book's config (`overrides`)
@@ -126,26 +135,6 @@ def arm_configs(cfg: Config) -> tuple[dict[str, Config], dict[str, str]]:
         seen[arm_cfg.hash] = arm
         configs[arm] = arm_cfg
     return configs, skipped
-
-
-def arms_words(cfg: Config, ablation: Ablation) -> str:
-    """Which arms this build ran, of how many, and why; each arm left out and why (chapter 08)."""
-    ran = ", ".join(f"*{ARMS[a][1]}*" for a in ablation.results)
-    words = f"This build runs {len(ablation.results)} of the {len(ARMS)} arms: {ran}"
-    if cfg.analysis.ablation_arms:
-        words += f" (chosen by `analysis.ablation_arms = {cfg.analysis.ablation_arms}`)"
-    if cfg.gan.source == "original":
-        words += (
-            ". With the original's published generators (`gan.source = original`) nothing is "
-            "trained: an arm that changes how a CycleGAN learns changes nothing, and a CycleGAN "
-            "trained here on the published zoo's whole layers costs about 15 minutes a seed on "
-            "2 CPU cores; the arms that still change the generated CNN are the reference and "
-            "layer 1 translated only"
-        )
-    if ablation.skipped:
-        left = "; ".join(f"*{ARMS[a][1]}*: {why}" for a, why in ablation.skipped.items())
-        words += f". Left out: {left}"
-    return words + "."
 
 
 def selection_seeds(cfg: Config) -> list[int]:
@@ -263,34 +252,13 @@ def confirm(study: Ablation, best_variant: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def verdict_words(checked: dict[str, Any]) -> str:
-    """What `confirm` found, in words for the chapters: the rivals beaten and the others."""
-    beaten = ", ".join(f"*{label(r)}*" for r in checked["beaten"])
-    if not checked["not beaten"]:
-        return "beats every rival on both metrics"
-    if not beaten:
-        return "beats none of them on both metrics"
-    return f"beats {beaten} on both metrics, and not " + ", ".join(
-        f"*{label(r)}*" for r in checked["not beaten"]
-    )
-
-
 CONTROL = "distilled"  # the functional loss's control
-# what the functional arm's paired verdict against its control says about the generator
-CONTROL_WORDS = {
-    "better": "the translated CNN beats the control: the generator adds something that the "
-    "distillation alone does not give",
-    "worse": "the control does better: what helps here is the distillation, and the generator "
-    "stands in its way",
-    "not distinguishable": "the two cannot be told apart at these seeds: nothing here shows "
-    "that the generator is what helps",
-}
 
 
 def control_check(long, arm: str = "functional", model: str = GENERATED[0]) -> dict | None:
     """`model` of `arm` against the distilled control, per metric: the paired difference, its
-    95% interval and the Holm-adjusted verdict (from the ablation table), and the verdict in
-    words for probe F1; None when the arm was not run."""
+    95% interval and the Holm-adjusted verdict (from the ablation table); None when the arm
+    was not run."""
     rows = long[(long["arm"] == arm) & (long["model"] == model) & (long["rival"] == CONTROL)]
     if rows.empty:
         return None
@@ -298,19 +266,23 @@ def control_check(long, arm: str = "functional", model: str = GENERATED[0]) -> d
         row["metric"]: {k: row[k] for k in ("difference", "low", "high", "verdict", "mean")}
         for _, row in rows.iterrows()
     }
-    return out | {"words": CONTROL_WORDS[out[METRICS[0]]["verdict"]]}
+    return out
 
 
 def control_summary(long) -> dict[str, Any]:
-    """For the chapters: `control_check`'s probe-F1 difference, its interval and the words
-    (NaN and a sentence saying so when the functional arm was not run)."""
+    """For the chapters: `control_check`'s probe-F1 difference, its interval and its verdict
+    (NaN and None when the functional arm was not run)."""
     check = control_check(long)
     if check is None:
         nan = float("nan")
-        words = "the functional arm was not run in this build (`analysis.ablation_arms`)"
-        return {"words": words, "diff": nan, "low": nan, "high": nan}
+        return {"verdict": None, "diff": nan, "low": nan, "high": nan}
     f1 = check[METRICS[0]]
-    return {"words": check["words"], "diff": f1["difference"], "low": f1["low"], "high": f1["high"]}
+    return {
+        "verdict": f1["verdict"],
+        "diff": f1["difference"],
+        "low": f1["low"],
+        "high": f1["high"],
+    }
 
 
 def summary_frame(long):
@@ -380,9 +352,7 @@ def chapter(cfg: Config, store) -> Chapter:
             }
         ),
         "hidden": pd.DataFrame(hidden).T,
-        "control": pd.DataFrame(
-            {m: row for m, row in (control_check(long) or {}).items() if m != "words"}
-        ).T,
+        "control": pd.DataFrame({m: row for m, row in (control_check(long) or {}).items()}).T,
     }
     values = {
         "go_before": go["as trained"],
@@ -397,16 +367,21 @@ def chapter(cfg: Config, store) -> Chapter:
         "confirm_beaten": len(checked["beaten"]),
         "hidden_noise": 0.01,
         "hidden_ratio": max(v["ratio"] for v in hidden.values()),
-    } | {f"control_{k}": v for k, v in control.items() if not isinstance(v, str)}
+    } | {f"control_{k}": control[k] for k in ("diff", "low", "high")}
     markdown = {
         "go_verdict": go_words(go),
         "selection_seeds": ", ".join(map(str, selection_seeds(cfg))),
-        "arms_words": arms_words(cfg, study),
+        "arms_words": arms_words(
+            cfg,
+            [ARMS[arm][1] for arm in study.results],
+            len(ARMS),
+            {ARMS[arm][1]: why for arm, why in study.skipped.items()},
+        ),
         "best_variant": f"**{best_variant['variant']}**, `{label(best_variant['model'])}`",
         "confirm_seed_list": ", ".join(map(str, checked["seed list"])),
         "confirm_verdict": verdict_words(checked),
         "hidden_layer": max(hidden, key=lambda k: hidden[k]["ratio"]),
-        "control_words": control["words"],
+        "control_words": control_words(control["verdict"]),
         "confirm_caveat": build_words(cfg)["confirm_caveat"],
     }
     return Chapter(long, best_variant, checked, tables, values, markdown)
@@ -452,7 +427,7 @@ def lessons(cfg: Config, store) -> tuple[dict[str, Any], dict[str, str]]:
         "best_variant": f"*{best_variant['variant']}* (`{label(best_variant['model'])}`)",
         "best_beaten": ", ".join(f"*{label(r)}*" for r in checked["beaten"]) or "none of them",
         "best_not_beaten": ", ".join(f"*{label(r)}*" for r in checked["not beaten"]) or "any",
-        "control_words09": control_summary(long)["words"],
+        "control_words09": control_words(control_summary(long)["verdict"]),
         "domains_words": separability_words(
             max(evaluation["conv1"][separable], evaluation["conv2"][separable])
         ),

@@ -291,19 +291,6 @@ def alignment_effect(cfg: Config, zoo: Zoo, max_rows: int = 4000) -> dict[str, d
     return out
 
 
-GO_CHANCE = 0.6  # a layer-2 domain classifier below this after alignment: near chance
-
-
-def go_words(go: dict[str, float]) -> str:
-    """What `alignment_go` found, in words for chapter 08."""
-    if max(go["aligned"], go["aligned by activations"]) < GO_CHANCE:
-        return (
-            "stays near chance either way: translation has little to learn in layer 2, which "
-            "is why translating layer 1 only is one of the arms"
-        )
-    return "is above chance: layer 2's domains differ once aligned, so translating it can matter"
-
-
 def alignment_go(
     cfg: Config, zoo: Zoo, images: torch.Tensor, max_rows: int = 4000
 ) -> dict[str, float]:

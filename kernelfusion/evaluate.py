@@ -488,9 +488,6 @@ METRICS: dict[str, Metric] = {
 AND_THRESHOLD = 0.25
 
 
-AND_WORDS = "the geometric mean of p(black) and p(cat) above one half"
-
-
 def metrics_table(
     metrics: dict,
     columns=(

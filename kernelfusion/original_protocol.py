@@ -30,6 +30,7 @@ from .stage_keys import stage_key
 from .stats import holm, paired_t_p, t_interval, verdicts_from
 from .store import Store
 from .training import unstack
+from .words import source_words
 
 # --- the showcase: the original's one model, as it ran it ---------------------------------------
 
@@ -257,13 +258,6 @@ SHOWCASE_KEYS = {  # glue key part -> showcase model id
     "random": "random",
 }
 DIRECTION_KEYS = {"cat->black": "f", "black->cat": "g"}
-
-
-def source_words(cfg: Config) -> str:
-    """What the showcase's source CNNs are, in words."""
-    if cfg.zoo.source == "original":
-        return f"model {cfg.zoo.source_model} of the original's published cat and black zoos"
-    return "this run's two source CNNs (trained here)"
 
 
 def glue_values(cfg: Config, shown: pd.DataFrame, spread: pd.DataFrame) -> dict:

@@ -15,14 +15,13 @@ import torch
 from . import config
 from .cnn import CONV_LAYERS, SourceCNNs, positive_probability
 from .data import GROUPS, SPLITS, Datasets, ImageSet, counts
-from .evaluate import AND_THRESHOLD, AND_WORDS, long_metrics
+from .evaluate import AND_THRESHOLD, long_metrics
 from .evaluate import metrics_table as evaluate_table
 from .fusion import GENERATED, LABEL_FREE, MODELS, Models, label, product_score
 from .measures import BLACK_CAT, contingency_frame
 from .original import CLAIM
 from .stats import bootstrap_difference, decisive_rows, mean_ci
 from .verdicts import (
-    bound_words,
     count_glue,
     detectable_for,
     level,
@@ -30,27 +29,7 @@ from .verdicts import (
     tables_for,
     unit,
 )
-
-
-def uncertainty_words(bootstrap_width: float, seed_width: float) -> str:
-    """How the within-seed spread of the test images compares with the spread over seeds,
-    from the ratio of the two interval widths."""
-    ratio = bootstrap_width / seed_width if seed_width > 0 else float("inf")
-    if ratio < 0.5:
-        return (
-            "narrower than the intervals over seeds: the test images add little, and most of "
-            "the uncertainty comes from the seeds"
-        )
-    if ratio <= 2:
-        return (
-            "about as wide as the intervals over seeds: the test images and the seeds add "
-            "comparable uncertainty"
-        )
-    return (
-        "wider than the intervals over seeds: the finite test set, more than the seeds, "
-        "limits what a single seed can tell"
-    )
-
+from .words import AND_WORDS, bound_words, build_words, uncertainty_words
 
 # The original project's protocol, as the results chapter shows it.
 ORIGINAL_METRICS = (
@@ -82,81 +61,6 @@ def bootstrap_table(metrics_artifact, model: str, metric: str = "f1", resamples:
     table = pd.DataFrame(rows).T
     table["width"] = table["high"] - table["low"]
     return table.rename(index=label)
-
-
-def build_words(cfg) -> dict[str, str]:
-    """The words that depend on what a build is made of and what its unit of replication is
-    (`unit`), as Markdown for `{glue:md}`: what the build is made of, how its verdicts are
-    replicated and tested, what its data is, and what a confirmation at fresh seeds can show."""
-    source = cfg.data.source
-    original = source == "original" and cfg.zoo.source == "original"
-    made = {
-        "synthetic": "built on this book's drawn images and its own trained models",
-        "folder": "built on the reader's own photographs and models trained here",
-        "oxford_pets": "built on the Oxford-IIIT Pet photographs and models trained here",
-        "original": "built on the original's published photographs",
-    }[source]
-    if original:
-        made = "built on the original's published models, generators and photographs"
-    if unit(cfg) == "photograph":
-        fixed = (
-            "the source CNNs and the translator (the original's published generators) are "
-            "fixed, and each seed redraws only"
-            if cfg.gan.source == "original"
-            else "the source CNNs are fixed, and each seed redraws the CycleGAN trained here and"
-        )
-        replication = (
-            f"repeated cross-validation over the evaluation photographs: {fixed} a stratified "
-            f"{cfg.analysis.folds}-fold split (every photograph scored once per seed) and the "
-            "rivals this book trains. The photograph, not the seed, is the unit of every verdict"
-        )
-        test = (
-            "a paired permutation test over photographs (each photograph's scores swapped "
-            "between the two models in every seed at once), its interval a bootstrap over "
-            "photographs"
-        )
-    else:
-        replication = (
-            "the whole pipeline (data, source CNNs, zoo, CycleGAN, fusion, probes and "
-            "clustering) repeated with several seeds, each seed a replication"
-        )
-        test = "a paired t-test over seeds, its interval Student's t over seeds"
-    data = {
-        "synthetic": "the data is synthetic (chapter 1), so the answer is about the method on "
-        "an easier problem than photographs, not about the original photographs",
-        "folder": "the data is the reader's own photographs (chapter 1)",
-        "oxford_pets": "the data is the Oxford-IIIT Pet photographs (chapter 1)",
-        "original": f"the data is the original's own test photographs, a small set: the "
-        f"answer is about the original's artifacts, with the power {cfg.analysis.folds}-fold "
-        "cross-validation over them allows",
-    }[source]
-    confirm = (
-        "The fresh seeds redraw the folds and the rivals this book trains, not the "
-        "photographs: the same photographs that judged the arms judge the chosen one again, "
-        "so this confirmation guards against the luck of a split, not of the photographs."
-        if unit(cfg) == "photograph"
-        else "The fresh seeds redraw everything (data, training and GAN), so no image, "
-        "training run or seed that chose the variant judges it."
-    )
-    return {
-        "built_on": made,
-        "replication_words": replication,
-        "test_words": test,
-        "data_words": data,
-        "confirm_caveat": confirm,
-    }
-
-
-def separability_words(accuracy: float) -> str:
-    """How a domain classifier's balanced accuracy reads (one half is chance)."""
-    if accuracy < 0.6:
-        return "barely differ"
-    return "differ somewhat" if accuracy < 0.75 else "differ clearly"
-
-
-def dependence_words(cosine: float) -> str:
-    """How a translation's mean cosine with its input reads."""
-    return "depend little on their input" if abs(cosine) < 0.3 else "keep much of their input"
 
 
 def headline(
@@ -305,22 +209,6 @@ def group_scores(models: Models, sources: SourceCNNs, datasets: Datasets, device
             for name, s in scores.items()
         }
     ).T
-
-
-def nearest_words(models: Models) -> dict:
-    """Chapter 05's memorisation check: how far F(cat CNN) is from its nearest zoo model,
-    beside how far the cat CNN is from its own, and what that says."""
-    card = models.cards["nearest"]
-    own = card["cat CNN's own nearest"]["relative distance"]
-    closer = card["relative distance"] < own
-    return {
-        "distance": card["relative distance"],
-        "own distance": own,
-        "verdict": "closer to a zoo model than the cat CNN is: a sign of copying"
-        if closer
-        else "no closer to a zoo model than the cat CNN is: no sign of copying",
-        "which": f"{card['domain']} zoo model {card['model']}",
-    }
 
 
 # The models chapter 06 looks at closely: the method, its source, and the supervised bound.

@@ -22,22 +22,6 @@ from .stats import (
     verdict_level,
 )
 
-
-def bound_words(table, digits: int = 3) -> str:
-    """What the data rule out, per decisive rival: the upper end of the difference's interval
-    at the family's level (simultaneous 95% over the decisive rivals), as words ("at most
-    0.012 above *cat CNN (source unchanged)*", or "at least 0.030 below" when the whole
-    interval is below zero)."""
-    parts = []
-    for rival, row in decisive_rows(table).iterrows():
-        high = float(row["family high"])
-        if high < 0:
-            parts.append(f"at least {-high:.{digits}f} below *{label(rival)}*")
-        else:
-            parts.append(f"at most {high:.{digits}f} above *{label(rival)}*")
-    return "; ".join(parts) if parts else "no decisive rival was measured"
-
-
 # The metrics the generated CNNs' verdicts are read from.
 VERDICT_METRICS = ("probe F1", "probe ROC AUC", "probe AP", "K-means F1", "K-means ARI")
 

@@ -15,6 +15,7 @@ from kernelfusion import (
     store,
     zoo,
 )
+from kernelfusion import words as words_module
 from kernelfusion.training import DivergedError
 
 
@@ -348,12 +349,12 @@ def test_whole_layers_with_the_set_generator_run_the_pipeline(tmp_path):
 
 def test_chapter_04_speaks_of_training_only_where_a_cyclegan_is_trained():
     trained = config.load("smoke", {"gan.precision": "float32"})
-    words = gan_checks.training_words(trained)
+    words = words_module.training_words(trained)
     steps = f"{trained.gan.steps} steps per layer, the last {trained.gan.decay_steps}"
     assert steps in words["settings_text"]
     assert words["settings_text"].endswith("in float32 throughout")
     assert f"at {trained.gan.curve_points} evenly spaced steps" in words["steps_text"]
     published = dataclasses.replace(trained.gan, source="original")  # the `original` preset's
-    read = gan_checks.training_words(dataclasses.replace(trained, gan=published))
+    read = words_module.training_words(dataclasses.replace(trained, gan=published))
     assert read.keys() == words.keys()
     assert not any("steps per layer" in text or "Adam at" in text for text in read.values())

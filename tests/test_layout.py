@@ -25,6 +25,7 @@ LAYERS = {
         "evaluate",
         "gan_checks",
         "verdicts",
+        "words",
         "report",
         "original_protocol",
         "figures",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kernelfusion import config, gan_checks, pipeline, store
+from kernelfusion import config, gan_checks, pipeline, store, words
 
 OVERRIDES = {"gan.steps": 400, "gan.decay_steps": 200, "gan.checkpoint_every": 50}
 
@@ -176,8 +176,8 @@ def test_the_convergence_curve_ends_at_the_generated_cnns_own_probe(reference):
     assert curve["probe F1"].iloc[-1] == probe["f1"]
     assert curve["probe ROC AUC"].iloc[-1] == probe["roc auc"]
     assert curve["probe ROC AUC"].nunique() > 1
-    words = gan_checks.convergence_words(curve)
-    assert "step 400" in words and f"{probe['f1']:.3f}" in words
+    said = words.convergence_words(curve)
+    assert "step 400" in said and f"{probe['f1']:.3f}" in said
 
 
 def test_reading_a_cached_run_aligns_no_kernels(reference, monkeypatch):

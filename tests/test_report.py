@@ -4,12 +4,6 @@ files, the glue."""
 from kernelfusion import evaluate, report, stats
 
 
-def test_uncertainty_words_follow_the_ratio_of_the_widths():
-    assert "most of the uncertainty comes from the seeds" in report.uncertainty_words(0.01, 0.1)
-    assert "comparable" in report.uncertainty_words(0.1, 0.1)
-    assert "the finite test set" in report.uncertainty_words(0.3, 0.1)
-
-
 def test_no_chapter_types_a_result_in_its_prose():
     """Decimals and percentages in a chapter's prose must come from glue, never be typed."""
     import re

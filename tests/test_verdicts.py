@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kernelfusion import evaluate, fusion, stats, verdicts
+from kernelfusion import evaluate, fusion, stats, verdicts, words
 
 
 def test_mean_ci_and_paired_differences_with_holm(seeded_metrics):
@@ -59,14 +59,14 @@ def test_holm_runs_over_the_decisive_rivals_alone(seeded_metrics):
     assert list(many["role"][:2]) == ["decisive", "decisive"]
     assert set(many["role"][2:]) == {"descriptive"}
     assert many.loc[source, "verdict"] == "better"
-    words = verdicts.bound_words(many)
+    said = words.bound_words(many)
     # the bound is the family's: simultaneous over the 2 decisive rivals, wider than the 95%
     high = many.loc[source, "family high"]
     assert high > many.loc[source, "high"]
     shown = "cat CNN (source unchanged)"  # the words name rivals by their labels
-    assert words.startswith(f"at most {high:.3f} above *{shown}*") and "descriptive" not in words
+    assert said.startswith(f"at most {high:.3f} above *{shown}*") and "descriptive" not in said
     lower = many.assign(**{"family high": -0.02})
-    assert verdicts.bound_words(lower).startswith("at least 0.020 below")
+    assert words.bound_words(lower).startswith("at least 0.020 below")
 
 
 def test_verdict_table_joins_metrics_with_different_rivals(seeded_metrics):
