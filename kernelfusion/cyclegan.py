@@ -499,9 +499,9 @@ class KernelGan:
         return all(part.reused for part in self._trained_in)
 
     @property
-    def seconds(self) -> float:
-        """What training its layers' CycleGANs took, when they were made."""
-        return sum(part.manifest["seconds"] for part in self._trained_in)
+    def history(self) -> dict[str, dict[str, list[float]]]:
+        """Each layer's loss terms along training, as logged (empty for published generators)."""
+        return self.artifact.json("history")
 
     @property
     def published(self) -> bool:

@@ -1,18 +1,22 @@
-"""What this run executes on: versions, device and seeding, for the setup chapter and manifests."""
+"""What this run executes on: versions, device and seeding, for the setup chapter and manifests;
+and how a copy of the book was built: its stages' recorded times (`stage_times`)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import random
 import time
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .config import Config, resolve_device
-from .store import package_versions
+from .store import default_root, package_versions
 
 
 def derive_seed(seed: int, *names: object) -> int:
@@ -87,3 +91,27 @@ def report(cfg: Config) -> dict[str, str]:
     facts["built"] = time.strftime("%Y-%m-%d %H:%M %Z")
     facts.update({f"{name} version": version for name, version in package_versions().items()})
     return facts
+
+
+def stage_times(preset: str, root: str | Path | None = None) -> pd.DataFrame:
+    """How this copy of `preset`'s book was built: per stage name, the stages its runs (the run
+    folders `<preset>-<hash>` under the runs folder `root`) link to, and the wall and CPU
+    seconds their manifests recorded when they were made (in this build or an earlier one),
+    most seconds first. Per-model metrics stages are counted as one row."""
+    root = Path(root) if root is not None else default_root()
+    made: dict[Path, dict] = {}
+    for link in sorted(root.glob(f"{preset}-*/*")):
+        if link.is_symlink() and link.resolve() not in made:
+            manifest = link.resolve() / "manifest.json"
+            if manifest.is_file():
+                made[link.resolve()] = json.loads(manifest.read_text())
+    rows: dict[str, dict] = {}
+    for record in made.values():
+        name = "metrics (per model)" if record["stage"].startswith("metrics-") else record["stage"]
+        row = rows.setdefault(name, {"stage": name, "made": 0, "seconds": 0.0, "CPU seconds": 0.0})
+        row["made"] += 1
+        row["seconds"] += record.get("seconds", 0.0)
+        row["CPU seconds"] += record.get("cpu seconds", 0.0)
+    columns = ["stage", "made", "seconds", "CPU seconds"]
+    frame = pd.DataFrame(list(rows.values()), columns=columns)
+    return frame.sort_values("seconds", ascending=False).set_index("stage")

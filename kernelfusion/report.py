@@ -18,7 +18,7 @@ from .data import GROUPS, SPLITS, Datasets, ImageSet, counts
 from .evaluate import AND_THRESHOLD, long_metrics
 from .evaluate import metrics_table as evaluate_table
 from .fusion import GENERATED, LABEL_FREE, MODELS, Models, label, product_score
-from .measures import BLACK_CAT, contingency_frame
+from .measures import BLACK_CAT, contingency_frame, umap_embedding
 from .original import CLAIM
 from .stats import bootstrap_difference, decisive_rows, mean_ci
 from .verdicts import (
@@ -30,6 +30,7 @@ from .verdicts import (
     unit,
 )
 from .words import AND_WORDS, bound_words, build_words, uncertainty_words
+from .zoo import joint_sample
 
 # The original project's protocol, as the results chapter shows it.
 ORIGINAL_METRICS = (
@@ -174,7 +175,7 @@ def cards_table(models: Models):
 
 
 def filter_change(models: Models, source: str = "cat"):
-    """Relative change ||W - W_source|| / ||W_source|| of each conv layer, per model."""
+    """Relative change ||W - W_source|| / ||W_source|| of each conv layer, per model (by id)."""
 
     base = models.cnns[source].state_dict()
     rows = {}
@@ -189,7 +190,20 @@ def filter_change(models: Models, source: str = "cat"):
             )
             for layer in CONV_LAYERS
         }
-    return pd.DataFrame(rows).T.rename(index=label)
+    return pd.DataFrame(rows).T
+
+
+def change_glue(change: pd.DataFrame, model: str = "gen_f") -> dict[str, float]:
+    """Chapter 05's glued values: `model`'s relative change per conv layer (`filter_change`)."""
+    return {
+        f"f_change{i}": round(float(change.loc[model, layer]), 2)
+        for i, layer in enumerate(CONV_LAYERS, 1)
+    }
+
+
+def first_filters(models: Models, keys: tuple[str, ...] = ("cat", "gen_f")) -> dict:
+    """Layer 1's filters of the models `keys`, by a title naming model and layer."""
+    return {f"{label(key)}, layer 1": models.cnns[key].conv1.weight.detach() for key in keys}
 
 
 def group_scores(models: Models, sources: SourceCNNs, datasets: Datasets, device: str = "cpu"):
@@ -438,6 +452,35 @@ def rule_examples(images: ImageSet, n: int = 8) -> dict[str, torch.Tensor]:
         return index[share[index].argsort(descending=descending)[:n]]
 
     return {"black, least dark": pick(black, False), "not black, darkest": pick(other, True)}
+
+
+def rule_example_grids(images: ImageSet, n: int = 8) -> dict[str, tuple[torch.Tensor, list]]:
+    """`rule_examples` as chapter 01 shows them: per side, the images and, as their titles,
+    their share of dark pixels."""
+    return {
+        side: (images.images[index], [f"{s:.2f}" for s in images.dark_fraction[index].tolist()])
+        for side, index in rule_examples(images, n).items()
+    }
+
+
+def kernel_umaps(zoo, seed: int, per_domain: int = 400) -> dict[str, pd.DataFrame]:
+    """Chapter 03's view of the kernels: per conv layer, a 2-D UMAP of `per_domain` kernel
+    vectors of each zoo (seeded), with each point's zoo and hover text."""
+    frames = {}
+    for layer in CONV_LAYERS:
+        kernels, domains, hover = joint_sample(zoo, layer, per_domain=per_domain, seed=seed)
+        xy = umap_embedding(kernels.flatten(1), seed=seed)
+        frames[layer] = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "zoo": domains, "hover": hover})
+    return frames
+
+
+def umap_views(run) -> tuple[dict[str, Any], Any, torch.Tensor]:
+    """Chapter 06's explorer, from a pipeline run: each model's 2-D UMAP of the evaluated
+    images (by id), those images' groups and the images themselves."""
+    embeddings = run.metrics.embeddings()
+    shown = embeddings["cluster points"]  # the evaluated images of the UMAP and cluster views
+    points = {name: embeddings[f"model {name}"].numpy() for name in run.metrics.values["models"]}
+    return points, run.datasets.eval.groups[shown].numpy(), run.datasets.eval.images[shown]
 
 
 def preset_sizes() -> list[dict[str, Any]]:
