@@ -54,3 +54,10 @@ def test_report_paste_is_myst_nbs_glue():
         (o.data, o.metadata) for o in theirs.outputs
     ]
     assert len(ours.outputs) == 4 and ours.outputs[3].metadata["scrapbook"]["name"] == "words"
+
+
+def test_chapter_05s_filter_change_is_keyed_by_id_and_glued_per_layer():
+    import pandas as pd
+
+    change = pd.DataFrame({"conv1": [0.0, 0.456], "conv2": [0.0, 1.234]}, index=["cat", "gen_f"])
+    assert report.change_glue(change) == {"f_change1": 0.46, "f_change2": 1.23}
