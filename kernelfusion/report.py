@@ -29,7 +29,14 @@ from .verdicts import (
     tables_for,
     unit,
 )
-from .words import AND_WORDS, bound_words, build_words, uncertainty_words
+from .words import (
+    AND_WORDS,
+    answer_words,
+    bound_words,
+    build_words,
+    rivals_named,
+    uncertainty_words,
+)
 from .zoo import joint_sample
 
 # The original project's protocol, as the results chapter shows it.
@@ -80,18 +87,11 @@ def headline(
     source = table.loc["cat"]
 
     def names(verdict):
-        chosen = [r for r in decisive.index if decisive.loc[r, "verdict"] == verdict]
-        return ", ".join(f"*{label(r)}*" for r in chosen) if chosen else "none"
+        return rivals_named([r for r in decisive.index if decisive.loc[r, "verdict"] == verdict])
 
     beaten = int((decisive["verdict"] == "better").sum())
-    if beaten == 0:
-        answer = "does not beat any of the rivals a label-free method must beat"
-    elif beaten == len(decisive):
-        answer = "beats every rival a label-free method must beat"
-    else:
-        answer = f"beats {beaten} of the {len(decisive)} rivals a label-free method must beat"
     return {
-        "answer": f"The generated CNN {answer}.",
+        "answer": answer_words(beaten, len(decisive)),
         "mean": float(part[model]),
         "better than": names("better"),
         "worse than": names("worse"),

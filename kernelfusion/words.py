@@ -338,3 +338,20 @@ def control_words(verdict: str | None) -> str:
     if verdict is None:
         return "the functional arm was not run in this build (`analysis.ablation_arms`)"
     return CONTROL_WORDS[verdict]
+
+
+def answer_words(beaten: int, rivals: int) -> str:
+    """The book's answer in one sentence: how many of the `rivals` a label-free method must
+    beat the generated CNN beats (`beaten`, by the Holm-adjusted verdicts)."""
+    if beaten == 0:
+        answer = "does not beat any of the rivals a label-free method must beat"
+    elif beaten == rivals:
+        answer = "beats every rival a label-free method must beat"
+    else:
+        answer = f"beats {beaten} of the {rivals} rivals a label-free method must beat"
+    return f"The generated CNN {answer}."
+
+
+def rivals_named(ids: list[str]) -> str:
+    """Rivals (ids) by their labels, in italics, or "none"."""
+    return ", ".join(f"*{label(r)}*" for r in ids) if ids else "none"

@@ -44,3 +44,11 @@ def test_arms_words_count_the_arms_and_name_each_left_out_and_why():
     said = words.arms_words(cfg, ["reference", "layer 1 only"], 7, {"identity 2": "why not"})
     assert said.startswith("This build runs 2 of the 7 arms")
     assert "*identity 2*: why not" in said and "published generators" in said
+
+
+def test_the_answer_counts_the_rivals_beaten():
+    assert "does not beat any" in words.answer_words(0, 6)
+    assert "beats 1 of the 6" in words.answer_words(1, 6)
+    assert "beats every" in words.answer_words(6, 6)
+    assert words.rivals_named([]) == "none"
+    assert fusion.label("cat") in words.rivals_named(["cat", "merge"])
