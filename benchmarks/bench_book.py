@@ -21,7 +21,7 @@ from .common import table
 # Each build runs in a fresh process, as `make book` does.
 SCRIPT = """
 import json, sys, time
-from kernelfusion import book
+from kernelfusion.build import book
 started = time.perf_counter()
 result = book.make_book(sys.argv[1], json.loads(sys.argv[3]), sys.argv[2], log=lambda *a, **k: None)
 print(json.dumps({"chapters": result.chapter_seconds, "peaks": result.chapter_peak_mib,

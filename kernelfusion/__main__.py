@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from . import config, store, sweep
-from .build import book
+from .build import book, pdf
 from .store import StorageError
 
 
@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--backend", default="local", choices=("local", "ray"))
     sweep.add_argument("--workers", type=int, default=2)
     sweep.add_argument("--address", default=None, help="a Ray cluster's address (ray backend)")
-    pdf = commands.add_parser("pdf", help="print the built book to one PDF (headless Chromium)")
-    pdf.add_argument(
+    printing = commands.add_parser("pdf", help="print the built book as one PDF (Chromium)")
+    printing.add_argument(
         "--out",
         default=str(book.PROJECT / "book" / "_build"),
         help="build folder of the book (the PDF is written there as book.pdf)",

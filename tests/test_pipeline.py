@@ -145,11 +145,11 @@ def test_same_key_same_numbers_across_thread_counts(tmp_path):
 UMAP_THREADS_SCRIPT = textwrap.dedent("""
     import numpy as np, torch
     torch.set_num_threads(1)
-    from kernelfusion import metrics, pipeline  # the package whole, as a worker imports it
+    from kernelfusion import measures, pipeline  # the package whole, as a worker imports it
     torch.get_num_threads()  # read before the first UMAP, as every stage key reads it
     rows = np.random.default_rng(0).random((128, 16), dtype=np.float32)
-    metrics.umap_embedding(rows, 0, epochs=10)
-    metrics.as_original_ran_it(rows, np.arange(128) % 4, 0, 0)
+    measures.umap_embedding(rows, 0, epochs=10)
+    measures.as_original_ran_it(rows, np.arange(128) % 4, 0, 0)
     print(torch.get_num_threads())
 """)
 
