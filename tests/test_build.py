@@ -579,7 +579,7 @@ def test_umap_compiles_into_the_cache_beside_the_first_chapters():
     subprocess.run([sys.executable, "-c", script], check=True, timeout=600)
     cached = {p.name.split("-")[0] for p in cache.rglob("*.nbi")}
     needed = {"layouts._optimize_layout_euclidean_single_epoch", "umap_.smooth_knn_dist"}
-    assert needed | {"metrics._compiled_pairs.locals.upper_triangle"} <= cached
+    assert needed | {"measures._compiled_pairs.locals.upper_triangle"} <= cached
     later = [n for n in names if Path(n).name[:2] >= book.FIRST_UMAP_CHAPTER]
     assert book._compile_umap(later) is None and book._compile_umap(names[:2]) is None
     compiled = measures.umap_compiled()
