@@ -34,6 +34,7 @@ from .words import (
     answer_words,
     bound_words,
     build_words,
+    intervals_words,
     rivals_named,
     uncertainty_words,
 )
@@ -376,7 +377,7 @@ def results(runs: dict[int, dict], cfg, model: str = "gen_f") -> Results:
 
 
 def within_seed(
-    metrics_artifact, tables: dict, model: str = "gen_f"
+    metrics_artifact, tables: dict, model: str = "gen_f", cfg=None
 ) -> tuple[pd.DataFrame, dict, dict]:
     """The bootstrap over one seed's evaluated images (`bootstrap_table`) beside the intervals
     over seeds: the table, the widths chapter 07 glues, and its words (Markdown)."""
@@ -384,7 +385,9 @@ def within_seed(
     seed_width = seed_interval_width(tables["probe F1"])
     width = float(within["width"].median())
     values = {"bootstrap_width": width, "seed_width": seed_width}
-    return within, values, {"width_words": uncertainty_words(width, seed_width)}
+    at = unit(cfg) if cfg is not None else "seed"
+    words = {"width_words": uncertainty_words(width, seed_width, at)}
+    return within, values, words | {"intervals_words": intervals_words(at)}
 
 
 def paste(values: dict[str, Any], markdown: dict[str, str] | None = None) -> None:

@@ -178,10 +178,19 @@ def source_words(cfg: Config) -> str:
     return "this run's two source CNNs (trained here)"
 
 
-def uncertainty_words(bootstrap_width: float, seed_width: float) -> str:
-    """How the within-seed spread of the test images compares with the spread over seeds,
-    from the ratio of the two interval widths."""
+def uncertainty_words(bootstrap_width: float, seed_width: float, unit: str = "seed") -> str:
+    """How the within-seed spread of the test images compares with the intervals of the
+    verdicts, from the ratio of the two widths: intervals over seeds (`unit` "seed"), or over
+    photographs whose scores are averaged over every seed's folds ("photograph")."""
     ratio = bootstrap_width / seed_width if seed_width > 0 else float("inf")
+    if unit == "photograph":
+        word = (
+            "narrower than" if ratio < 0.5 else "about as wide as" if ratio <= 2 else "wider than"
+        )
+        return (
+            f"{word} the intervals over photographs above, which resample the same photographs "
+            "after averaging each one's scores over every seed's folds and rivals"
+        )
     if ratio < 0.5:
         return (
             "narrower than the intervals over seeds: the test images add little, and most of "
@@ -196,6 +205,16 @@ def uncertainty_words(bootstrap_width: float, seed_width: float) -> str:
         "wider than the intervals over seeds: the finite test set, more than the seeds, "
         "limits what a single seed can tell"
     )
+
+
+def intervals_words(unit: str) -> str:
+    """What the intervals of the verdicts resample, at the build's unit of replication."""
+    if unit == "photograph":
+        return (
+            "The intervals above resample the photographs (a bootstrap over them, each "
+            "photograph's scores averaged over every seed's folds and rivals)."
+        )
+    return "The intervals above are over seeds (data, training and GAN all redrawn)."
 
 
 def build_words(cfg) -> dict[str, str]:

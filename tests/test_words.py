@@ -4,7 +4,7 @@ count, the rivals by their labels); the tests read that meaning, not whole sente
 import numpy as np
 import pandas as pd
 
-from kernelfusion import ablation, config, fusion, words
+from kernelfusion import ablation, config, fusion, verdicts, words
 
 
 def test_uncertainty_words_follow_the_ratio_of_the_widths():
@@ -52,3 +52,16 @@ def test_the_answer_counts_the_rivals_beaten():
     assert "beats every" in words.answer_words(6, 6)
     assert words.rivals_named([]) == "none"
     assert fusion.label("cat") in words.rivals_named(["cat", "merge"])
+
+
+def test_within_seed_words_follow_the_unit_of_the_intervals_they_compare_with():
+    """At the photograph unit the intervals above resample photographs, not seeds: the words
+    name what they compare with, and the width is the bootstrap's (there is no t interval)."""
+    assert "over seeds" in words.intervals_words("seed")
+    assert "photographs" in words.intervals_words("photograph")
+    said = words.uncertainty_words(0.3, 0.1, "photograph")
+    assert said.startswith("wider than the intervals over photographs") and "seeds:" not in said
+    table = pd.DataFrame(
+        {"role": ["decisive"] * 2, "ci95": [np.nan] * 2, "low": [-0.1, -0.2], "high": [0.1, 0.0]}
+    )
+    assert verdicts.seed_interval_width(table) == 0.2
