@@ -25,9 +25,9 @@ from .verdicts import (
     count_glue,
     detectable_for,
     level,
-    seed_interval_width,
     tables_for,
     unit,
+    verdict_interval_width,
 )
 from .words import (
     AND_WORDS,
@@ -377,15 +377,15 @@ def results(runs: dict[int, dict], cfg, model: str = "gen_f") -> Results:
 
 
 def within_seed(
-    metrics_artifact, tables: dict, model: str = "gen_f", cfg=None
+    metrics_artifact, tables: dict, cfg, model: str = "gen_f"
 ) -> tuple[pd.DataFrame, dict, dict]:
     """The bootstrap over one seed's evaluated images (`bootstrap_table`) beside the intervals
     over seeds: the table, the widths chapter 07 glues, and its words (Markdown)."""
     within = bootstrap_table(metrics_artifact, model, "f1")
-    seed_width = seed_interval_width(tables["probe F1"])
+    seed_width = verdict_interval_width(tables["probe F1"])  # over seeds or photographs
     width = float(within["width"].median())
     values = {"bootstrap_width": width, "seed_width": seed_width}
-    at = unit(cfg) if cfg is not None else "seed"
+    at = unit(cfg)
     words = {"width_words": uncertainty_words(width, seed_width, at)}
     return within, values, words | {"intervals_words": intervals_words(at)}
 
@@ -477,10 +477,10 @@ def kernel_umaps(zoo, seed: int, per_domain: int = 400) -> dict[str, pd.DataFram
     return frames
 
 
-def umap_views(run) -> tuple[dict[str, Any], Any, torch.Tensor]:
-    """Chapter 06's explorer, from a pipeline run: each model's 2-D UMAP of the evaluated
-    images (by id), those images' groups and the images themselves."""
-    embeddings = run.metrics.embeddings()
+def umap_views(run, embeddings: dict) -> tuple[dict[str, Any], Any, torch.Tensor]:
+    """Chapter 06's explorer, from a pipeline run and its metrics' `embeddings` (read once by
+    the chapter): each model's 2-D UMAP of the evaluated images (by id), those images' groups
+    and the images themselves."""
     shown = embeddings["cluster points"]  # the evaluated images of the UMAP and cluster views
     points = {name: embeddings[f"model {name}"].numpy() for name in run.metrics.values["models"]}
     return points, run.datasets.eval.groups[shown].numpy(), run.datasets.eval.images[shown]

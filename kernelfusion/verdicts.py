@@ -130,7 +130,7 @@ def count_glue(tables: dict, prefix: str) -> dict[str, int]:
     }
 
 
-def seed_interval_width(table) -> float:
+def verdict_interval_width(table) -> float:
     """The median width of the decisive rivals' paired 95% intervals: Student's t over seeds,
     or, at the photograph unit (no t interval), the bootstrap's over photographs."""
     rows = decisive_rows(table)

@@ -107,4 +107,4 @@ def test_verdict_counts_and_their_glue_count_decisive_rivals_only(seeded_metrics
         "f_probe_f1_not": 0,
     }
     width = 2 * tables["probe F1"].loc["arithmetic", "ci95"]
-    assert verdicts.seed_interval_width(tables["probe F1"]) == pytest.approx(width)
+    assert verdicts.verdict_interval_width(tables["probe F1"]) == pytest.approx(width)

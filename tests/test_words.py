@@ -64,4 +64,4 @@ def test_within_seed_words_follow_the_unit_of_the_intervals_they_compare_with():
     table = pd.DataFrame(
         {"role": ["decisive"] * 2, "ci95": [np.nan] * 2, "low": [-0.1, -0.2], "high": [0.1, 0.0]}
     )
-    assert verdicts.seed_interval_width(table) == 0.2
+    assert verdicts.verdict_interval_width(table) == 0.2
