@@ -593,3 +593,23 @@ def test_umap_compiles_into_the_cache_beside_the_first_chapters():
         process.wait()
     finally:
         compiled.touch()
+
+
+@pytest.mark.slow
+def test_how_this_copy_was_built_lists_the_stages_the_smoke_runs_made(built):
+    """The last page shows, from the manifests, every stage the book's runs read (not a line of
+    the build's own timings between the chapters' prose)."""
+    import json
+
+    source = built.index_html.parent.parent.parent / "source" / "notebooks"
+    page = json.loads((source / "10_how_this_copy_was_built.ipynb").read_text())
+    shown = "".join(
+        "".join(o.get("data", {}).get("text/plain", ""))
+        for cell in page["cells"]
+        for o in cell.get("outputs", [])
+    )
+    for stage in ("data", "sources", "zoo", "cyclegan-conv1", "models", "metrics (per model)"):
+        assert stage in shown, shown[-2000:]
+    for chapter in ("01_datasets", "02_source_cnns", "04_cyclegan"):
+        text = (source / f"{chapter}.ipynb").read_text()
+        assert "reused" not in text and " s on " not in text
