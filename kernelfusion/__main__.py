@@ -25,6 +25,9 @@ def parse_override(text: str) -> tuple[str, object]:
     return key.strip(), value
 
 
+STOPPED = "stopped: every stage finished so far is kept; run the same command again to go on"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kernelfusion", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     except (config.ConfigError, book.BookError, StorageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # every worker has unwound: no half-made stage is kept
+        print(f"\n{STOPPED}", file=sys.stderr)
+        return 130
     print(f"book built: {result.index_html}")
     return 0
 

@@ -153,7 +153,7 @@ class GanConfig:
     # chapter 04's convergence curve: the generator F is kept at every steps / curve_points
     # steps along the run (the generated CNN is made from each and probed; about a second each)
     curve_points: int = 4
-    # runs whose CycleGANs of one layer train as one stacked model in the book's background
+    # runs whose CycleGANs of one layer train as one stacked model in the book's compute phase
     # (`stacked_gans`); 0: the device's choice: 1 on a CPU (on one thread a stack of the book's
     # sizes, 3 to 11 runs, costs 0.8x to 1.0x of as many alone, after a wait for every zoo:
     # README, `python -m benchmarks stack`) and 32 on CUDA (where one such GAN leaves the

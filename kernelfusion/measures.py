@@ -8,9 +8,7 @@ to every model.
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -57,31 +55,10 @@ def torch_threads_kept():
         torch.set_num_threads(threads)
 
 
-def compile_umap() -> None:
-    """Compile umap's numba code into its disk cache (`NUMBA_CACHE_DIR`), or load it from
-    there: a UMAP of a few random rows takes the compiled path every view of the book takes
-    (float32, under 4,096 rows). `make book` runs this in a process of its own while the first
-    chapters run, so that no chapter's kernel spends its first UMAP compiling (about 35 s on
-    the project's CPU with an empty cache)."""
-    rows = np.random.default_rng(0).random((64, 8), dtype=np.float32)
-    umap_embedding(rows, 0, epochs=10)
-    umap_compiled().touch()
-
-
 def numba_cache() -> Path:
     """Where numba caches compiled code: `NUMBA_CACHE_DIR`, by default `numba-cache` in the
     runs folder, shared by every chapter's kernel and every worker."""
     return Path(os.environ.get("NUMBA_CACHE_DIR") or default_root() / "numba-cache")
-
-
-def umap_compiled() -> Path:
-    """The file `compile_umap` leaves in numba's cache when it has compiled umap there, named by
-    the Python, numba, umap and pynndescent whose code the cache holds. While it is there,
-    `make book` starts no process to compile (which would only load the cache: 4 CPU-s)."""
-    packages = ("numba", "umap-learn", "pynndescent")
-    versions = "-".join(importlib.metadata.version(name) for name in packages)
-    python = "py{}{}".format(*sys.version_info[:2])
-    return numba_cache() / f"kernelfusion-umap-{python}-{versions}.compiled"
 
 
 def _umap():

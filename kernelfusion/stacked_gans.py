@@ -15,7 +15,7 @@ losses are independent, so their sum gives each its own gradient, and Adam works
 element. Only the rounding of the batched matrix products differs. Each member checkpoints
 into its own stage's folder in `_Trainer`'s format, so an interrupted stack resumes.
 
-`make_layers(configs)` is the book's use: the background (`build.background`) trains every
+`make_layers(configs)` is the book's use: the compute phase (`build.compute`) trains every
 CycleGAN layer stage its runs need, `gan.stack` at a time, before it runs them; they find
 them cached.
 """

@@ -331,7 +331,7 @@ class Store:
             self._abandon(stage, tmp, error)
             raise
         # this process's CPU time (all its threads) making the stage: with more processes than
-        # cores (the book's background runs beside its chapters) the wall seconds include
+        # cores (a sweep's workers beside a chapter's kernel) the wall seconds include
         # waiting for a core, and only this is the work
         spent = (time.time() - started, time.process_time() - cpu_started)
         return self._seal(stage, key, key_hash, folder, tmp, inputs, force, spent)

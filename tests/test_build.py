@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from kernelfusion import config, measures, pipeline, progress
-from kernelfusion.build import background, book, pdf
+from kernelfusion import config, pipeline, progress
+from kernelfusion.__main__ import STOPPED
+from kernelfusion.build import book, compute, pdf
 
 CHROMIUM = shutil.which("chromium") or pdf.CHROMIUM
 BROWSER_ARGS = list(pdf.CHROMIUM_FLAGS)
@@ -41,24 +42,27 @@ def _record(text: str = "", **print_options) -> None:
 
 @pytest.mark.slow
 def test_a_running_chapter_shows_its_progress_live(built):
-    """`make book` in a terminal: while a chapter runs, its one line says its time so far and
-    what is at work (a stage, a loop's count), and the runs of its seeds done of how many."""
-    assert LIVE[0] == book.expected_words("smoke")  # what it will take, before chapter 1
+    """`make book` in a terminal: first the runs chapters 07-08 read, then each chapter, one
+    phase at a time; while one runs, its one line says its time so far and what is at work
+    (the runs done of how many, a stage, a loop's count)."""
+    assert LIVE[0] == book.expected_words("smoke")  # what it will take, before anything runs
     expected = f"smoke: about {book.COLD_SECONDS['smoke']} s from empty caches on 2 CPU cores"
     assert LIVE[0].startswith(expected)
-    rewrites = [line for line in LIVE if line.startswith("\r[") and " s · " in line]
-    assert rewrites, LIVE[:20]
-    # chapters 07-08's runs: made ahead in the background, or by the chapter's own workers
-    assert any(re.search(r"runs( ahead)?: \d+ of \d+ done", line) for line in rewrites)
-    assert any(re.search(r" \d+/\d+", line) for line in rewrites)  # a loop's count
+    assert LIVE[1].startswith("runs for chapters 07, 08 ...")  # the compute phase comes first
+    first_chapter = next(i for i, line in enumerate(LIVE) if line.startswith("[1/"))
+    runs = [line for line in LIVE[:first_chapter] if line.startswith("\rruns for")]
+    assert any(re.search(r" s · runs: \d+ of \d+ done · \w.* \d+/\d+", line) for line in runs)
+    chapters = [line for line in LIVE if line.startswith("\r[") and " s · " in line]
+    assert any(re.search(r" \d+/\d+", line) for line in chapters), LIVE[:20]  # a loop's count
 
 
 @pytest.mark.slow
 def test_the_book_makes_each_stage_once_at_the_workers_thread_count(built):
-    """The chapters' kernels, their workers and the runs made ahead all make stages at the
-    workers' thread count, which every stage key holds: so chapter 08's arms read seed 0's
-    data, source CNNs, zoo and reference CycleGAN as chapters 02-05 made them, and what was
-    made ahead is what the chapters read. The runs made ahead ended without a failure."""
+    """The compute phase's workers and the chapters' kernels all make stages at the workers'
+    thread count, which every stage key holds: so what the compute phase made is what the
+    chapters read, and chapter 08's arms read seed 0's data, source CNNs, zoo and reference
+    CycleGAN. No run of the compute phase failed, and its workers printed nothing to the
+    terminal."""
     import json
 
     out = built.index_html.parents[2]
@@ -66,54 +70,55 @@ def test_the_book_makes_each_stage_once_at_the_workers_thread_count(built):
         json.loads(m.read_text())["key"] for m in (out / "runs").glob("stages/*/*/manifest.json")
     ]
     assert {k["threads"] for k in keys if "threads" in k} == {str(pipeline.worker_threads(2))}
-    log = (out / "source" / "ahead.log").read_text()
-    assert re.search(r"ahead: done in \d+ s, 0 failed", log), log[-3000:]
+    runs_log = (out / "source" / "runs.log").read_text()
+    assert not [line for line in LIVE if "failed" in line], runs_log[-3000:]
+    assert built.runs["seconds"] > 0 and built.runs["peak MiB"] > 0
 
 
 @pytest.mark.slow
-def test_the_runs_made_ahead_are_the_runs_the_chapters_read(built, monkeypatch):
-    """The background's plan is the chapters' own: the smoke book's runs folder holds a run
-    for each run planned ahead (chapter 08's confirmation by the chapter's own choice), and
-    none that a chapter made besides them."""
+def test_the_compute_phase_makes_the_runs_the_chapters_read(built, monkeypatch):
+    """The compute phase's plan is the chapters' own: the smoke book's runs folder holds a run
+    for each run planned (chapter 08's confirmation by the chapter's own choice), and none
+    that a chapter made besides them."""
     out = built.index_html.parents[2]
     monkeypatch.setenv("KERNELFUSION_RUNS", str(out / "runs"))
     cfg = config.load("smoke", {})
-    planned = {job.cfg.run_name for job in background.plan(cfg) + background.confirmation(cfg)}
+    planned = {job.cfg.run_name for job in compute.plan(cfg) + compute.confirmation(cfg)}
     made = {folder.name for folder in (out / "runs").glob("smoke-*")}
     assert made == planned
 
 
-def _kind(job: background.Job) -> str:
-    """What a background job is for: a confirmation seed's inputs (with its rivals), one of
-    chapter 08's arms (the probe alone), or chapter 07's run or replication."""
+def _kind(job: compute.Job) -> str:
+    """What a job of the compute phase is for: a confirmation seed's inputs (with its rivals),
+    one of chapter 08's arms (the probe alone), or chapter 07's run or replication."""
     if job.rivals:
         return "inputs"
     return "arms" if job.cfg.analysis.views == "probe" else "chapter 07"
 
 
 def test_the_confirmation_seeds_inputs_are_made_before_the_arms_and_the_longest_runs_first():
-    """The background leaves only the confirmation runs for the end: the data, source CNNs,
+    """The compute phase leaves only the confirmation runs for the end: the data, source CNNs,
     zoo and rivals of every confirmation seed that chapter 07 does not run come before chapter
     08's arms, and the confirmation runs of those seeds (which train every CycleGAN) first."""
     from kernelfusion import ablation
 
     cfg = config.load("default", {})
-    jobs = background.plan(cfg)
+    jobs = compute.plan(cfg)
     order = ["chapter 07", "inputs", "arms"]
     kinds = [_kind(job) for job in jobs]
     assert kinds == sorted(kinds, key=order.index) and set(kinds) == set(order)
     fresh = set(ablation.confirmation_seeds(cfg)) - set(pipeline.seeds(cfg))
     assert {job.cfg.seed for job in jobs if job.rivals} == fresh and len(fresh) == 3
-    seeds = background.longest_first(ablation.confirmation_seeds(cfg), cfg)
+    seeds = compute.longest_first(ablation.confirmation_seeds(cfg), cfg)
     assert set(seeds[: len(fresh)]) == fresh
 
 
-def test_a_build_without_chapter_08_makes_none_of_its_runs_ahead():
+def test_a_build_without_chapter_08_computes_none_of_its_runs():
     """`--only` without chapter 08 (the folder of photographs' test builds 01, 05 and 07): no
     arm, no confirmation seed's inputs; without 07, none of its seeds or its replication."""
     cfg = config.load("default", {})
     kinds = {
-        chapters: {_kind(job) for job in background.plan(cfg, chapters)}
+        chapters: {_kind(job) for job in compute.plan(cfg, chapters)}
         for chapters in (("07",), ("08",), ("07", "08"))
     }
     assert kinds == {
@@ -121,84 +126,93 @@ def test_a_build_without_chapter_08_makes_none_of_its_runs_ahead():
         ("08",): {"inputs", "arms"},
         ("07", "08"): {"chapter 07", "inputs", "arms"},
     }
-    assert background.plan(cfg) == background.plan(cfg, ("07", "08"))
-    assert len(background.plan(cfg, ("07",))) == len(pipeline.seeds(cfg)) + 1  # and the replication
+    assert compute.plan(cfg) == compute.plan(cfg, ("07", "08"))
+    assert len(compute.plan(cfg, ("07",))) == len(pipeline.seeds(cfg)) + 1  # and the replication
 
 
-def test_stopping_the_runs_made_ahead_leaves_no_process_half_made_stage_or_lock(
-    tmp_path, monkeypatch
-):
-    """The book stops its background runs when the chapters end or fail: the runs' process and
-    its workers are gone, the stages they were making left nothing half-written, and no lock
-    is held (the next build makes those stages)."""
+def _book_in_its_own_session(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    """`make book` for chapter 07 alone, whose compute phase has minutes of work (a long
+    CycleGAN), in a process group of its own as a terminal starts it; returns the process
+    once the workers are making stages, and the runs folder."""
+    runs = tmp_path / "runs"
+    command = [sys.executable, "-m", "kernelfusion", "book", "--preset", "smoke", "--only", "07"]
+    command += ["--set", "gan.steps=100000", "--out", str(tmp_path / "book")]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ | {"KERNELFUSION_RUNS": str(runs)},
+        start_new_session=True,
+    )
+    deadline = time.time() + 120
+    while not _past_the_data(runs) and time.time() < deadline:  # the workers well at work
+        assert process.poll() is None, process.stderr.read()
+        time.sleep(0.05)
+    assert _past_the_data(runs), "no worker was past the data within 120 s"
+    return process, runs
+
+
+def _past_the_data(runs: Path) -> bool:
+    """A worker is making a stage after the data (both workers are then past their start)."""
+    return any(tmp.parent.name != "data" for tmp in runs.glob("stages/*/.*.tmp"))
+
+
+def _all_gone(group: int, timeout: float) -> str:
+    """'' once no process of `group` is left (within `timeout` seconds), else what is left
+    (then killed)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return ""
+        time.sleep(0.2)
+    left = subprocess.run(
+        ["ps", "-o", "pid,ppid,stat,wchan:24,etime,args", "-g", str(group)],
+        capture_output=True,
+        text=True,
+    ).stdout
+    os.killpg(group, signal.SIGKILL)
+    return left
+
+
+def _nothing_half_made(runs: Path) -> None:
+    """No stage's temporary folder is left, and no lock is held (the next build makes those
+    stages)."""
     import fcntl
 
-    runs = tmp_path / "runs"
-    monkeypatch.setenv("KERNELFUSION_RUNS", str(runs))
-    source = tmp_path / "source"
-    source.mkdir()
-    process = background.start(config.load("smoke", {}), {}, ["00_setup", "07_results"], source)
-    assert process is not None
-    for pending, overrides in (  # nothing to overlap with, or a Ray cluster makes the runs
-        (["07_results", "08_what_would_make_it_work"], {}),
-        (["00_setup", "07_results"], {"analysis.ray_address": "auto"}),
-    ):
-        assert background.start(config.load("smoke", overrides), overrides, pending, source) is None
-    deadline = time.time() + 120
-    while not list(runs.glob("stages/*/.*.tmp")) and time.time() < deadline:  # in a stage
-        time.sleep(0.05)
-    assert list(runs.glob("stages/*/.*.tmp")), (source / "ahead.log").read_text()[-3000:]
-    background.stop(process)
-    with pytest.raises(ProcessLookupError):
-        os.killpg(process.pid, 0)
     assert not list(runs.glob("stages/*/.*.tmp"))
     for lock in runs.glob("checkpoints/.*.lock"):
         with lock.open("a+b") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if one is still held
 
 
-def test_the_runs_made_ahead_stop_when_the_book_process_is_killed(tmp_path, monkeypatch):
-    """A book killed outright (its terminal closed, SIGKILL) cannot stop its background runs:
-    they notice their book is gone and stop themselves, leaving nothing half-written."""
-    runs = tmp_path / "runs"
-    monkeypatch.setenv("KERNELFUSION_RUNS", str(runs))
-    script = (
-        "import sys, time\n"
-        "from pathlib import Path\n"
-        "from kernelfusion import config\nfrom kernelfusion.build import background as ahead\n"
-        "chapters, long = ['00_setup', '07_results'], {'gan.steps': 100000}  # minutes of work\n"
-        "p = ahead.start(config.load('smoke', long), long, chapters, Path(sys.argv[1]))\n"
-        "print(p.pid, flush=True)\n"
-        "time.sleep(600)\n"
-    )
-    book_process = subprocess.Popen(
-        [sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True
-    )
-    background = int(book_process.stdout.readline())
-    deadline = time.time() + 120
-    while not list(runs.glob("stages/*/.*.tmp")) and time.time() < deadline:  # in a stage
-        time.sleep(0.05)
-    book_process.kill()
-    book_process.wait()
-    # The background checks every second for its book; here every process was gone 1.6-3.2 s
-    # after the kill, beside two busy processes too. Once, in a whole CI-like run, some still
-    # ran 15 s after it (which, not kept: the failure now names them).
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            os.killpg(background, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    else:
-        left = subprocess.run(
-            ["ps", "-o", "pid,ppid,stat,wchan:24,etime,args", "-g", str(background)],
-            capture_output=True,
-            text=True,
-        ).stdout
-        os.killpg(background, signal.SIGKILL)
-        pytest.fail(f"the background runs outlived their book:\n{left}")
-    assert not list(runs.glob("stages/*/.*.tmp"))
+def test_ctrl_c_in_the_compute_phase_stops_every_worker_and_keeps_no_half_made_stage(tmp_path):
+    """Ctrl-C (SIGINT to the terminal's whole process group) while the workers make the runs:
+    the book stops them, each unwinds the stage it is making, and the book says what is kept
+    and how to go on; no process is left."""
+    process, runs = _book_in_its_own_session(tmp_path)
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(90)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the book did not stop within 90 s of Ctrl-C:\n" + _all_gone(process.pid, 0))
+    assert process.returncode == 130
+    assert STOPPED in process.stderr.read()
+    assert not (left := _all_gone(process.pid, 10)), f"processes outlived the book:\n{left}"
+    _nothing_half_made(runs)
+
+
+def test_the_compute_phase_stops_when_the_book_process_is_killed(tmp_path):
+    """A book killed outright (its terminal closed, SIGKILL) cannot stop its workers: they
+    notice their book is gone and stop themselves, leaving nothing half-written."""
+    process, runs = _book_in_its_own_session(tmp_path)
+    process.kill()
+    process.wait()
+    # each worker looks for its book every second
+    assert not (left := _all_gone(process.pid, 30)), f"the workers outlived their book:\n{left}"
+    _nothing_half_made(runs)
 
 
 def test_a_running_chapter_line_reads_its_status_files(tmp_path, monkeypatch):
@@ -210,10 +224,6 @@ def test_a_running_chapter_line_reads_its_status_files(tmp_path, monkeypatch):
     progress.status("runs: 2 of 5 done", "runs")
     line = book.live_status("[9/10] 08 ...", 100.0, status_file, now=112.4)
     assert line == "[9/10] 08 ... 12 s · runs: 2 of 5 done · CycleGAN conv1 3/3"
-    progress.say(str(status_file), "runs ahead: 7 of 20 done", "ahead")
-    progress.say(f"{status_file}.{background.WORK}", "zoo 12/40")  # a background worker
-    line = book.live_status("[9/10] 08 ...", 100.0, status_file, now=112.4)
-    assert line.endswith("CycleGAN conv1 3/3 · runs ahead: 7 of 20 done · zoo 12/40")
     script = "from kernelfusion import progress\nb = progress.bar(total=4, desc='zoo')\nb.update(4)"
     subprocess.run([sys.executable, "-c", script], check=True, env=os.environ.copy())
     assert status_file.read_text() == "zoo 4/4"  # a worker process says it in the same file
@@ -565,34 +575,6 @@ def test_glued_numbers_are_the_metrics_files_numbers(built):
     assert float(closing["f1_mean"]) == pytest.approx(np.mean(f1))
     page = (built.index_html.parent / "notebooks" / "09_what_we_learned.html").read_text()
     assert f"{np.mean(f1):.3f}" in page
-
-
-def test_umap_compiles_into_the_cache_beside_the_first_chapters():
-    """`make book` compiles umap's numba code in a process of its own while chapters 00-02
-    run: it fills the cache that the chapters' kernels read (`NUMBA_CACHE_DIR`), and starts
-    only when a chapter that runs a UMAP follows one that does not, and the cache does not
-    hold it already."""
-    names = book.chapters()
-    # the tests' shared cache (conftest): an empty one would cost this test the whole compile
-    cache = Path(os.environ["NUMBA_CACHE_DIR"])
-    script = "from kernelfusion import measures; measures.compile_umap()"
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=600)
-    cached = {p.name.split("-")[0] for p in cache.rglob("*.nbi")}
-    needed = {"layouts._optimize_layout_euclidean_single_epoch", "umap_.smooth_knn_dist"}
-    assert needed | {"measures._compiled_pairs.locals.upper_triangle"} <= cached
-    later = [n for n in names if Path(n).name[:2] >= book.FIRST_UMAP_CHAPTER]
-    assert book._compile_umap(later) is None and book._compile_umap(names[:2]) is None
-    compiled = measures.umap_compiled()
-    assert compiled.parent == cache and compiled.exists()
-    assert book._compile_umap(names[:4]) is None  # compiled: nothing to start
-    compiled.unlink()  # e.g. another umap or numba since: compiled again
-    try:
-        process = book._compile_umap(names[:4])
-        assert process is not None
-        process.kill()
-        process.wait()
-    finally:
-        compiled.touch()
 
 
 @pytest.mark.slow

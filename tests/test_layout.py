@@ -35,7 +35,7 @@ LAYERS = {
 }
 # The tool that builds the book (`kernelfusion/build/`), above the science: it imports the
 # science, the science never imports it. The command line (`__main__`) sits on top of both.
-BUILD = ("build.jupyter_kernels", "build.background", "build.book", "build.pdf", "__main__")
+BUILD = ("build.jupyter_kernels", "build.compute", "build.book", "build.pdf", "__main__")
 ORDER = [module for layer in LAYERS.values() for module in layer] + list(BUILD)
 # the package's door, the build package's door, and the book's Sphinx plug-ins (imported by
 # Sphinx, importing nothing of the package)

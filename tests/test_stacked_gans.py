@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from kernelfusion import alignment, config, cyclegan, pipeline, stacked_gans, store
-from kernelfusion.build import background
+from kernelfusion.build import compute
 
 
 def _sets(count: int = 3):
@@ -89,11 +89,11 @@ def test_an_interrupted_stack_resumes_where_its_checkpoints_stopped(tmp_path):
 @pytest.mark.slow
 def test_stacked_layers_are_the_stages_the_runs_read(tmp_path, monkeypatch):
     """The GPU user's path on the CPU (`gan.stack` = 2): the paper preset's design scaled down
-    (whole layers, the Conv3d translator) at two seeds. The book's background
-    (`build.background.stacked_first`, in a worker process as `make book` runs it) makes both
+    (whole layers, the Conv3d translator) at two seeds. The book's compute phase
+    (`build.compute.stacked_first`, in a worker process as `make book` runs it) makes both
     runs' data and zoos, then trains both seeds' CycleGANs of each layer as one stack and seals
     each run's layer stages (their manifests say so); the runs then read them: nothing is
-    trained twice. Chapter 07's path without the background (`pipeline.run_seeds` at four
+    trained twice. Chapter 07's path without the compute phase (`pipeline.run_seeds` at four
     seeds) stacks the two seeds not yet made the same way, and every run ends."""
     monkeypatch.setenv("KERNELFUSION_RUNS", str(tmp_path / "runs"))
     design = ("data.image_size", "cnn.channels1", "cnn.channels2", "zoo.snapshots")
@@ -115,7 +115,7 @@ def test_stacked_layers_are_the_stages_the_runs_read(tmp_path, monkeypatch):
     first = cfg.seed  # chapter 07's seeds: first .. first + 3
     runs = [dataclasses.replace(cfg, seed=seed) for seed in (first, first + 1)]
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-        background.stacked_first(pool, [background.Job(c) for c in runs], torch.get_num_threads())
+        compute.stacked_first(pool, [compute.Job(c) for c in runs], torch.get_num_threads())
 
     def stacked(run_cfg) -> None:
         made = pipeline.run(run_cfg, store.open(run_cfg), progress=False, until="gan")

@@ -26,11 +26,10 @@ import yaml
 
 from .. import config as config_module
 from ..figures import plotly_js_path
-from ..measures import umap_compiled
 from ..pipeline import worker_threads
 from ..progress import STATUS_ENV
 from ..store import check_writable, package_versions
-from . import background
+from . import compute
 from .jupyter_kernels import Kernels
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -64,6 +63,8 @@ class BookResult:
     chapter_seconds: dict[str, float]
     build_seconds: float
     chapter_peak_mib: dict[str, float] = field(default_factory=dict)
+    # the compute phase (`compute`): its seconds and the peak memory (MiB) of its workers
+    runs: dict[str, float] = field(default_factory=dict)
 
 
 class PeakMemory:
@@ -164,14 +165,14 @@ def execute(
     project: Path = PROJECT,
     log=print,
     live: bool | None = None,
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Run each chapter with papermill into `source`; stop at the first failing one. Returns
-    each chapter's seconds and the peak memory (MiB) of its kernel and workers. With `live`
-    (default: when the terminal shows it), a running chapter's line says, as it goes, its
-    time so far, the runs of its seeds or arms done, and the stage or loop at work. The runs
-    of chapters 07-08 start at once in the background (`background`), and stop when the
-    chapters do."""
-    cfg = config_module.load(preset, overrides)  # fail before starting any kernel
+) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """Compute, then render: first every pipeline run chapters 07-08 read (`compute`), then
+    each chapter with papermill into `source`, reading cached stages; stop at the first failing
+    one. Returns each chapter's seconds, the peak memory (MiB) of its kernel and workers, and
+    the compute phase's seconds and peak ({} when there was none). With `live` (default: when
+    the terminal shows it), the running phase's line says, as it goes, its time so far, the
+    runs done and the stage or loop at work."""
+    cfg = config_module.load(preset, overrides)  # fail before starting any work
     check_writable()  # the runs folder, before the first chapter rather than half-way through
     names = _select(chapters(project), only)
     if only is None and expected_words(preset):
@@ -181,19 +182,20 @@ def execute(
     os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would litter the book's pages
     os.environ["KERNELFUSION_BOOK"] = "1"  # warnings printed without file paths
     live = sys.stdout.isatty() if live is None else live
-    status_file = source / "live-status"
-    os.environ[STATUS_ENV] = str(status_file)  # the kernel and its workers say what they do
-    compiling = _compile_umap(names)
+    os.environ[STATUS_ENV] = str(source / "live-status")  # each process says what it does
     keys = {name: chapter_key(project / f"{name}.ipynb", preset, overrides) for name in names}
     pending = [n for n in names if executed_key(source / f"{n}.ipynb") != keys[n]]
-    runs_ahead = background.start(cfg, overrides, [Path(n).name for n in pending], source)
     kernel_threads = os.environ.get("OMP_NUM_THREADS")
-    # every chapter's stages at the workers' thread count (a stage's key holds it): chapter 08's
-    # arms then reuse seed 0's data, source CNNs, zoo and reference CycleGAN, and the runs made
-    # ahead are the chapters' own
+    # every stage at the workers' thread count (a stage's key holds it): the chapters read the
+    # runs made in the compute phase, and chapter 08's arms reuse seed 0's data, source CNNs,
+    # zoo and reference CycleGAN
     os.environ["OMP_NUM_THREADS"] = str(worker_threads(cfg.analysis.workers))
-    kernels = None
+    kernels, runs = None, {}
     try:
+        numbers = tuple(Path(n).name[:2] for n in pending)
+        if compute.needed(cfg, numbers):
+            ours = tuple(n for n in numbers if n in compute.CHAPTERS)
+            runs = _compute(cfg, ours, source, live, log)
         kernels = Kernels(len(pending), project / "notebooks", source / "kernel-stderr.log")
         for number, name in enumerate(names, 1):
             output = source / f"{name}.ipynb"
@@ -205,9 +207,6 @@ def execute(
                 seconds[Path(name).name], peaks[Path(name).name] = 0.0, 0.0
                 log("unchanged")
                 continue
-            if compiling is not None and Path(name).name[:2] >= FIRST_UMAP_CHAPTER:
-                _finish(compiling)  # its cache written: this chapter's kernel only loads it
-                compiling = None
             parameters = {"preset": preset, "overrides": overrides}
             took, peak = _run_chapter(
                 project, name, source, key, parameters, (line, live, log), kernels
@@ -217,14 +216,37 @@ def execute(
     finally:  # not needed (every chapter unchanged), or a chapter failed: not left running
         if kernels is not None:
             kernels.close()
-        if compiling is not None:
-            compiling.kill()
-            compiling.wait()
-        if runs_ahead is not None:  # what it has not made by now, no chapter of this build reads
-            background.stop(runs_ahead)
         os.environ.pop("OMP_NUM_THREADS")
         os.environ.update({"OMP_NUM_THREADS": kernel_threads} if kernel_threads else {})
-    return seconds, peaks
+    return seconds, peaks, runs
+
+
+def _compute(
+    cfg: config_module.Config, chapters: tuple[str, ...], source: Path, live: bool, log
+) -> dict[str, float]:
+    """The compute phase (`compute.run`) on a line of its own, live like a chapter's; each
+    failed run on a line after it. Its seconds and the peak memory (MiB) of its workers."""
+    started = time.time()
+    line = f"runs for chapters {', '.join(chapters)} ..."
+    log(line, end=" ", flush=True)
+    status_file = _fresh_status()
+    runs_log = source / "runs.log"
+    ticker = _LiveLine(line, started, status_file, log) if live else None
+    with PeakMemory() as memory, ticker or contextlib.nullcontext():
+        failed = compute.run(cfg, chapters, status_file=str(status_file), log=runs_log)
+    took = round(time.time() - started, 2)
+    log(f"\r{line} {took:.1f} s{CLEAR}" if live else f"{took:.1f} s")
+    for failure in failed:  # the chapter that reads it makes it again, and says why it fails
+        log(f"  a run failed (its chapter tries it again; log: {runs_log}): {failure}")
+    return {"seconds": took, "peak MiB": round(memory.peak, 1)}
+
+
+def _fresh_status() -> Path:
+    """The status file, with what an earlier phase said removed."""
+    status_file = Path(os.environ[STATUS_ENV])
+    for stale in [status_file, *status_file.parent.glob(f"{status_file.name}.*")]:
+        stale.unlink(missing_ok=True)
+    return status_file
 
 
 def _run_chapter(
@@ -249,9 +271,7 @@ def _run_chapter(
 
     output = source / f"{name}.ipynb"
     partial = output.with_name(f".partial.{output.name}")
-    status_file = Path(os.environ[STATUS_ENV])
-    for stale in [status_file, *status_file.parent.glob(f"{status_file.name}.*")]:
-        stale.unlink(missing_ok=True)
+    status_file = _fresh_status()
     ticker = _LiveLine(line, started, status_file, log) if live else None
     kernel = kernels.take()
     try:
@@ -282,41 +302,6 @@ def _run_chapter(
     return round(time.time() - started, 2), round(memory.peak, 1)
 
 
-# The first chapter whose kernel runs a UMAP (the metrics' views): chapters 00-02 read the
-# data and train the source CNNs, while umap's numba code compiles beside them.
-FIRST_UMAP_CHAPTER = "03"
-
-
-def _compile_umap(names: list[str]) -> subprocess.Popen | None:
-    """`measures.compile_umap` in a process of its own, when a chapter that runs a UMAP comes
-    after a chapter that does not (so there is time to overlap) and the cache does not hold it
-    yet (`measures.umap_compiled`); None otherwise. It inherits the environment, so it fills
-    the cache the chapters' kernels read (`NUMBA_CACHE_DIR`)."""
-    numbers = [Path(name).name[:2] for name in names]
-    if not numbers or numbers[0] >= FIRST_UMAP_CHAPTER or numbers[-1] < FIRST_UMAP_CHAPTER:
-        return None
-    if umap_compiled().exists():
-        return None
-    script = "from kernelfusion import measures; measures.compile_umap()"
-    return subprocess.Popen(
-        [sys.executable, "-c", script],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=os.environ | {"OMP_NUM_THREADS": "1"},  # the chapters keep the other core
-    )
-
-
-def _finish(process: subprocess.Popen, timeout: float = 300) -> None:
-    """Wait for the compiling process; one that hangs is stopped (a chapter then compiles
-    what it needs itself, as without it; numba replaces a cache file whole, so a stopped
-    process leaves none half-written)."""
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 CLEAR = "\033[K"  # erase the rest of the terminal line
 
 
@@ -333,12 +318,12 @@ def read_status(path: Path) -> dict[str, str]:
 
 
 def live_status(line: str, started: float, status_file: Path, now: float | None = None) -> str:
-    """A running chapter's line: its time so far, then what its status files say (the runs
-    done, the stage or loop at work; then the runs made ahead in the background and what their
-    workers do), e.g. `[9/10] 08_... 312 s · runs: 4 of 21 done · CycleGAN conv1 600/1000`."""
+    """A running phase's line: its time so far, then what its status files say (the runs
+    done, the stage or loop at work), e.g. `[9/10] 08_... 312 s · runs: 4 of 21 done ·
+    CycleGAN conv1 600/1000`."""
     said = read_status(status_file)
     parts = [f"{line} {(now or time.time()) - started:.0f} s"]
-    parts += [said[key] for key in ("runs", "", "ahead", background.WORK) if said.get(key)]
+    parts += [said[key] for key in (compute.DONE, "") if said.get(key)]
     return " · ".join(parts)
 
 
@@ -508,7 +493,7 @@ def make_book(
     overrides = dict(overrides or {})
     source = out / "source"
     stage_sources(source, project)
-    chapter_seconds, peaks = execute(
+    chapter_seconds, peaks, runs = execute(
         preset, overrides, source, only=only, project=project, log=log, live=live
     )
     skipped = drop_unexecuted(source, project)
@@ -524,9 +509,10 @@ def make_book(
     log(f"{build_seconds:.1f} s")
     timings = {
         "preset": preset,
+        "runs": runs,
         "chapters": chapter_seconds,
         "peak MiB": peaks,
         "build": build_seconds,
     }
     (out / "timings.json").write_text(json.dumps(timings, indent=1))
-    return BookResult(index, chapter_seconds, build_seconds, peaks)
+    return BookResult(index, chapter_seconds, build_seconds, peaks, runs)
