@@ -1,8 +1,8 @@
 """Where the time went: every sealed stage under a runs folder (default: the project's, or
 `$KERNELFUSION_RUNS`), from the seconds its manifest recorded, per stage name: how many were
 built, their total and mean wall seconds, their total CPU seconds (the work: the wall seconds
-include waiting for a core when more processes than cores run, as in a book build with its
-background runs) and the thread counts they were built with. Run it after
+include waiting for a core when more processes than cores run, as in a sweep beside a
+chapter's kernel) and the thread counts they were built with. Run it after
 a cold `make book` to see which stages the book's time is spent in:
 `python -m benchmarks stages [runs folder]`."""
 
