@@ -36,7 +36,7 @@ from ..store import open as open_store
 
 @dataclass(frozen=True)
 class Job:
-    """One piece of background work: the pipeline for `cfg` up to `until` (and, with
+    """One job of the compute phase: the pipeline for `cfg` up to `until` (and, with
     `rivals`, the rivals stage, which needs no CycleGAN), or (`original_protocol`) the original
     protocol's showcase and spread after it (chapter 07)."""
 
