@@ -322,37 +322,40 @@ class Store:
 
     def _build(self, stage, key, key_hash, folder, build, inputs, force) -> Artifact:
         """Build `stage` into a temporary folder and publish it as `folder` (see `stage`)."""
-        tmp = self._begin(stage, folder)
         started, cpu_started = time.time(), time.process_time()
         status(f"{stage} (seed {self.cfg.seed})")  # until a progress bar says more
+        tmp = _temporary(folder)
+        # from the folder's making to its publishing, in one `try`: an interrupt (Ctrl-C, a
+        # stopped worker's SIGTERM) between any two steps leaves nothing half-written
         try:
+            self._begin(stage, tmp)
             build(StageWriter(tmp, self._checkpoints(stage, key_hash)))
+            # this process's CPU time (all its threads) making the stage: with more processes
+            # than cores (a sweep's workers beside a chapter's kernel) the wall seconds include
+            # waiting for a core, and only this is the work
+            spent = (time.time() - started, time.process_time() - cpu_started)
+            return self._seal(stage, key, key_hash, folder, tmp, inputs, force, spent)
         except BaseException as error:  # nothing half-written is kept
             self._abandon(stage, tmp, error)
             raise
-        # this process's CPU time (all its threads) making the stage: with more processes than
-        # cores (a sweep's workers beside a chapter's kernel) the wall seconds include
-        # waiting for a core, and only this is the work
-        spent = (time.time() - started, time.process_time() - cpu_started)
-        return self._seal(stage, key, key_hash, folder, tmp, inputs, force, spent)
 
     def _checkpoints(self, stage: str, key_hash: str) -> Path:
         return self.root / CHECKPOINTS / f"{stage}-{key_hash[:16]}"
 
-    def _begin(self, stage: str, folder: Path) -> Path:
-        """A new temporary folder beside `folder`, for building it."""
-        tmp = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.tmp"
+    def _begin(self, stage: str, tmp: Path) -> None:
+        """Make the temporary folder `tmp` (`_temporary`) of a stage being built."""
         try:
-            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp.parent.mkdir(parents=True, exist_ok=True)
             tmp.mkdir()
         except OSError as error:
             raise storage_error(error, self.root, stage) or error from None
-        return tmp
 
     def _abandon(self, stage: str, tmp: Path, error: BaseException) -> None:
         """Remove a failed build's `tmp`; a full disk or a read-only folder is raised as one
         line naming the fix."""
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error, StorageError):  # said already, in one line (`_begin`, `_seal`)
+            return
         cause = _os_error(error) if isinstance(error, Exception) else None
         fault = storage_error(cause, self.root, stage) if cause is not None else None
         if fault is not None:
@@ -411,6 +414,11 @@ class Store:
         tmp = link.with_name(f".{link.name}.{uuid.uuid4().hex}.link")
         os.symlink(target, tmp)
         os.replace(tmp, link)
+
+
+def _temporary(folder: Path) -> Path:
+    """A new name beside `folder` for the temporary folder it is built in."""
+    return folder.parent / f".{folder.name}.{uuid.uuid4().hex}.tmp"
 
 
 STAGES = "stages"  # <root>/stages/<stage>/<key>/: every sealed artifact, shared between runs
@@ -514,26 +522,28 @@ def stage_together(
                 pending.append((i, key_hash, folder))
         if not pending:
             return results
-        tmps = [requests[i].store._begin(requests[i].stage, folder) for i, _, folder in pending]
+        tmps = [_temporary(folder) for _, _, folder in pending]
         started, cpu_started = time.time(), time.process_time()
-        try:
-            writers = [
-                StageWriter(tmp, requests[i].store._checkpoints(requests[i].stage, key_hash))
-                for tmp, (i, key_hash, _) in zip(tmps, pending, strict=True)
-            ]
+        try:  # as in `Store._build`: an interrupt at any step leaves nothing half-written
+            writers = []
+            for tmp, (i, key_hash, _) in zip(tmps, pending, strict=True):
+                requests[i].store._begin(requests[i].stage, tmp)
+                writers.append(
+                    StageWriter(tmp, requests[i].store._checkpoints(requests[i].stage, key_hash))
+                )
             build([i for i, _, _ in pending], writers)
+            spent = (time.time() - started, time.process_time() - cpu_started)
+            for tmp, (i, key_hash, folder) in zip(tmps, pending, strict=True):
+                r = requests[i]
+                results[i] = r.store._seal(
+                    r.stage, r.key, key_hash, folder, tmp, r.inputs, False, spent, len(pending)
+                )
         except BaseException as error:
             for tmp in tmps:
                 shutil.rmtree(tmp, ignore_errors=True)
             first = requests[pending[0][0]]
             first.store._abandon(first.stage, tmps[0], error)  # a full disk: one line
             raise
-        spent = (time.time() - started, time.process_time() - cpu_started)
-        for tmp, (i, key_hash, folder) in zip(tmps, pending, strict=True):
-            r = requests[i]
-            results[i] = r.store._seal(
-                r.stage, r.key, key_hash, folder, tmp, r.inputs, False, spent, len(pending)
-            )
     for i, r in enumerate(requests):  # a duplicate of an earlier request: its artifact
         if results[i] is None:
             key_hash = stage_hash(r.stage, r.key, r.inputs)

@@ -124,6 +124,28 @@ def test_failed_build_leaves_no_artifact(run):
     assert not list((run.root / "stages" / "train").iterdir())
 
 
+@pytest.mark.parametrize("step", ["_begin", "_seal"])
+def test_an_interrupt_between_the_steps_of_a_build_leaves_no_temporary_folder(
+    run, monkeypatch, step
+):
+    """Ctrl-C (or a stopped worker's SIGTERM) lands between two steps: right after the
+    temporary folder is made, or after the build and before the seal. Nothing is left
+    behind, and the next build makes the stage."""
+    real = getattr(store.Store, step)
+
+    def interrupted(self, *args):
+        if step == "_begin":
+            real(self, *args)  # the folder made; the interrupt lands as it returns
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store.Store, step, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run.stage("train", {}, _builder([]))
+    assert not list((run.root / "stages" / "train").glob(".*.tmp"))
+    monkeypatch.undo()
+    assert not run.stage("train", {}, _builder([])).reused
+
+
 def test_killed_build_leaves_no_trusted_artifact(tmp_path):
     """SIGKILL in the middle of writing: the next run finds nothing to trust and recomputes."""
     script = textwrap.dedent(f"""

@@ -110,6 +110,10 @@ class _Stopped(BaseException):
 
 
 def _stop(*_) -> None:
+    # once: another SIGTERM (the pool sends one to every worker when one ends, the watch
+    # thread one when the book is gone) would cut the unwinding short, leaving a stage's
+    # temporary folder behind
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise _Stopped
 
 
