@@ -325,14 +325,11 @@ class Store:
         started, cpu_started = time.time(), time.process_time()
         status(f"{stage} (seed {self.cfg.seed})")  # until a progress bar says more
         tmp = _temporary(folder)
-        # from the folder's making to its publishing, in one `try`: an interrupt (Ctrl-C, a
-        # stopped worker's SIGTERM) between any two steps leaves nothing half-written
-        try:
+        try:  # made to sealed in one `try`: an interrupt between any two steps keeps nothing
             self._begin(stage, tmp)
             build(StageWriter(tmp, self._checkpoints(stage, key_hash)))
-            # this process's CPU time (all its threads) making the stage: with more processes
-            # than cores (a sweep's workers beside a chapter's kernel) the wall seconds include
-            # waiting for a core, and only this is the work
+            # CPU time of all this process's threads: with more processes than cores the wall
+            # seconds include waiting for a core, and only this is the work
             spent = (time.time() - started, time.process_time() - cpu_started)
             return self._seal(stage, key, key_hash, folder, tmp, inputs, force, spent)
         except BaseException as error:  # nothing half-written is kept
@@ -354,9 +351,8 @@ class Store:
         """Remove a failed build's `tmp`; a full disk or a read-only folder is raised as one
         line naming the fix."""
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(error, StorageError):  # said already, in one line (`_begin`, `_seal`)
-            return
-        cause = _os_error(error) if isinstance(error, Exception) else None
+        said = isinstance(error, StorageError)  # already one line (`_begin`, `_seal`)
+        cause = _os_error(error) if isinstance(error, Exception) and not said else None
         fault = storage_error(cause, self.root, stage) if cause is not None else None
         if fault is not None:
             raise fault from None
