@@ -203,7 +203,9 @@ def run(
         confirming = not arms  # no arms (e.g. the original's generators): nothing to confirm
         while running:
             say(status_file, f"runs: {finished} of {total} done", DONE)
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            # with a timeout: Ctrl-C delivered to another of this process's threads does not
+            # wake a wait without one, and the book would stop only when a job ends
+            done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
             for future in done:
                 job, finished = running.pop(future), finished + 1
                 if future.exception() is not None:
