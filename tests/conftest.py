@@ -14,14 +14,14 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "kern
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """The shared smoke book's tests first (the order is otherwise kept): its `make book`
-    compiles umap's numba code in a process of its own beside its first chapters, into the
-    cache every later test reads, where a test that ran a UMAP first would compile it alone,
-    one core idle. Measured (a fresh numba cache, `pytest` alone, yardstick `python -m
-    benchmarks machine` before / after): 463.6 s at 106.0 / 157.6 and 88.7 / 136.6 in file
-    order; 391.4 s in this one at 125.9 / 140.8 and 92.3 / 131.5. What the order itself saves
-    is about 13 s of that (the smoke book 57 -> 71 s, the test that ran the first UMAP 27 s ->
-    under 1 s); the rest is the hour."""
+    """The shared smoke book's tests first (the order is otherwise kept): its `make book`'s workers
+    compile umap's numba code into the cache every later test reads, where a test that ran a
+    UMAP first would compile it alone, one core idle. Measured when a process of its own
+    compiled it beside the book's first chapters (a fresh numba cache, `pytest` alone, yardstick
+    `python -m benchmarks machine` before / after): 463.6 s at 106.0 / 157.6 and 88.7 / 136.6 in
+    file order; 391.4 s in this one at 125.9 / 140.8 and 92.3 / 131.5. What the order itself
+    saves is about 13 s of that (the smoke book 57 -> 71 s, the test that ran the first UMAP 27
+    s -> under 1 s); the rest is the hour."""
     items.sort(key=lambda item: item.path.name != "test_build.py")
 
 

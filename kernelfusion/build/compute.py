@@ -122,7 +122,8 @@ def _watch(parent: int) -> None:
     cannot send SIGTERM itself."""
     while os.getppid() == parent:
         time.sleep(1.0)
-    os.kill(os.getpid(), signal.SIGTERM)
+    # to the main thread itself: a wait it is blocked in (a stage's lock) ends at once
+    signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
 
 
 def _start_worker(log: str, parent: int) -> None:
@@ -169,12 +170,20 @@ def stacked_first(pool: ProcessPoolExecutor, jobs: list[Job], threads: int) -> N
     configs = [job.cfg for job in jobs if not job.replication]
     if not configs or stacked_gans.stack_size(configs[0]) <= 1:
         return
-    zoos = [pool.submit(_work, Job(c, until="zoo"), threads) for c in configs]
-    wait(zoos)
-    pool.submit(_stack, configs, threads).result()
+    _all_done([pool.submit(_work, Job(c, until="zoo"), threads) for c in configs])
+    stack = pool.submit(_stack, configs, threads)
+    _all_done([stack])
+    stack.result()
 
 
-def needed(cfg: Config, chapters: list[str]) -> bool:
+def _all_done(futures: list[Future]) -> None:
+    """Wait for `futures` a second at a time: Ctrl-C delivered to another of the book's threads
+    (the pool's, the memory sampler's) does not wake a wait without a timeout."""
+    while wait(futures, timeout=1.0).not_done:
+        pass
+
+
+def needed(cfg: Config, chapters: tuple[str, ...]) -> bool:
     """Whether this build has a compute phase: a chapter of `CHAPTERS` is among `chapters`
     (the numbers of those to execute) and no Ray cluster makes the runs."""
     return any(n in CHAPTERS for n in chapters) and not cfg.analysis.ray_address
@@ -203,8 +212,7 @@ def run(
         confirming = not arms  # no arms (e.g. the original's generators): nothing to confirm
         while running:
             say(status_file, f"runs: {finished} of {total} done", DONE)
-            # with a timeout: Ctrl-C delivered to another of this process's threads does not
-            # wake a wait without one, and the book would stop only when a job ends
+            # a second at a time, as in `_all_done`
             done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
             for future in done:
                 job, finished = running.pop(future), finished + 1
